@@ -1,0 +1,33 @@
+"""Provider Admin: a web admin for the Kubernetes clusters that host developer workspaces."""
+from pathlib import Path
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the application: config, extensions, blueprints, database."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    from . import config, database, errors, web
+
+    config.load(app, test_config)
+    web.init_app(app)
+    database.init_app(app)
+    errors.init_app(app)
+    _register_blueprints(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from . import audit, auth, organizations, providers, users, workspaces
+    from .cli import cli
+
+    for module in (auth, workspaces, providers, organizations, users, audit):
+        app.register_blueprint(module.bp)
+    app.cli.add_command(cli)

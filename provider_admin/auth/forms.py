@@ -1,0 +1,19 @@
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Email, Length, Regexp
+
+USERNAME = Regexp(
+    r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$",
+    message="Use lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit.",
+)
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+class SetupForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
+    username = StringField("Username", validators=[DataRequired(), Length(max=64), USERNAME])
+    password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=200)])

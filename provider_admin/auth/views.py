@@ -1,0 +1,84 @@
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from .. import audit
+from ..extensions import db
+from ..models import Role, User
+from . import bp
+from .forms import LoginForm, SetupForm
+
+
+def _has_users() -> bool:
+    return db.session.scalar(db.select(User.id).limit(1)) is not None
+
+
+@bp.before_app_request
+def _setup_first():
+    """Until the first admin exists, every page leads to the setup page."""
+    from flask import current_app
+
+    if request.endpoint in ("auth.setup", "static") or current_app.config.get("_HAS_USERS"):
+        return None
+    if _has_users():
+        current_app.config["_HAS_USERS"] = True
+        return None
+    return redirect(url_for("auth.setup"))
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup():
+    """Create the first site admin."""
+    if _has_users():
+        return redirect(url_for("auth.login"))
+    form = SetupForm()
+    if form.validate_on_submit():
+        user = User(email=form.email.data.strip().lower(), username=form.username.data,
+                    role=Role.ADMIN.value)
+        user.set_password(form.password.data)
+        db.session.add(user)
+        db.session.flush()
+        audit.record("user.create", user, {"role": user.role}, actor=user)
+        db.session.commit()
+        login_user(user)
+        flash("Welcome! You are the site admin.", "success")
+        return redirect(url_for("providers.index"), code=303)
+    return render_template("auth/setup.html", form=form), 422 if form.errors else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in with email and password."""
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = db.session.scalar(db.select(User).filter_by(email=form.email.data.strip().lower()))
+        if user is None or not user.check_password(form.password.data) or not user.active:
+            form.password.errors.append("Wrong email or password, or the account is deactivated.")
+        else:
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")), code=303)
+    return render_template("auth/login.html", form=form), 422 if form.errors else 200
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    """Sign out."""
+    logout_user()
+    return redirect(url_for("auth.login"), code=303)
+
+
+@bp.route("/")
+def home():
+    """Managers start on the providers, everyone else on their workspaces."""
+    if current_user.is_authenticated and current_user.can_manage:
+        return redirect(url_for("providers.index"))
+    return redirect(url_for("workspaces.index"))
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site relative paths: never an open redirect.
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("auth.home")

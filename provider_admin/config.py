@@ -1,0 +1,75 @@
+"""Configuration layers: defaults, instance file, environment, test dict."""
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+
+class Defaults:
+    """Built-in defaults; every key can be overridden by PROVIDER_ADMIN_<KEY>."""
+
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # A page left open for a working day must still be able to submit.
+    WTF_CSRF_TIME_LIMIT = 24 * 3600
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    AUTO_MIGRATE = True
+    RUN_SCHEDULER = False
+    TRUSTED_HEADER = None
+    PROXY_FIX = False
+    PROXY_FIX_HOPS = 1
+    SITE_ACCESS_URL = "http://localhost:5000"
+    CHECK_INTERVAL = 30
+    CHECK_TIMEOUT = 5.0
+    CHECK_POOL_SIZE = 16
+    CHECK_FAILURE_THRESHOLD = 2
+    CHECK_PERMISSIONS_EVERY = 300
+    CHECK_BACKOFF_MAX = 300
+    CHECK_LEASE = 120
+    CHECK_HISTORY = 50
+    MAX_FORM_FIELD_BYTES = 64 * 1024
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the conventional postgres:// spellings and use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _key_file(instance: Path, name: str, make) -> str:
+    """Read a key from the instance folder, generating it (mode 0600) on first start."""
+    path = instance / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(make())
+    return path.read_text().strip()
+
+
+def load(app, test_config=None) -> None:
+    """Fill app.config from the layers, then derive what was not given."""
+    app.config.from_object(Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("PROVIDER_ADMIN")
+    if os.environ.get("DATABASE_URL"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    if test_config:
+        app.config.update(test_config)
+
+    instance = Path(app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    app.config.setdefault(
+        "SQLALCHEMY_DATABASE_URI", f"sqlite:///{instance / 'provider_admin.sqlite'}"
+    )
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(
+        app.config["SQLALCHEMY_DATABASE_URI"]
+    )
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _key_file(instance, "secret_key", lambda: secrets.token_hex(32))
+    if not app.config.get("ENCRYPTION_KEY"):
+        app.config["ENCRYPTION_KEY"] = _key_file(
+            instance, "encryption_key", lambda: Fernet.generate_key().decode()
+        )

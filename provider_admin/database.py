@@ -1,0 +1,25 @@
+"""Database binding and migrations at start."""
+import fcntl
+from pathlib import Path
+
+import flask_migrate
+from flask import Flask
+
+from .extensions import db, migrate
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def init_app(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS))
+    if app.config["AUTO_MIGRATE"]:
+        upgrade(app)
+
+
+def upgrade(app: Flask) -> None:
+    """Bring the schema up to date; a file lock keeps concurrent starts from racing."""
+    lock_path = Path(app.instance_path) / ".migrate.lock"
+    with open(lock_path, "w") as lock, app.app_context():
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        flask_migrate.upgrade(directory=str(MIGRATIONS))

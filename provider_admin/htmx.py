@@ -1,0 +1,31 @@
+"""The one place that decides between a full page and an HTMX fragment."""
+import json
+
+from flask import make_response, redirect, render_template, request
+
+
+def is_fragment_request() -> bool:
+    """An HTMX request that wants a fragment (boosted navigation wants the page)."""
+    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
+
+
+def render(page: str, fragment: str, status: int = 200, **context):
+    """Render the page, or only its fragment for HTMX; the response varies by HX-Request."""
+    template = fragment if is_fragment_request() else page
+    response = make_response(render_template(template, **context), status)
+    response.vary.add("HX-Request")
+    return response
+
+
+def done(location: str, *, event: str | None = None, fragment: str | None = None, **context):
+    """After a successful change: redirect a plain request (303); give HTMX the fragment."""
+    if not is_fragment_request():
+        return redirect(location, code=303)
+    body = render_template(fragment, **context) if fragment else ""
+    response = make_response(body, 200)
+    response.vary.add("HX-Request")
+    if event:
+        response.headers["HX-Trigger"] = json.dumps({event: True})
+    if fragment is None:
+        response.headers["HX-Redirect"] = location
+    return response

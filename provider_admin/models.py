@@ -1,0 +1,264 @@
+"""Database models (SQLAlchemy 2 typed mappings)."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(db.TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Role(str, enum.Enum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    MEMBER = "member"
+
+    @property
+    def label(self) -> str:
+        return {"admin": "Site admin", "manager": "Site manager", "member": "Member"}[self.value]
+
+
+class Status(str, enum.Enum):
+    PENDING = "pending"
+    READY = "ready"
+    ERROR = "error"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+organization_members = Table(
+    "organization_members",
+    db.metadata,
+    Column("organization_id", ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+provider_organizations = Table(
+    "provider_organizations",
+    db.metadata,
+    Column("provider_id", ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "organization_id", ForeignKey("organizations.id", ondelete="RESTRICT"), primary_key=True
+    ),
+)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    organizations: Mapped[list[Organization]] = relationship(
+        secondary=organization_members, back_populates="members", order_by="Organization.name"
+    )
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.active
+
+    @property
+    def role_label(self) -> str:
+        return Role(self.role).label
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role in (Role.ADMIN.value, Role.MANAGER.value)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN.value
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+
+class Organization(db.Model):
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    members: Mapped[list[User]] = relationship(
+        secondary=organization_members, back_populates="organizations", order_by="User.username"
+    )
+
+
+class Provider(db.Model):
+    __tablename__ = "providers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Connection. Credentials are Fernet-encrypted JSON ({"token": ...} or client cert/key).
+    cluster_address: Mapped[str | None] = mapped_column(String(2048))
+    namespace: Mapped[str] = mapped_column(String(63))
+    ca_cert: Mapped[str | None] = mapped_column(Text)
+    credentials_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    credentials_kind: Mapped[str | None] = mapped_column(String(16))  # token | client_cert
+    kubeconfig_context: Mapped[str | None] = mapped_column(String(253))
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    is_builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Features.
+    e2e_encryption: Mapped[bool] = mapped_column(Boolean, default=False)
+    external_ssh: Mapped[bool] = mapped_column(Boolean, default=False)
+    access_url: Mapped[str | None] = mapped_column(String(2048))
+    storage_class: Mapped[str | None] = mapped_column(String(253))
+    service_account: Mapped[str | None] = mapped_column(String(253))
+    # Scheduling; NULL affinity means the default affinity, {} means none.
+    pod_tolerations: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
+    pod_node_selector: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    service_account_annotations: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    affinity: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    # Cordon.
+    cordoned: Mapped[bool] = mapped_column(Boolean, default=False)
+    cordon_reason: Mapped[str | None] = mapped_column(String(500))
+    # Health.
+    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value, index=True)
+    status_category: Mapped[str | None] = mapped_column(String(32))
+    status_message: Mapped[str | None] = mapped_column(Text)
+    status_warnings: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
+    kube_version: Mapped[str | None] = mapped_column(String(64))
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_permissions_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped whenever anything shown in the provider's row changes; the badge poll compares it.
+    display_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Scheduler claim (lease) and next due time.
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Optimistic locking for concurrent edits.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    organizations: Mapped[list[Organization]] = relationship(
+        secondary=provider_organizations, order_by="Organization.name"
+    )
+    workspaces: Mapped[list[Workspace]] = relationship(back_populates="provider")
+    checks: Mapped[list[ProviderCheck]] = relationship(
+        back_populates="provider",
+        cascade="all, delete-orphan",
+        order_by="ProviderCheck.checked_at.desc()",
+        passive_deletes=True,
+    )
+
+    @property
+    def status_label(self) -> str:
+        return Status(self.status).label
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.credentials_encrypted is not None
+
+
+class ProviderCheck(db.Model):
+    """One health-check result; the history is trimmed to CHECK_HISTORY rows per provider."""
+
+    __tablename__ = "provider_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(
+        ForeignKey("providers.id", ondelete="CASCADE"), index=True
+    )
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    category: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(String(16), default="scheduled")
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+    provider: Mapped[Provider] = relationship(back_populates="checks")
+
+
+class Workspace(db.Model):
+    __tablename__ = "workspaces"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
+    )
+    provider_id: Mapped[int] = mapped_column(
+        ForeignKey("providers.id", ondelete="RESTRICT"), index=True
+    )
+    image: Mapped[str] = mapped_column(String(512))
+    cpu: Mapped[str] = mapped_column(String(16))
+    memory: Mapped[str] = mapped_column(String(16))
+    disk: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="building")
+    status_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User] = relationship()
+    organization: Mapped[Organization] = relationship()
+    provider: Mapped[Provider] = relationship(back_populates="workspaces")
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(254))  # kept when the user is gone
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    target_name: Mapped[str] = mapped_column(String(254))
+    changes: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))

@@ -1,0 +1,100 @@
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    PasswordField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+    URLField,
+)
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from .. import scheduling
+from ..validators import absolute_url, dns_label, dns_subdomain, pem_certificates
+
+SCHEDULING_PARSERS = {
+    "pod_tolerations": scheduling.parse_tolerations,
+    "pod_node_selector": scheduling.parse_node_selector,
+    "service_account_annotations": scheduling.parse_annotations,
+    "affinity": scheduling.parse_affinity,
+}
+
+
+class CheckboxListField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class JSONField(TextAreaField):
+    """A textarea holding JSON; `parsed` holds the validated value after validation."""
+
+    parsed = None
+
+    def pre_validate(self, form):
+        try:
+            self.parsed = SCHEDULING_PARSERS[self.name](self.data or "")
+        except scheduling.SchedulingError as error:
+            raise ValidationError(str(error))
+
+
+class ProviderForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(min=1, max=64)])
+    cluster_address = URLField(
+        "Cluster address", validators=[DataRequired(), Length(max=2048), absolute_url("https")]
+    )
+    namespace = StringField("Namespace", validators=[DataRequired(), dns_label])
+    ca_certificate = TextAreaField(
+        "CA certificate", validators=[Optional(), Length(max=64 * 1024), pem_certificates]
+    )
+    token = PasswordField("Service account token", validators=[Length(max=16 * 1024)])
+    organizations = CheckboxListField("Organizations", coerce=int)
+    e2e_encryption = BooleanField("Enable end-to-end encryption")
+    external_ssh = BooleanField("Enable external SSH connections")
+    access_url = URLField(
+        "Access URL", validators=[Optional(), Length(max=2048), absolute_url("http", "https")]
+    )
+    storage_class = StringField("Storage class", validators=[Optional(), dns_subdomain])
+    service_account = StringField("Service account", validators=[Optional(), dns_subdomain])
+    pod_tolerations = JSONField("Pod tolerations")
+    pod_node_selector = JSONField("Pod node selector")
+    service_account_annotations = JSONField("Service account annotations")
+    affinity = JSONField("Affinity")
+    version = HiddenField()
+
+    def __init__(self, *args, provider=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.provider = provider
+
+    def validate_name(self, field) -> None:
+        from ..extensions import db
+        from ..models import Provider
+
+        field.data = (field.data or "").strip()
+        query = db.select(Provider.id).filter(Provider.name == field.data)
+        if self.provider is not None:
+            query = query.filter(Provider.id != self.provider.id)
+        if db.session.scalar(query) is not None:
+            raise ValidationError(f'A provider named "{field.data}" already exists.')
+
+    def validate_token(self, field) -> None:
+        field.data = (field.data or "").strip()
+        if not field.data and (self.provider is None or not self.provider.has_credentials):
+            raise ValidationError("A service account token is required to reach the cluster.")
+        if any(c.isspace() for c in field.data):
+            raise ValidationError("A token has no spaces or line breaks; paste it in one piece.")
+
+
+class CordonForm(FlaskForm):
+    reason = StringField(
+        "Reason", validators=[DataRequired(message="Say why, so others know."), Length(max=500)]
+    )
+
+
+class ConfirmForm(FlaskForm):
+    """A button-only form: its CSRF token is all it carries."""
+
+
+class DeleteForm(FlaskForm):
+    remove_bootstrap = BooleanField("Also remove the bootstrap resources from the cluster")

@@ -1,0 +1,114 @@
+"""Provider changes: form to model, the guards, and what the audit log records."""
+import json
+
+from sqlalchemy import func
+
+from .. import crypto, scheduling
+from ..extensions import db
+from ..models import Organization, Provider, Workspace
+
+PLAIN_FIELDS = (
+    "name", "cluster_address", "namespace", "e2e_encryption", "external_ssh",
+    "access_url", "storage_class", "service_account",
+)
+SCHEDULING_FIELDS = tuple(
+    ("pod_tolerations", "pod_node_selector", "service_account_annotations", "affinity")
+)
+CONNECTION_FIELDS = {"cluster_address", "namespace", "ca_certificate", "token"}
+
+
+class Conflict(Exception):
+    """The provider changed since the form was opened."""
+
+
+def form_data(provider: Provider) -> dict:
+    """The values an edit form starts with (never the credentials)."""
+    data = {field: getattr(provider, field) for field in PLAIN_FIELDS}
+    data["ca_certificate"] = provider.ca_cert
+    data["organizations"] = [org.id for org in provider.organizations]
+    data["version"] = provider.version
+    for field in SCHEDULING_FIELDS:
+        value = getattr(provider, field)
+        if field == "affinity":
+            value = scheduling.effective_affinity(value)
+        data[field] = scheduling.dumps(value)
+    return data
+
+
+def organization_choices() -> list[tuple[int, str]]:
+    return [(o.id, o.name) for o in db.session.scalars(db.select(Organization).order_by(Organization.name))]
+
+
+def workspace_counts_by_org(provider: Provider) -> dict[int, int]:
+    rows = db.session.execute(
+        db.select(Workspace.organization_id, func.count())
+        .filter(Workspace.provider_id == provider.id)
+        .group_by(Workspace.organization_id)
+    )
+    return dict(rows.all())
+
+
+def allowlist_errors(provider: Provider, new_ids: set[int]) -> list[str]:
+    """An organization that still has workspaces here cannot leave the allowlist."""
+    if provider.id is None:
+        return []
+    counts = workspace_counts_by_org(provider)
+    errors = []
+    for org in provider.organizations:
+        if org.id not in new_ids and counts.get(org.id):
+            n = counts[org.id]
+            errors.append(
+                f"{org.name} still has {n} workspace{'s' if n != 1 else ''} on this provider: "
+                "delete them before removing it from the allowlist."
+            )
+    return errors
+
+
+def apply(provider: Provider, form) -> dict:
+    """Copy a validated form onto the provider; return the changes for the audit log."""
+    if provider.id is not None and str(provider.version) != (form.version.data or ""):
+        raise Conflict()
+    before = _snapshot(provider)
+    for field in PLAIN_FIELDS:
+        value = getattr(form, field).data
+        setattr(provider, field, value.strip() or None if isinstance(value, str) else value)
+    provider.ca_cert = (form.ca_certificate.data or "").strip() or None
+    if form.token.data:
+        provider.credentials_encrypted = crypto.encrypt(json.dumps({"token": form.token.data}))
+        provider.credentials_kind = "token"
+        provider.token_expires_at = _token_expiry(form.token.data)
+    for field in SCHEDULING_FIELDS:
+        value = getattr(form, field).parsed
+        if field == "affinity" and value == scheduling.DEFAULT_AFFINITY:
+            value = None  # keep "default" semantics when the default is saved back unchanged
+        setattr(provider, field, value)
+    wanted = set(form.organizations.data or [])
+    provider.organizations = [
+        org for org in db.session.scalars(db.select(Organization).filter(Organization.id.in_(wanted)))
+    ]
+    changes = _diff(before, _snapshot(provider))
+    if form.token.data:
+        changes["token"] = "(changed)"
+    provider.display_version = (provider.display_version or 0) + 1
+    return changes
+
+
+def connection_changed(changes: dict) -> bool:
+    return bool(CONNECTION_FIELDS & changes.keys())
+
+
+def _token_expiry(token: str):
+    from ..kube.connection import token_expiry
+
+    return token_expiry(token)
+
+
+def _snapshot(provider: Provider) -> dict:
+    snap = {field: getattr(provider, field) for field in PLAIN_FIELDS + SCHEDULING_FIELDS}
+    snap["ca_certificate"] = provider.ca_cert
+    snap["organizations"] = sorted(org.name for org in provider.organizations)
+    return snap
+
+
+def _diff(before: dict, after: dict) -> dict:
+    return {k: {"from": before[k], "to": after[k]} for k in after if before.get(k) != after[k]}

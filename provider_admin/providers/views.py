@@ -1,0 +1,151 @@
+from flask import flash, redirect, request, url_for
+from sqlalchemy.orm.exc import StaleDataError
+
+from .. import audit
+from ..extensions import db
+from ..htmx import done, is_fragment_request, render
+from ..models import Provider
+from . import bp, service
+from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
+from .queries import get_provider_or_404, list_providers, workspace_counts, workspaces_of
+
+
+@bp.get("/")
+def index():
+    """The list of providers with their status."""
+    return render(
+        "providers/index.html", "providers/_list.html",
+        providers=list_providers(), counts=workspace_counts(), confirm=ConfirmForm(),
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def create():
+    """Register a new provider; it starts Pending."""
+    form = ProviderForm()
+    form.organizations.choices = service.organization_choices()
+    if form.validate_on_submit():
+        provider = Provider()
+        changes = service.apply(provider, form)
+        db.session.add(provider)
+        db.session.flush()
+        audit.record("provider.create", provider, changes)
+        db.session.commit()
+        flash(f"Provider {provider.name} created.", "success")
+        return _saved(provider)
+    return _form(form, None)
+
+
+@bp.route("/<int:provider_id>/edit", methods=["GET", "POST"])
+def update(provider_id: int):
+    """Edit a provider; a save made by someone else in the meantime is a conflict."""
+    provider = get_provider_or_404(provider_id)
+    form = ProviderForm(provider=provider, data=service.form_data(provider))
+    form.organizations.choices = service.organization_choices()
+    if not form.validate_on_submit():
+        return _form(form, provider)
+    form.organizations.errors = service.allowlist_errors(provider, set(form.organizations.data))
+    if form.organizations.errors:
+        return _form(form, provider)
+    try:
+        changes = service.apply(provider, form)
+        audit.record("provider.update", provider, changes)
+        db.session.commit()
+    except (service.Conflict, StaleDataError):
+        db.session.rollback()
+        return _conflict(form, provider_id)
+    flash(f"Provider {provider.name} updated.", "success")
+    return _saved(provider)
+
+
+@bp.get("/<int:provider_id>/menu")
+def menu(provider_id: int):
+    """The actions menu of one row."""
+    provider = get_provider_or_404(provider_id)
+    return render("providers/menu.html", "providers/_menu.html", provider=provider, confirm=ConfirmForm())
+
+
+@bp.route("/<int:provider_id>/cordon", methods=["GET", "POST"])
+def cordon(provider_id: int):
+    """Stop new workspaces on a provider, keeping the ones it has."""
+    provider = get_provider_or_404(provider_id)
+    form = CordonForm()
+    if form.validate_on_submit():
+        provider.cordoned, provider.cordon_reason = True, form.reason.data.strip()
+        provider.display_version += 1
+        audit.record("provider.cordon", provider, {"reason": provider.cordon_reason})
+        db.session.commit()
+        flash(f"Provider {provider.name} cordoned: it takes no new workspaces.", "success")
+        return done(url_for(".index"), event="providersChanged", fragment="providers/_dialog_closed.html")
+    status = 422 if form.errors else 200
+    return render("providers/cordon.html", "providers/_cordon.html", status, provider=provider, form=form)
+
+
+@bp.post("/<int:provider_id>/uncordon")
+def uncordon(provider_id: int):
+    """Let a cordoned provider take new workspaces again."""
+    provider = get_provider_or_404(provider_id)
+    if ConfirmForm().validate_on_submit() and provider.cordoned:
+        provider.cordoned, provider.cordon_reason = False, None
+        provider.display_version += 1
+        audit.record("provider.uncordon", provider)
+        db.session.commit()
+        flash(f"Provider {provider.name} uncordoned.", "success")
+    return _row(provider)
+
+
+@bp.post("/<int:provider_id>/check")
+def check(provider_id: int):
+    """Check the provider's cluster now and show the result at once."""
+    from ..health import check_now
+
+    provider = get_provider_or_404(provider_id)
+    ConfirmForm().validate_on_submit() and check_now(provider)
+    return _row(provider)
+
+
+@bp.route("/<int:provider_id>/delete", methods=["GET", "POST"])
+def delete(provider_id: int):
+    """Delete a provider after confirmation; refused while it has workspaces."""
+    provider = get_provider_or_404(provider_id)
+    form = DeleteForm()
+    blocking = workspaces_of(provider)
+    if form.validate_on_submit() and not blocking and not provider.is_builtin:
+        audit.record("provider.delete", provider)
+        db.session.delete(provider)
+        db.session.commit()
+        flash(f"Provider {provider.name} deleted.", "success")
+        return done(url_for(".index"), event="providersChanged", fragment="providers/_dialog_closed.html")
+    status = 422 if request.method == "POST" else 200
+    return render("providers/delete.html", "providers/_delete.html", status,
+                  provider=provider, form=form, blocking=blocking,
+                  total=workspace_counts().get(provider.id, 0))
+
+
+def _form(form, provider, status=None, conflict=False):
+    status = status or (422 if form.errors else 200)
+    return render("providers/form.html", "providers/_form.html", status,
+                  form=form, provider=provider, conflict=conflict)
+
+
+def _conflict(form, provider_id):
+    """Keep what the user typed; take the current version so a second save wins knowingly."""
+    current = get_provider_or_404(provider_id)
+    form.version.data = str(current.version)
+    return _form(form, current, status=409, conflict=True)
+
+
+def _saved(provider):
+    response = done(url_for(".index"), event="providersChanged", fragment="providers/_saved.html",
+                    provider=provider)
+    if is_fragment_request():
+        response.headers["HX-Push-Url"] = url_for(".index")
+    return response
+
+
+def _row(provider):
+    """A row action answers HTMX with the updated row, a plain request with the list."""
+    if not is_fragment_request():
+        return redirect(url_for(".index"), code=303)
+    return render("providers/index.html", "providers/_row.html", provider=provider,
+                  count=workspace_counts().get(provider.id, 0), confirm=ConfirmForm())

@@ -1,0 +1,9 @@
+from flask import Blueprint
+
+from ..auth.roles import require_roles
+from ..models import Role
+
+bp = Blueprint("users", __name__, url_prefix="/manage/users")
+require_roles(bp, Role.ADMIN.value)
+
+from . import views  # noqa: E402,F401

@@ -1,0 +1,41 @@
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
+
+from ..auth.forms import USERNAME
+from ..extensions import db
+from ..models import Role, User
+from ..providers.forms import CheckboxListField
+
+ROLE_CHOICES = [(r.value, r.label) for r in Role]
+
+
+class UserForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
+    username = StringField("Username", validators=[DataRequired(), Length(max=64), USERNAME])
+    password = PasswordField("Password", validators=[Optional(), Length(min=8, max=200)])
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    organizations = CheckboxListField("Organizations", coerce=int)
+    active = BooleanField("Active", default=True)
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def _unique(self, column, value: str, label: str) -> None:
+        query = db.select(User.id).filter(column == value)
+        if self.user is not None:
+            query = query.filter(User.id != self.user.id)
+        if db.session.scalar(query) is not None:
+            raise ValidationError(f"Another user has this {label}.")
+
+    def validate_email(self, field) -> None:
+        field.data = field.data.strip().lower()
+        self._unique(User.email, field.data, "email")
+
+    def validate_username(self, field) -> None:
+        self._unique(User.username, field.data, "username")
+
+    def validate_password(self, field) -> None:
+        if self.user is None and not field.data:
+            raise ValidationError("Set an initial password.")

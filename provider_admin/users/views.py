@@ -1,0 +1,74 @@
+from flask import abort, flash, url_for
+from flask_login import current_user
+from sqlalchemy.orm import selectinload
+
+from .. import audit
+from ..extensions import db
+from ..htmx import done, render
+from ..models import Organization, Role, User
+from . import bp
+from .forms import UserForm
+
+
+@bp.get("/")
+def index():
+    """All users with their role and organizations."""
+    users = db.session.scalars(
+        db.select(User).options(selectinload(User.organizations)).order_by(User.username)
+    ).all()
+    return render("users/index.html", "users/_list.html", users=users)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def create():
+    """Create a user with a role and organizations."""
+    form = _form(UserForm())
+    if form.validate_on_submit():
+        user = User()
+        changes = _apply(user, form)
+        db.session.add(user)
+        db.session.flush()
+        audit.record("user.create", user, changes)
+        db.session.commit()
+        flash(f"User {user.username} created.", "success")
+        return done(url_for(".index"))
+    return render("users/form.html", "users/_form.html", 422 if form.errors else 200, form=form, user=None)
+
+
+@bp.route("/<int:user_id>/edit", methods=["GET", "POST"])
+def update(user_id: int):
+    """Change a user's role, organizations, status or password."""
+    user = db.session.get(User, user_id) or abort(404)
+    form = _form(UserForm(user=user, obj=user, data={"organizations": [o.id for o in user.organizations]}))
+    if form.validate_on_submit():
+        if user.id == current_user.id and (form.role.data != Role.ADMIN.value or not form.active.data):
+            form.role.errors.append("You cannot remove your own admin role or deactivate yourself.")
+        else:
+            audit.record("user.update", user, _apply(user, form))
+            db.session.commit()
+            flash(f"User {user.username} updated.", "success")
+            return done(url_for(".index"))
+    return render("users/form.html", "users/_form.html", 422 if form.errors else 200, form=form, user=user)
+
+
+def _form(form: UserForm) -> UserForm:
+    form.organizations.choices = [
+        (o.id, o.name) for o in db.session.scalars(db.select(Organization).order_by(Organization.name))
+    ]
+    return form
+
+
+def _apply(user: User, form: UserForm) -> dict:
+    before = {"email": user.email, "username": user.username, "role": user.role, "active": user.active,
+              "organizations": sorted(o.name for o in user.organizations)}
+    user.email, user.username = form.email.data, form.username.data
+    user.role, user.active = form.role.data, form.active.data
+    user.organizations = list(db.session.scalars(
+        db.select(Organization).filter(Organization.id.in_(form.organizations.data or []))))
+    after = {"email": user.email, "username": user.username, "role": user.role, "active": user.active,
+             "organizations": sorted(o.name for o in user.organizations)}
+    changes = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
+    if form.password.data:
+        user.set_password(form.password.data)
+        changes["password"] = "(changed)"
+    return changes

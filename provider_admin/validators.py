@@ -1,0 +1,59 @@
+"""Field validators shared by several forms (Kubernetes names, URLs, PEM)."""
+import re
+from urllib.parse import urlsplit
+
+from wtforms.validators import ValidationError
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def dns_label(form, field) -> None:
+    value = (field.data or "").strip()
+    if value and (len(value) > 63 or not DNS1123_LABEL.match(value)):
+        raise ValidationError(
+            "Must be a DNS-1123 label: at most 63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit."
+        )
+
+
+def dns_subdomain(form, field) -> None:
+    value = (field.data or "").strip()
+    if value and (len(value) > 253 or not DNS1123_SUBDOMAIN.match(value)):
+        raise ValidationError(
+            "Must be a valid Kubernetes name: lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit, at most 253 characters."
+        )
+
+
+def absolute_url(*schemes: str):
+    def check(form, field) -> None:
+        value = (field.data or "").strip()
+        if not value:
+            return
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValidationError(
+                f"Must be an absolute {' or '.join(schemes)} URL, e.g. {schemes[-1]}://example.com"
+            )
+        try:
+            parts.port
+        except ValueError:
+            raise ValidationError("The port in this URL is not a number from 0 to 65535.")
+
+    return check
+
+
+def pem_certificates(form, field) -> None:
+    from cryptography import x509
+
+    value = (field.data or "").strip()
+    if not value:
+        return
+    try:
+        x509.load_pem_x509_certificates(value.encode())
+    except ValueError:
+        raise ValidationError(
+            "Not a PEM certificate: paste the text from -----BEGIN CERTIFICATE----- "
+            "to -----END CERTIFICATE-----."
+        )
