@@ -1,4 +1,5 @@
 """Provider Admin: a web admin for the Kubernetes clusters that host developer workspaces."""
+import os
 from pathlib import Path
 
 from flask import Flask
@@ -11,6 +12,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(
         __name__,
         instance_relative_config=True,
+        instance_path=os.environ.get("PROVIDER_ADMIN_INSTANCE_PATH") or None,
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )

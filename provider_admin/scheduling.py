@@ -50,8 +50,7 @@ _NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _INT_RE = re.compile(r"[-+]?[0-9]+")
-_NAME_RULE = ("at most 63 characters of letters, digits, '-', '_' or '.', "
-              "starting and ending with a letter or digit")
+_NAME_RULE = "at most 63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 
 
 def _qualified_name_problem(key, shown=None):
@@ -75,10 +74,10 @@ def _label_value_problem(value):
     return None
 
 
-def _dns_label_problem(value):
+def _namespace_problem(value):
     if len(value) > 63 or not _DNS_LABEL_RE.fullmatch(value):
-        return (f"invalid namespace {_q(value)}: it must be at most 63 lowercase letters, "
-                "digits or '-', starting and ending with a letter or digit")
+        return (f"invalid namespace {_q(value)}: it must be at most 63 lowercase letters, digits or '-', "
+                "starting and ending with a letter or digit")
     return None
 
 
@@ -113,12 +112,12 @@ def _template_problem(value):
     return None
 
 
-def template_variables_in(value):
+def template_variables_in(value: str) -> list[str]:
     """The allowed variables a value uses, each once, in order of first use."""
     return list(dict.fromkeys(m.group(1) for m in _ALLOWED_ACTION_RE.finditer(value)))
 
 
-def render_annotation(value, variables):
+def render_annotation(value: str, variables: dict[str, str]) -> str:
     """Substitutes {{ .Var }} with variables["Var"]; all other text is copied unchanged."""
     def substitute(match):
         if match.group(1) not in variables:
@@ -145,8 +144,7 @@ def _string(problem=None):
     def validate(value, path):
         if not isinstance(value, str):
             _fail(path, f"must be a string, got {_kind(value)}")
-        message = problem and problem(value)
-        if message:
+        if problem and (message := problem(value)):
             _fail(path, message)
     return validate
 
@@ -180,16 +178,15 @@ def _map(key_problem, value_problem):
         if not isinstance(value, dict):
             _fail(path, f"must be an object, got {_kind(value)}")
         for key, element in value.items():
-            if key_problem(key):
-                _fail(path, key_problem(key))
+            if message := key_problem(key):
+                _fail(path, message)
             where = f"{path}[{_q(key)}]" if path else _q(key)
             if not isinstance(element, str):
                 # YAML habits (8, true) are the usual cause; Kubernetes only takes strings here.
                 fix = ('; use "" for an empty value' if element is None else "" if isinstance(element, (dict, list))
                        else f"; put it in double quotes: {_q(_q(element))}")
                 _fail(where, f"the value must be a string, got {_kind(element)}{fix}")
-            message = value_problem(element)
-            if message:
+            if message := value_problem(element):
                 _fail(where, message)
     return validate
 
@@ -283,7 +280,7 @@ _LABEL_SELECTOR = _object({
 _POD_AFFINITY_TERM = _object({
     "labelSelector": _LABEL_SELECTOR,
     "namespaceSelector": _LABEL_SELECTOR,
-    "namespaces": _list(_string(_dns_label_problem)),
+    "namespaces": _list(_string(_namespace_problem)),
     "topologyKey": _LABEL_KEY,
     "matchLabelKeys": _list(_LABEL_KEY),
     "mismatchLabelKeys": _list(_LABEL_KEY),
@@ -365,7 +362,7 @@ def _open_brackets(text):
 
 
 def _explain(error, text, field):
-    """Why `text` is not JSON, with a hint for the mistakes people make when copying snippets."""
+    """Where and why `text` is not JSON, with hints for the mistakes people make copying snippets."""
     pos, char, rest = error.pos, text[error.pos:error.pos + 1], text[error.pos:].strip()
     reason = next((plain for prefix, plain in _REASONS if error.msg.startswith(prefix)), error.msg)
     stack, previous = _open_brackets(text[:pos]), text[:pos].rstrip()[-1:]
@@ -373,6 +370,7 @@ def _explain(error, text, field):
     if not rest and stack:
         closers = "".join("]" if b == "[" else "}" for b in reversed(stack))
         reason = f"the text ends too early; close the open brackets with {closers}"
+        pos = len(text.rstrip())  # right after the last character, not on a trailing blank line
     elif char in "'\u2018\u2019\u201c\u201d":
         hints.append('JSON needs straight double quotes (") around strings and field names')
     elif previous == "," and char in "]}" or error.msg == "Extra data" and rest == ",":
@@ -391,11 +389,11 @@ def _explain(error, text, field):
     others = [k for k in _FIELDS if k != field.key and re.search(f'"{k}"\\s*:', text)]
     if others:
         hints.append(f"the text also holds {_or(others, 'and')}: each of those has its own field")
-    return "; ".join([reason] + hints) + "."
+    return f"{_where(text, pos)}: {'; '.join([reason] + hints)}."
 
 
 def _decode(text):
-    def pairs(items):
+    def pairs(items):  # Kubernetes' strict decoding rejects duplicates; json would keep the last one
         seen = {}
         for key, value in items:
             if key in seen:
@@ -419,7 +417,7 @@ def _load(text, field):
     pasted = _PASTED_KEY_RE.match(text)
     owner = pasted and _FIELDS.get(_KEY_ALIASES.get(pasted.group(1)))
     if not owner:
-        raise SchedulingError(f"Invalid JSON at {_where(text, first.pos)}: {_explain(first, text, field)}") from None
+        raise SchedulingError(f"Invalid JSON at {_explain(first, text, field)}") from None
     key, at = pasted.group(1), f"Invalid JSON at {_where(text, pasted.start(1) - 1)}"
     if owner is not field:
         raise SchedulingError(f'{at}: this is the "{key}" setting, which goes in the {owner.label} field; '
@@ -430,9 +428,10 @@ def _load(text, field):
     try:
         value = _decode(value_only)
     except json.JSONDecodeError as error:
-        raise SchedulingError(f"{head}; it should look like {field.example}. Then, at "
-                              f"{_where(text, error.pos)}: {_explain(error, value_only, field)}") from None
-    raise SchedulingError(f"{head}, that is: {_q(value)}.{field.note}")
+        raise SchedulingError(f"{head}; it should look like {field.example}. "
+                              f"Then, at {_explain(error, value_only, field)}") from None
+    shown = _q(value)
+    raise SchedulingError(f"{head}{', that is: ' + shown if len(shown) <= 200 else ''}.{field.note}")
 
 
 def _parse(text, key):
@@ -451,30 +450,30 @@ def _parse(text, key):
     return value
 
 
-def parse_tolerations(text):
+def parse_tolerations(text: str) -> list | None:
     """A list of Kubernetes Tolerations, or None when the field is blank."""
     return _parse(text, "pod_tolerations")
 
 
-def parse_node_selector(text):
+def parse_node_selector(text: str) -> dict | None:
     """A map of node label to value, or None when the field is blank."""
     return _parse(text, "pod_node_selector")
 
 
-def parse_annotations(text):
+def parse_annotations(text: str) -> dict | None:
     """A map of annotation to value (values may use template variables), or None when blank."""
     return _parse(text, "service_account_annotations")
 
 
-def parse_affinity(text):
+def parse_affinity(text: str) -> dict | None:
     """A Kubernetes Affinity; None (blank) means DEFAULT_AFFINITY, {} means no affinity."""
     return _parse(text, "affinity")
 
 
-def effective_affinity(stored):
+def effective_affinity(stored: dict | None) -> dict:
     return copy.deepcopy(DEFAULT_AFFINITY) if stored is None else stored
 
 
-def dumps(value):
+def dumps(value) -> str:
     """The stored value as shown back in the form; keys sorted so it is the same on every database."""
     return "" if value is None else json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

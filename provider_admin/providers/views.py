@@ -32,6 +32,7 @@ def create():
         audit.record("provider.create", provider, changes)
         db.session.commit()
         flash(f"Provider {provider.name} created.", "success")
+        _flash_e2e_notice(changes)
         return _saved(provider)
     return _form(form, None)
 
@@ -55,6 +56,7 @@ def update(provider_id: int):
         db.session.rollback()
         return _conflict(form, provider_id)
     flash(f"Provider {provider.name} updated.", "success")
+    _flash_e2e_notice(changes)
     return _saved(provider)
 
 
@@ -120,6 +122,12 @@ def delete(provider_id: int):
     return render("providers/delete.html", "providers/_delete.html", status,
                   provider=provider, form=form, blocking=blocking,
                   total=workspace_counts().get(provider.id, 0))
+
+
+def _flash_e2e_notice(changes: dict) -> None:
+    if changes.get("e2e_encryption", {}).get("to"):
+        flash("End-to-end encryption is on: users who connect over SSH must rerun "
+              "coder config-ssh to regenerate their SSH configuration.", "info")
 
 
 def _form(form, provider, status=None, conflict=False):

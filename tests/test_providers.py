@@ -1,0 +1,364 @@
+"""The Workspace providers pages: list, create, edit, validation, guards, HTMX and CSRF."""
+import json
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from provider_admin import crypto, scheduling
+from provider_admin.extensions import db
+from provider_admin.models import AuditEvent, Provider, Workspace
+
+SEED_TOLERATIONS = '''"pod_tolerations": [
+    "key": "com.coder.workspace",
+    "operator": "Exists",
+    "effect": "NoSchedule"
+"pod_node_selector": {},'''
+SEED_ANNOTATIONS = '''"service_account_annotations": {
+  "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}"'''
+SEED_AFFINITY = '''"affinity": {
+      "podAffinity": {
+          "preferredDuringSchedulingIgnoredDuringExecution": [
+                  "weight": 1,
+                  "podAffinityTerm": {
+                      "labelSelector": {
+                          "matchLabels": {
+                              "com.coder.resource": "true"
+                      "topologyKey": "kubernetes.io/hostname"'''
+
+
+def form(**overrides):
+    data = {
+        "name": "east",
+        "cluster_address": "https://k8s.example.com:6443",
+        "namespace": "workspaces",
+        "token": "sa-token-123",
+        "pod_tolerations": "",
+        "pod_node_selector": "",
+        "service_account_annotations": "",
+        "affinity": "",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def edit_form(provider, **overrides):
+    data = form(name=provider.name, cluster_address=provider.cluster_address,
+                namespace=provider.namespace, token="", version=str(provider.version))
+    data.update(overrides)
+    return data
+
+
+def field_errors(html: str, field: str) -> str:
+    match = re.search(rf'id="{field}-error">(.*?)</div>', html, re.S)
+    return match.group(1) if match else ""
+
+
+@pytest.fixture
+def admin(actions):
+    return actions.login()
+
+
+def test_empty_list(admin, client):
+    response = client.get("/manage/providers/")
+    assert response.status_code == 200
+    assert "Workspace providers" in response.text
+    assert "No workspace providers yet" in response.text
+    assert "Create provider" in response.text
+
+
+def test_create_stores_encrypted_token_and_starts_pending(admin, actions, make_org):
+    org = make_org("Acme")
+    response = actions.post("/manage/providers/new", form(organizations=str(org.id)))
+    assert response.status_code == 303
+    provider = db.session.scalar(sa.select(Provider))
+    assert provider.status == "pending"
+    assert [o.name for o in provider.organizations] == ["Acme"]
+    assert b"sa-token-123" not in provider.credentials_encrypted
+    assert json.loads(crypto.decrypt(provider.credentials_encrypted)) == {"token": "sa-token-123"}
+    page = actions.client.get("/manage/providers/").text
+    assert 'class="badge badge-pending">Pending<' in page
+    assert "Actions for east" in page
+    event = db.session.scalar(sa.select(AuditEvent).filter_by(action="provider.create"))
+    assert event.changes["token"] == "(redacted)"
+
+
+def test_create_over_htmx_answers_with_event_and_fragment(admin, actions):
+    response = actions.post("/manage/providers/new", form(), htmx=True)
+    assert response.status_code == 200
+    assert json.loads(response.headers["HX-Trigger"]) == {"providersChanged": True}
+    assert "HX-Request" in response.headers["Vary"]
+    assert "<html" not in response.text
+    assert 'hx-swap-oob="innerHTML"' in response.text and "Provider east created." in response.text
+
+
+def test_token_is_never_sent_back_and_blank_keeps_it(admin, actions, client):
+    actions.post("/manage/providers/new", form())
+    provider = db.session.scalar(sa.select(Provider))
+    page = client.get(f"/manage/providers/{provider.id}/edit").text
+    assert "sa-token-123" not in page
+    assert "A token is set" in page
+    response = actions.post(f"/manage/providers/{provider.id}/edit",
+                            edit_form(provider, storage_class="fast-ssd"))
+    assert response.status_code == 303
+    db.session.refresh(provider)
+    assert provider.storage_class == "fast-ssd"
+    assert json.loads(crypto.decrypt(provider.credentials_encrypted)) == {"token": "sa-token-123"}
+
+
+def test_new_provider_needs_a_token(admin, actions):
+    response = actions.post("/manage/providers/new", form(token=""))
+    assert response.status_code == 422
+    assert "token is required" in field_errors(response.text, "token")
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Provider)) == 0
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("name", "", "This field is required"),
+    ("name", "x" * 65, "between 1 and 64"),
+    ("cluster_address", "http://k8s.example.com", "absolute https URL"),
+    ("cluster_address", "k8s.example.com", "absolute https URL"),
+    ("namespace", "Bad_Namespace", "DNS-1123 label"),
+    ("ca_certificate", "not a certificate", "Not a PEM certificate"),
+    ("access_url", "ftp://example.com", "absolute http or https URL"),
+    ("storage_class", "Fast SSD", "valid Kubernetes name"),
+    ("service_account", "-sa", "valid Kubernetes name"),
+    ("token", "two words", "no spaces"),
+    ("pod_tolerations", SEED_TOLERATIONS, "without the &#34;pod_tolerations&#34;: key"),
+    ("pod_tolerations", '[{"key": "a", "operator": "Exist"}]', "unknown operator"),
+    ("pod_tolerations", '[{"key": "a", "operator": "Exists", "effect": "NoSchedul"}]', "NoSchedule"),
+    ("pod_tolerations", '{"key": "a"}', "list"),
+    ("pod_node_selector", '{"disktype": 1}', "disktype"),
+    ("pod_node_selector", '{"bad key!": "x"}', "bad key!"),
+    ("pod_node_selector", "[1, 2", "line 1, column"),
+    ("service_account_annotations", SEED_ANNOTATIONS, "service_account_annotations"),
+    ("service_account_annotations", '{"a": "{{ .Password }}"}', "Password"),
+    ("affinity", SEED_AFFINITY, "affinity"),
+    ("affinity", '{"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "podAffinityTerm": {"topologyKey": "x"}}]}}', "weight"),
+    ("affinity", '{"nodeAffinity": {"unknownField": 1}}', "unknownField"),
+    ("affinity", "[" * 70000, "KiB"),
+])
+def test_bad_input_is_reported_at_its_field_and_nothing_is_saved(admin, actions, make_provider,
+                                                                   field, value, message):
+    provider = make_provider("east", credentials_encrypted=b"x")
+    before = (provider.name, provider.version)
+    response = actions.post(f"/manage/providers/{provider.id}/edit",
+                            edit_form(provider, **{field: value}), htmx=True)
+    assert response.status_code == 422
+    assert message in field_errors(response.text, field), response.text
+    assert "Nothing was saved" in response.text
+    assert 'id="provider-form"' in response.text and "<html" not in response.text
+    db.session.refresh(provider)
+    assert (provider.name, provider.version) == before
+
+
+def test_duplicate_name_is_refused(admin, actions, make_provider):
+    make_provider("east")
+    response = actions.post("/manage/providers/new", form(name="east"))
+    assert response.status_code == 422
+    assert "already exists" in field_errors(response.text, "name")
+
+
+def test_unset_affinity_shows_the_default_and_empty_object_clears_it(admin, actions, client,
+                                                                     make_provider):
+    provider = make_provider("east", credentials_encrypted=b"x")
+    page = client.get(f"/manage/providers/{provider.id}/edit").text
+    assert "com.coder.resource" in page and "kubernetes.io/hostname" in page
+    default = scheduling.dumps(scheduling.DEFAULT_AFFINITY)
+    actions.post(f"/manage/providers/{provider.id}/edit", edit_form(provider, affinity=default))
+    db.session.refresh(provider)
+    assert provider.affinity is None  # saving the default back keeps "default"
+    actions.post(f"/manage/providers/{provider.id}/edit", edit_form(provider, affinity="{}"))
+    db.session.refresh(provider)
+    assert provider.affinity == {}
+    page = client.get(f"/manage/providers/{provider.id}/edit").text
+    assert "com.coder.resource" not in page
+
+
+def test_scheduling_fields_are_stored_parsed(admin, actions, make_provider):
+    provider = make_provider("east", credentials_encrypted=b"x")
+    response = actions.post(f"/manage/providers/{provider.id}/edit", edit_form(
+        provider,
+        pod_tolerations='[{"key": "com.coder.workspace", "operator": "Exists", "effect": "NoSchedule"}]',
+        pod_node_selector='{"disktype": "ssd"}',
+        service_account_annotations='{"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}"}',
+    ))
+    assert response.status_code == 303
+    db.session.refresh(provider)
+    assert provider.pod_tolerations == [
+        {"key": "com.coder.workspace", "operator": "Exists", "effect": "NoSchedule"}]
+    assert provider.pod_node_selector == {"disktype": "ssd"}
+    assert provider.service_account_annotations["eks.amazonaws.com/role-arn"].endswith("{{.UserEmail}}")
+
+
+def test_concurrent_edit_is_a_conflict_not_an_overwrite(admin, actions, make_provider):
+    provider = make_provider("east", credentials_encrypted=b"x")
+    opened = edit_form(provider)  # both admins opened the form at version 1
+    first = actions.post(f"/manage/providers/{provider.id}/edit", {**opened, "storage_class": "gold"})
+    assert first.status_code == 303
+    second = actions.post(f"/manage/providers/{provider.id}/edit", {**opened, "storage_class": "silver"})
+    assert second.status_code == 409
+    assert "Someone else saved this provider" in second.text
+    assert 'value="silver"' in second.text  # what the user typed is kept
+    db.session.refresh(provider)
+    assert provider.storage_class == "gold"
+    version = re.search(r'id="version" name="version" type="hidden" value="(\d+)"', second.text).group(1)
+    third = actions.post(f"/manage/providers/{provider.id}/edit",
+                         {**opened, "storage_class": "silver", "version": version})
+    assert third.status_code == 303
+    db.session.refresh(provider)
+    assert provider.storage_class == "silver"
+
+
+def _workspace(provider, org, owner, name="ws1"):
+    ws = Workspace(name=name, owner=owner, organization=org, provider=provider, image="img",
+                   cpu="1", memory="1Gi", disk="10Gi", status="running")
+    db.session.add(ws)
+    db.session.commit()
+    return ws
+
+
+def test_organization_with_workspaces_cannot_leave_the_allowlist(admin, actions, make_org,
+                                                                  make_provider):
+    acme, beta = make_org("Acme"), make_org("Beta")
+    provider = make_provider("east", organizations=[acme, beta], credentials_encrypted=b"x")
+    _workspace(provider, acme, admin)
+    _workspace(provider, acme, admin, "ws2")
+    response = actions.post(f"/manage/providers/{provider.id}/edit",
+                            edit_form(provider, organizations=str(beta.id)))
+    assert response.status_code == 422
+    assert "Acme still has 2 workspaces on this provider" in field_errors(response.text, "organizations")
+    db.session.refresh(provider)
+    assert {o.name for o in provider.organizations} == {"Acme", "Beta"}
+    response = actions.post(f"/manage/providers/{provider.id}/edit",
+                            edit_form(provider, organizations=str(acme.id)))
+    assert response.status_code == 303
+    db.session.refresh(provider)
+    assert [o.name for o in provider.organizations] == ["Acme"]
+
+
+def test_empty_allowlist_is_allowed_with_a_warning(admin, client, make_provider):
+    provider = make_provider("east", credentials_encrypted=b"x")
+    page = client.get(f"/manage/providers/{provider.id}/edit").text
+    assert "nobody can provision workspaces on this provider" in page
+    assert "None: nobody can provision" in client.get("/manage/providers/").text
+
+
+def test_enabling_end_to_end_encryption_tells_about_config_ssh(admin, actions, client, make_provider):
+    provider = make_provider("east", credentials_encrypted=b"x")
+    actions.post(f"/manage/providers/{provider.id}/edit", edit_form(provider, e2e_encryption="y"))
+    page = client.get("/manage/providers/").text
+    assert "rerun coder config-ssh" in page
+
+
+def test_delete_asks_then_deletes(admin, actions, client, make_provider):
+    provider = make_provider("east")
+    dialog = actions.htmx_get(f"/manage/providers/{provider.id}/delete")
+    assert dialog.status_code == 200
+    assert 'role="dialog"' in dialog.text and "Delete provider east?" in dialog.text
+    assert ">Delete</button>" in dialog.text and ">Cancel</a>" in dialog.text
+    response = actions.post(f"/manage/providers/{provider.id}/delete", htmx=True)
+    assert response.status_code == 200
+    assert json.loads(response.headers["HX-Trigger"]) == {"providersChanged": True}
+    assert db.session.get(Provider, provider.id) is None
+    assert db.session.scalar(sa.select(AuditEvent).filter_by(action="provider.delete"))
+
+
+def test_delete_is_refused_while_workspaces_remain(admin, actions, make_org, make_provider):
+    org = make_org("Acme")
+    provider = make_provider("east", organizations=[org])
+    _workspace(provider, org, admin, "my-ws")
+    response = actions.post(f"/manage/providers/{provider.id}/delete")
+    assert response.status_code == 422
+    assert "still has 1 workspace" in response.text and "my-ws" in response.text
+    assert db.session.get(Provider, provider.id) is not None
+
+
+def test_cordon_needs_a_reason_and_uncordon_restores(admin, actions, client, make_provider):
+    provider = make_provider("east")
+    response = actions.post(f"/manage/providers/{provider.id}/cordon", {"reason": ""}, htmx=True)
+    assert response.status_code == 422 and "Say why" in response.text
+    response = actions.post(f"/manage/providers/{provider.id}/cordon", {"reason": "Node upgrade"})
+    assert response.status_code == 303
+    page = client.get("/manage/providers/").text
+    assert ">Cordoned<" in page and "Node upgrade" in page
+    menu = actions.htmx_get(f"/manage/providers/{provider.id}/menu").text
+    assert ">Uncordon</button>" in menu and ">Cordon</a>" not in menu
+    row = actions.post(f"/manage/providers/{provider.id}/uncordon", htmx=True)
+    assert row.status_code == 200 and row.text.lstrip().startswith(f'<tr id="provider-row-{provider.id}"')
+    assert ">Cordoned<" not in row.text
+
+
+@pytest.mark.parametrize("path, fragment_marker", [
+    ("menu", 'role="menu"'),
+    ("edit", 'id="provider-form"'),
+    ("delete", 'role="dialog"'),
+    ("cordon", 'role="dialog"'),
+])
+def test_fragments_for_htmx_and_pages_without(admin, actions, client, make_provider, path,
+                                              fragment_marker):
+    provider = make_provider("east")
+    fragment = actions.htmx_get(f"/manage/providers/{provider.id}/{path}")
+    page = client.get(f"/manage/providers/{provider.id}/{path}")
+    for response in (fragment, page):
+        assert response.status_code == 200
+        assert fragment_marker in response.text
+        assert "HX-Request" in response.headers["Vary"]
+    assert "<html" not in fragment.text and "<html" in page.text
+    boosted = client.get(f"/manage/providers/{provider.id}/{path}",
+                         headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert "<html" in boosted.text
+
+
+def test_menu_lists_the_actions(admin, actions, make_provider):
+    provider = make_provider("east")
+    menu = actions.htmx_get(f"/manage/providers/{provider.id}/menu").text
+    for item in (">Edit</a>", ">Check now</button>", ">Cordon</a>", ">Delete</a>"):
+        assert item in menu
+    assert 'aria-label="Actions for east"' in actions.client.get("/manage/providers/").text
+
+
+def test_htmx_change_without_csrf_header_is_refused(admin, client, make_provider):
+    provider = make_provider("east")
+    response = client.post(f"/manage/providers/{provider.id}/cordon", data={"reason": "x"},
+                           headers={"HX-Request": "true"})
+    assert response.status_code == 400
+    assert response.headers["HX-Retarget"] == "#flashes"
+    assert "could not be verified" in response.text
+    db.session.refresh(provider)
+    assert not provider.cordoned
+
+
+def test_cluster_error_messages_are_escaped(admin, client, make_provider):
+    make_provider("east", status="error", status_message='<script>alert("x")</script>')
+    page = client.get("/manage/providers/").text
+    assert '<script>alert("x")</script>' not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_unknown_provider_is_404(admin, client):
+    assert client.get("/manage/providers/999/edit").status_code == 404
+
+
+@pytest.mark.parametrize("count", [5, 200])
+def test_list_uses_a_constant_number_of_queries(admin, client, app, make_org, count):
+    orgs = [make_org(f"org{i}") for i in range(3)]
+    db.session.add_all(Provider(name=f"p{i:03}", namespace="ws", cluster_address="https://k",
+                                organizations=orgs[: i % 4]) for i in range(count))
+    db.session.commit()
+    statements = []
+
+    def count_statement(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count_statement)
+    try:
+        response = client.get("/manage/providers/")
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count_statement)
+    assert response.status_code == 200
+    assert response.text.count('<tr id="provider-row-') == count
+    provider_queries = [s for s in statements if "FROM providers" in s or "provider_organizations" in s
+                        or "FROM workspaces" in s]
+    assert len(provider_queries) == 3, provider_queries
+    assert len(statements) <= 5, statements
