@@ -17,12 +17,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         static_folder=str(ROOT / "static"),
     )
     from . import config, database, errors, web
+    from .checks import scheduler
 
     config.load(app, test_config)
     web.init_app(app)
     database.init_app(app)
     errors.init_app(app)
     _register_blueprints(app)
+    scheduler.init_app(app)
     return app
 
 

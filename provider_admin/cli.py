@@ -1,11 +1,19 @@
 """Command-line tools: `flask --app app users create ...` for scripted installs."""
+from types import SimpleNamespace
+
 import click
+from email_validator import EmailNotValidError, validate_email
 from flask.cli import AppGroup
 
+from . import audit
+from .auth.forms import USERNAME
 from .extensions import db
 from .models import Organization, Role, User
 
 cli = AppGroup("users", help="Manage users.")
+
+# The actor the audit log names for changes made from the command line.
+COMMAND_LINE = SimpleNamespace(id=None, email="(command line)")
 
 
 @cli.command("create")
@@ -17,19 +25,32 @@ cli = AppGroup("users", help="Manage users.")
 @click.option("--organization", "organizations", multiple=True, help="Organization name; repeatable.")
 def create_user(email, username, password, role, organizations):
     """Create a user non-interactively."""
-    email = email.strip().lower()
+    email = _check_identity(email.strip().lower(), username)
     if len(password) < 8:
         raise click.BadParameter("at least 8 characters", param_hint="--password")
     if db.session.scalar(db.select(User.id).filter((User.email == email) | (User.username == username))):
         raise click.ClickException(f"a user with email {email} or username {username} exists already")
     orgs = []
     for name in organizations:
-        org = db.session.scalar(db.select(Organization).filter_by(name=name))
+        org = db.session.scalar(db.select(Organization).filter(db.func.lower(Organization.name) == name.lower()))
         if org is None:
             raise click.ClickException(f"no organization named {name}")
         orgs.append(org)
     user = User(email=email, username=username, role=role, organizations=orgs)
     user.set_password(password)
     db.session.add(user)
+    db.session.flush()
+    audit.record("user.create", user, {"role": role, "organizations": [o.name for o in orgs]}, actor=COMMAND_LINE)
     db.session.commit()
     click.echo(f"Created {Role(role).label.lower()} {username} <{email}>.")
+
+
+def _check_identity(email: str, username: str) -> str:
+    """The same rules as the web form: a real address and a lowercase username."""
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise click.BadParameter(str(error), param_hint="--email") from None
+    if not USERNAME.regex.match(username) or len(username) > 64:
+        raise click.BadParameter(USERNAME.message, param_hint="--username")
+    return email

@@ -1,6 +1,7 @@
 """Configuration layers: defaults, instance file, environment, test dict."""
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -20,6 +21,7 @@ class Defaults:
     PROXY_FIX = False
     PROXY_FIX_HOPS = 1
     SITE_ACCESS_URL = "http://localhost:5000"
+    POLL_SECONDS = 5
     CHECK_INTERVAL = 30
     CHECK_TIMEOUT = 5.0
     CHECK_POOL_SIZE = 16
@@ -43,9 +45,17 @@ def _key_file(instance: Path, name: str, make) -> str:
     """Read a key from the instance folder, generating it (mode 0600) on first start."""
     path = instance / name
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(make())
+        # Written aside and linked into place: workers starting together never read a
+        # half-written key, and the ones that lose the race use the winner's.
+        fd, tmp = tempfile.mkstemp(dir=instance, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(make())
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 

@@ -150,7 +150,7 @@ def make_org():
 @pytest.fixture
 def make_provider():
     def make(name="east", organizations=(), **fields):
-        fields.setdefault("cluster_address", "https://k8s.example.com:6443")
+        fields.setdefault("cluster_address", "https://k8s.invalid:6443")
         fields.setdefault("namespace", "workspaces")
         provider = Provider(name=name, organizations=list(organizations), **fields)
         db.session.add(provider)

@@ -30,7 +30,7 @@ SEED_AFFINITY = '''"affinity": {
 def form(**overrides):
     data = {
         "name": "east",
-        "cluster_address": "https://k8s.example.com:6443",
+        "cluster_address": "https://k8s.invalid:6443",
         "namespace": "workspaces",
         "token": "sa-token-123",
         "pod_tolerations": "",
@@ -67,17 +67,19 @@ def test_empty_list(admin, client):
     assert "Create provider" in response.text
 
 
-def test_create_stores_encrypted_token_and_starts_pending(admin, actions, make_org):
+def test_create_stores_encrypted_token_and_checks_at_once(admin, actions, make_org):
     org = make_org("Acme")
     response = actions.post("/manage/providers/new", form(organizations=str(org.id)))
     assert response.status_code == 303
     provider = db.session.scalar(sa.select(Provider))
-    assert provider.status == "pending"
+    # The new provider is checked at once; this address does not resolve.
+    assert (provider.status, provider.status_category) == ("error", "unreachable")
+    assert "k8s.invalid" in provider.status_message
     assert [o.name for o in provider.organizations] == ["Acme"]
     assert b"sa-token-123" not in provider.credentials_encrypted
     assert json.loads(crypto.decrypt(provider.credentials_encrypted)) == {"token": "sa-token-123"}
     page = actions.client.get("/manage/providers/").text
-    assert 'class="badge badge-pending">Pending<' in page
+    assert 'class="badge badge-error">Error<' in page
     assert "Actions for east" in page
     event = db.session.scalar(sa.select(AuditEvent).filter_by(action="provider.create"))
     assert event.changes["token"] == "(redacted)"

@@ -8,12 +8,17 @@ USERNAME = Regexp(
 )
 
 
+def strip(value):
+    """Drop the blanks that come along when an address is pasted."""
+    return value.strip() if isinstance(value, str) else value
+
+
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    email = EmailField("Email", filters=[strip], validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired()])
 
 
 class SetupForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
+    email = EmailField("Email", filters=[strip], validators=[DataRequired(), Email(), Length(max=254)])
     username = StringField("Username", validators=[DataRequired(), Length(max=64), USERNAME])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=200)])

@@ -1,8 +1,11 @@
 """Role checks, applied to whole blueprints so that no route can forget them."""
-from flask import abort
-from flask_login import current_user
+from urllib.parse import urlsplit
+
+from flask import abort, flash, make_response, request
+from flask_login import current_user, login_url
 
 from ..extensions import login_manager
+from ..htmx import is_fragment_request
 
 
 def require_roles(bp, *roles: str) -> None:
@@ -11,7 +14,7 @@ def require_roles(bp, *roles: str) -> None:
     @bp.before_request
     def _check_role():
         if not current_user.is_authenticated:
-            return login_manager.unauthorized()
+            return sign_in_first()
         if current_user.role not in roles:
             abort(403)
 
@@ -20,4 +23,17 @@ def require_login(bp) -> None:
     @bp.before_request
     def _check_login():
         if not current_user.is_authenticated:
-            return login_manager.unauthorized()
+            return sign_in_first()
+
+
+def sign_in_first():
+    """Send an anonymous visitor to sign in; HTMX loads the sign-in page instead of swapping it in."""
+    if not is_fragment_request():
+        return login_manager.unauthorized()
+    # Come back to the page the fragment was on, not to the fragment's own URL.
+    page = urlsplit(request.headers.get("HX-Current-URL", ""))
+    flash(login_manager.login_message, login_manager.login_message_category)
+    back = page.path + (f"?{page.query}" if page.query else "")
+    response = make_response("", 401, {"HX-Redirect": login_url(login_manager.login_view, next_url=back or None)})
+    response.vary.add("HX-Request")
+    return response

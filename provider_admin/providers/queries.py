@@ -41,3 +41,9 @@ def workspaces_of(provider: Provider, limit: int = 20) -> list[Workspace]:
             .limit(limit)
         )
     )
+
+
+def fingerprint(rows) -> str:
+    """Changes whenever a provider is added, removed or re-rendered (display_version)."""
+    rows = [(r.id, r.display_version) for r in rows]
+    return f"{len(rows)}-{sum(i for i, _ in rows)}-{sum(v for _, v in rows)}"

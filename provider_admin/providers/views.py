@@ -2,20 +2,22 @@ from flask import flash, redirect, request, url_for
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import audit
+from ..checks import check_now
 from ..extensions import db
 from ..htmx import done, is_fragment_request, render
 from ..models import Provider
 from . import bp, service
 from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
-from .queries import get_provider_or_404, list_providers, workspace_counts, workspaces_of
+from .queries import fingerprint, get_provider_or_404, list_providers, workspace_counts, workspaces_of
 
 
 @bp.get("/")
 def index():
     """The list of providers with their status."""
+    providers = list_providers()
     return render(
-        "providers/index.html", "providers/_list.html",
-        providers=list_providers(), counts=workspace_counts(), confirm=ConfirmForm(),
+        "providers/index.html", "providers/_list.html", providers=providers,
+        counts=workspace_counts(), confirm=ConfirmForm(), fingerprint=fingerprint(providers),
     )
 
 
@@ -31,6 +33,7 @@ def create():
         db.session.flush()
         audit.record("provider.create", provider, changes)
         db.session.commit()
+        check_now(provider, trigger="save")
         flash(f"Provider {provider.name} created.", "success")
         _flash_e2e_notice(changes)
         return _saved(provider)
@@ -55,6 +58,7 @@ def update(provider_id: int):
     except (service.Conflict, StaleDataError):
         db.session.rollback()
         return _conflict(form, provider_id)
+    check_now(provider, trigger="save")
     flash(f"Provider {provider.name} updated.", "success")
     _flash_e2e_notice(changes)
     return _saved(provider)
@@ -99,8 +103,6 @@ def uncordon(provider_id: int):
 @bp.post("/<int:provider_id>/check")
 def check(provider_id: int):
     """Check the provider's cluster now and show the result at once."""
-    from ..health import check_now
-
     provider = get_provider_or_404(provider_id)
     ConfirmForm().validate_on_submit() and check_now(provider)
     return _row(provider)

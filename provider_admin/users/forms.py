@@ -2,7 +2,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
 
-from ..auth.forms import USERNAME
+from ..auth.forms import USERNAME, strip
 from ..extensions import db
 from ..models import Role, User
 from ..providers.forms import CheckboxListField
@@ -11,7 +11,7 @@ ROLE_CHOICES = [(r.value, r.label) for r in Role]
 
 
 class UserForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
+    email = EmailField("Email", filters=[strip], validators=[DataRequired(), Email(), Length(max=254)])
     username = StringField("Username", validators=[DataRequired(), Length(max=64), USERNAME])
     password = PasswordField("Password", validators=[Optional(), Length(min=8, max=200)])
     role = SelectField("Role", choices=ROLE_CHOICES)

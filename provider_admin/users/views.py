@@ -39,15 +39,12 @@ def create():
 def update(user_id: int):
     """Change a user's role, organizations, status or password."""
     user = db.session.get(User, user_id) or abort(404)
-    form = _form(UserForm(user=user, obj=user, data={"organizations": [o.id for o in user.organizations]}))
-    if form.validate_on_submit():
-        if user.id == current_user.id and (form.role.data != Role.ADMIN.value or not form.active.data):
-            form.role.errors.append("You cannot remove your own admin role or deactivate yourself.")
-        else:
-            audit.record("user.update", user, _apply(user, form))
-            db.session.commit()
-            flash(f"User {user.username} updated.", "success")
-            return done(url_for(".index"))
+    form = _form(UserForm(user=user, data=_values(user)))
+    if form.validate_on_submit() and not _refuse_self_lockout(user, form):
+        audit.record("user.update", user, _apply(user, form))
+        db.session.commit()
+        flash(f"User {user.username} updated.", "success")
+        return done(url_for(".index"))
     return render("users/form.html", "users/_form.html", 422 if form.errors else 200, form=form, user=user)
 
 
@@ -56,6 +53,23 @@ def _form(form: UserForm) -> UserForm:
         (o.id, o.name) for o in db.session.scalars(db.select(Organization).order_by(Organization.name))
     ]
     return form
+
+
+def _values(user: User) -> dict:
+    """The edit form's starting values (organizations as ids: the checkboxes compare ids)."""
+    return {"email": user.email, "username": user.username, "role": user.role, "active": user.active,
+            "organizations": [o.id for o in user.organizations]}
+
+
+def _refuse_self_lockout(user: User, form: UserForm) -> bool:
+    """An admin may not demote or deactivate themselves; it could leave the site without one."""
+    if user.id != current_user.id:
+        return False
+    if form.role.data != Role.ADMIN.value:
+        form.role.errors.append("You cannot remove your own Site admin role.")
+    if not form.active.data:
+        form.active.errors.append("You cannot deactivate yourself.")
+    return bool(form.role.errors or form.active.errors)
 
 
 def _apply(user: User, form: UserForm) -> dict:

@@ -3,6 +3,18 @@
 (function () {
   "use strict";
 
+  // The badge poll sends what the page shows ("id.version,...") so that the server
+  // answers with only the rows that changed.
+  window.providerAdmin = {
+    knownVersions: function () {
+      var seen = {};
+      document.querySelectorAll("[data-provider-id][data-version]").forEach(function (el) {
+        seen[el.getAttribute("data-provider-id")] = el.getAttribute("data-version");
+      });
+      return Object.keys(seen).map(function (id) { return id + "." + seen[id]; }).join(",");
+    }
+  };
+
   function closeMenus(except) {
     document.querySelectorAll(".menu-slot").forEach(function (slot) {
       if (slot !== except && slot.firstElementChild) {

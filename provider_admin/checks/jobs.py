@@ -1,0 +1,84 @@
+"""A check job: the plain values a check needs, so that it can run in any thread."""
+import json
+import time
+from dataclasses import dataclass
+
+from flask import current_app
+
+from .. import crypto, kube
+from ..extensions import db
+from ..models import Provider
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    provider_id: int
+    provider_name: str
+    connection: kube.Connection | None
+    connection_error: str | None
+    storage_class: str | None
+    service_account: str | None
+    needs_service_accounts: bool
+    full: bool
+
+
+def connection_for(provider: Provider) -> kube.Connection:
+    """The provider's connection with its credentials decrypted (never leaves the server)."""
+    if provider.is_builtin:
+        return kube.in_cluster_connection(namespace=provider.namespace)
+    secret = json.loads(crypto.decrypt(provider.credentials_encrypted) or "{}")
+    return kube.Connection(
+        server=provider.cluster_address or "",
+        namespace=provider.namespace,
+        ca_cert=provider.ca_cert,
+        token=secret.get("token"),
+        client_cert=secret.get("client_cert"),
+        client_key=secret.get("client_key"),
+    )
+
+
+def job_for(provider: Provider, *, full: bool) -> CheckJob:
+    connection, error = None, None
+    try:
+        connection = connection_for(provider)
+    except (ValueError, kube.NotInClusterError) as exc:
+        error = str(exc)
+    return CheckJob(
+        provider_id=provider.id,
+        provider_name=provider.name,
+        connection=connection,
+        connection_error=error,
+        storage_class=provider.storage_class,
+        service_account=provider.service_account,
+        needs_service_accounts=bool(provider.service_account_annotations),
+        full=full,
+    )
+
+
+def run(job: CheckJob, timeout: float) -> tuple[kube.CheckResult, float]:
+    """Run the check (never raises); returns the result and its duration in ms."""
+    started = time.monotonic()
+    if job.connection is None:
+        result = kube.CheckResult(ok=False, category="error", message=job.connection_error or "")
+    else:
+        result = kube.check(
+            job.connection,
+            provider_name=job.provider_name,
+            storage_class=job.storage_class,
+            service_account=job.service_account,
+            needs_service_accounts=job.needs_service_accounts,
+            full=job.full,
+            timeout=timeout,
+        )
+    return result, (time.monotonic() - started) * 1000
+
+
+def check_now(provider: Provider, trigger: str = "manual") -> kube.CheckResult:
+    """Check one provider fully at once and apply the result at once (no threshold)."""
+    from .results import apply_result
+
+    result, duration = run(job_for(provider, full=True), current_app.config["CHECK_TIMEOUT"])
+    apply_result(provider.id, result, trigger=trigger, full=True, duration_ms=duration)
+    db.session.commit()
+    db.session.refresh(provider)
+    return result

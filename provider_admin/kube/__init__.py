@@ -1,0 +1,44 @@
+"""Everything that talks to Kubernetes, behind plain values.
+
+The app passes Connections, names and dicts in and gets dataclasses, tuples and strings
+back; nothing outside this package imports the `kubernetes` client. No Flask, no models.
+
+    conn = Connection(server="https://k8s.example:6443", namespace="ws", ca_cert=pem, token=t)
+    result = check(conn, provider_name="eu-1", storage_class=None, service_account=None,
+                   needs_service_accounts=False, full=True)
+    objs = bootstrap_manifest(provider_name="eu-1", namespace="ws")
+    outcomes = deploy(conn, objs)
+"""
+from .client import ClientConfigError, clear_client_cache
+from .connection import (
+    Connection,
+    KubeconfigError,
+    NotInClusterError,
+    in_cluster_connection,
+    kubeconfig_contexts,
+    parse_kubeconfig,
+    token_expiry,
+)
+from .deploy import (
+    ALREADY_ABSENT,
+    ALREADY_PRESENT,
+    CREATED,
+    DELETED,
+    deploy,
+    describe,
+    succeeded,
+    undeploy,
+)
+from .errors import CATEGORIES
+from .health import CheckResult, check
+from .manifest import bootstrap_manifest, to_yaml
+from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
+
+__all__ = [
+    "ALREADY_ABSENT", "ALREADY_PRESENT", "CATEGORIES", "CREATED", "DELETED", "MARKER_KEY",
+    "MARKER_NAME", "CheckResult", "ClientConfigError", "Connection", "KubeconfigError",
+    "NotInClusterError", "Permission", "bootstrap_manifest", "check", "clear_client_cache",
+    "deploy", "describe", "in_cluster_connection", "kubeconfig_contexts",
+    "parse_kubeconfig", "required_permissions", "succeeded", "to_yaml", "token_expiry",
+    "undeploy",
+]

@@ -1,0 +1,139 @@
+"""Kubernetes API clients for Connections: no retries, explicit timeouts, cached per connection.
+
+The health check runs in a thread pool, so the cache is thread-safe; checks of the same
+connection reuse its connection pool. Certificates stay in memory: PEM CA data goes to the
+client as data, and a client certificate is loaded into an SSLContext from a temporary
+file that is removed at once.
+"""
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+import threading
+from collections import OrderedDict
+
+import urllib3
+from kubernetes import client as k8s
+from urllib3.util.ssl_ import create_urllib3_context
+
+from .connection import Connection
+
+USER_AGENT = "provider-admin"
+DEFAULT_CACHE_SIZE = 64
+
+
+class ClientConfigError(ValueError):
+    """The connection's certificates cannot be loaded (bad PEM); the message says which."""
+
+
+def request_timeout(timeout: float) -> tuple[float, float]:
+    """The (connect, read) pair passed as `_request_timeout` on every call."""
+    return (timeout, timeout)
+
+
+def build_client(conn: Connection) -> k8s.ApiClient:
+    """A new ApiClient for `conn`; prefer `get_client`, which caches."""
+    config = k8s.Configuration(host=conn.server.rstrip("/"))
+    # One attempt only: a dead cluster costs one timeout, not four (urllib3 retries 3x).
+    config.retries = urllib3.Retry(total=0, redirect=0, raise_on_redirect=False)
+    config.verify_ssl = True
+    if conn.ca_cert:
+        _check_pem(conn.ca_cert, "CA certificate")
+        config.ca_cert_data = conn.ca_cert
+    if conn.token:
+        config.api_key = {"BearerToken": conn.token}
+        config.api_key_prefix = {"BearerToken": "Bearer"}
+    api = k8s.ApiClient(config)
+    api.user_agent = USER_AGENT
+    if conn.client_cert and conn.client_key:
+        pool_kw = api.rest_client.pool_manager.connection_pool_kw
+        pool_kw["ssl_context"] = _client_cert_context(conn)
+        pool_kw.update(ca_certs=None, ca_cert_data=None, cert_file=None, key_file=None)
+    return api
+
+
+def _check_pem(pem: str, what: str) -> None:
+    try:
+        ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ClientConfigError(
+            f"The {what} is not a valid PEM certificate ({exc.__class__.__name__}): "
+            "paste the whole -----BEGIN CERTIFICATE----- block."
+        ) from None
+
+
+def _client_cert_context(conn: Connection) -> ssl.SSLContext:
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    if conn.ca_cert:
+        context.load_verify_locations(cadata=conn.ca_cert)
+    else:
+        context.load_default_certs()
+    # ssl can only load a certificate chain from a file: keep it on disk for an instant.
+    fd, path = tempfile.mkstemp(prefix="provider-admin-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(conn.client_key.strip() + "\n" + conn.client_cert.strip() + "\n")
+        context.load_cert_chain(path)
+    except ssl.SSLError as exc:
+        raise ClientConfigError(
+            f"The client certificate or key cannot be loaded ({exc.reason or exc}): "
+            "they must be PEM and belong together."
+        ) from None
+    finally:
+        os.unlink(path)
+    return context
+
+
+class ClientCache:
+    """A bounded, thread-safe LRU of ApiClients keyed by connection fingerprint."""
+
+    def __init__(self, maxsize: int = DEFAULT_CACHE_SIZE):
+        self.maxsize = maxsize
+        self._clients: OrderedDict[str, k8s.ApiClient] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, conn: Connection) -> k8s.ApiClient:
+        key = conn.fingerprint()
+        with self._lock:
+            api = self._clients.get(key)
+            if api is not None:
+                self._clients.move_to_end(key)
+                return api
+        api = build_client(conn)  # outside the lock: loading certificates is slow-ish
+        evicted = []
+        with self._lock:
+            if key in self._clients:  # another thread won the race
+                evicted.append(api)
+                api = self._clients[key]
+                self._clients.move_to_end(key)
+            else:
+                self._clients[key] = api
+                while len(self._clients) > self.maxsize:
+                    evicted.append(self._clients.popitem(last=False)[1])
+        for old in evicted:
+            old.close()
+        return api
+
+    def clear(self) -> None:
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for api in clients:
+            api.close()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+_cache = ClientCache()
+
+
+def get_client(conn: Connection) -> k8s.ApiClient:
+    """The shared client for `conn` (a changed connection gets a new one)."""
+    return _cache.get(conn)
+
+
+def clear_client_cache() -> None:
+    """Close and forget every cached client (tests, shutdown)."""
+    _cache.clear()

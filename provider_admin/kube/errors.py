@@ -1,0 +1,167 @@
+"""Turn what the client raises into a category and a short message that says how to fix it.
+
+Messages are plain text; anything quoted from the cluster is truncated and left unescaped
+(the app escapes it when rendering).
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import ssl
+from http.client import HTTPException
+from urllib.parse import urlsplit
+
+import urllib3.exceptions as u3
+from kubernetes.client.exceptions import ApiException
+
+from .connection import Connection
+
+READY = "ready"
+UNREACHABLE = "unreachable"
+TLS = "tls"
+UNAUTHORIZED = "unauthorized"
+TOKEN_EXPIRED = "token_expired"
+FORBIDDEN = "forbidden"
+MISSING_PERMISSION = "missing_permission"
+API_UNHEALTHY = "api_unhealthy"
+NOT_DEPLOYED = "not_deployed"
+MARKER_CONFLICT = "marker_conflict"
+STORAGE_CLASS_MISSING = "storage_class_missing"
+SERVICE_ACCOUNT_MISSING = "service_account_missing"
+ERROR = "error"
+CATEGORIES = (READY, UNREACHABLE, TLS, UNAUTHORIZED, TOKEN_EXPIRED, FORBIDDEN, MISSING_PERMISSION,
+              API_UNHEALTHY, NOT_DEPLOYED, MARKER_CONFLICT, STORAGE_CLASS_MISSING,
+              SERVICE_ACCOUNT_MISSING, ERROR)
+
+SNIPPET_LENGTH = 200
+CA_HINT = ("set the cluster's CA certificate on the provider (certificate-authority-data "
+           "from its kubeconfig, base64-decoded)")
+
+
+def snippet(text: object, limit: int = SNIPPET_LENGTH, *, body: bool = False) -> str:
+    """One line of at most `limit` characters; a response `body` loses its HTML tags."""
+    text = str(text or "")
+    if body and "<" in text and ">" in text:
+        text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S | re.I)
+        text = re.sub(r"<[^>]*>", " ", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of an API error answered by the server (None for transport errors)."""
+    if isinstance(exc, ApiException) and exc.status:
+        return int(exc.status)
+    return None
+
+
+def server_message(exc: ApiException) -> str:
+    """The `message` of a Kubernetes Status body, else a snippet of the body or reason."""
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
+    try:
+        data = json.loads(body or "")
+        if isinstance(data, dict) and data.get("message"):
+            return snippet(data["message"])
+    except ValueError:
+        pass
+    return snippet(body, body=True) or snippet(exc.reason)
+
+
+def classify_http(exc: ApiException, conn: Connection, doing: str) -> tuple[str, str]:
+    """Category and message for an error status answered to `doing` (e.g. "GET /version")."""
+    status = status_of(exc)
+    detail = server_message(exc)
+    said = f": {detail}" if detail else ""
+    if status == 401:
+        return UNAUTHORIZED, (
+            f"The cluster rejected the credentials (401 Unauthorized on {doing}){said}. The token "
+            "may be revoked, expired or from another cluster: paste a current service account "
+            "token (the bootstrap manifest's token Secret holds one)."
+        )
+    if status == 403:
+        return FORBIDDEN, (
+            f"Forbidden (403 on {doing}){said}. The credentials were accepted but lack this "
+            "permission: apply the bootstrap manifest, which grants it."
+        )
+    if status is not None and status >= 500:
+        reason = snippet(exc.reason, 60)
+        return API_UNHEALTHY, (
+            f"The API server failed on {doing} ({status}{' ' + reason if reason else ''}){said}. "
+            "Check the health of the control plane."
+        )
+    return ERROR, f"Unexpected answer {status} to {doing}{said}."
+
+
+def classify_transport(
+    exc: BaseException, conn: Connection, timeout: float
+) -> tuple[str, str] | None:
+    """Category and message for a failure to exchange HTTP with the server at all."""
+    address = urlsplit(conn.server).netloc or conn.server
+    host = urlsplit(conn.server).hostname or address
+    chain = list(_chain(exc))
+    if any(isinstance(e, (u3.NameResolutionError, socket.gaierror)) for e in chain):
+        return UNREACHABLE, (
+            f"Cannot resolve the host name {host} (DNS lookup failed). Check the cluster address."
+        )
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return UNREACHABLE, (
+            f"Connection to {address} was refused. Check that the API server is running and the "
+            "cluster address and port are right."
+        )
+    if any(isinstance(e, u3.ConnectTimeoutError) for e in chain):
+        return UNREACHABLE, (
+            f"Connecting to {address} timed out after {timeout:g} s. Check the address, "
+            "firewalls and that the cluster is up."
+        )
+    if any(isinstance(e, (u3.ReadTimeoutError, TimeoutError, socket.timeout)) for e in chain):
+        return UNREACHABLE, (
+            f"{address} accepted the connection but did not answer within {timeout:g} s "
+            "(read timeout). The API server may be overloaded, or the address points elsewhere."
+        )
+    tls = _tls_error(chain, exc)
+    if tls is not None:
+        if isinstance(tls, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(tls):
+            reason = snippet(getattr(tls, "verify_message", None) or tls, 120)
+            return TLS, (
+                f"TLS certificate verification failed for {address} ({reason}): {CA_HINT}, and "
+                "make sure the address matches the certificate."
+            )
+        return TLS, (
+            f"TLS handshake with {address} failed ({snippet(tls, 120)}). Check that the address "
+            f"is the API server's https:// URL; if it is, {CA_HINT}."
+        )
+    if any(isinstance(e, (u3.NewConnectionError, OSError, u3.ProtocolError, HTTPException))
+           for e in chain):
+        last = chain[-1]
+        return UNREACHABLE, (
+            f"Cannot connect to {address} ({snippet(last, 120)}). Check the cluster address and "
+            "the network path to it."
+        )
+    return None
+
+
+def _tls_error(chain: list[BaseException], exc: BaseException) -> BaseException | None:
+    for e in chain:
+        if isinstance(e, (ssl.SSLError, ssl.CertificateError, u3.SSLError)):
+            inner = [x for x in _chain(e) if isinstance(x, ssl.SSLError)]
+            return inner[-1] if inner else e
+    if isinstance(exc, ApiException) and not exc.status and "SSLError" in str(exc.reason):
+        return exc
+    return None
+
+
+def _chain(exc: BaseException):
+    """The exception, what it wraps (urllib3 `reason`), its causes and contexts."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [getattr(e, "reason", None) if isinstance(getattr(e, "reason", None),
+                                                          BaseException) else None,
+                 e.__cause__, e.__context__]
+        todo += [a for a in e.args if isinstance(a, BaseException)]

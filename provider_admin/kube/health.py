@@ -1,0 +1,281 @@
+"""The health check of one provider's cluster: what works, what fails and how to fix it.
+
+`check()` never raises. A routine check (full=False) of a healthy cluster makes three
+requests: GET /version, GET /readyz and GET of the marker ConfigMap. A full check adds one
+SelfSubjectAccessReview per needed permission, the storage class and the service account.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from . import errors as e
+from .client import ClientConfigError, get_client, request_timeout
+from .connection import Connection, token_expiry
+from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
+
+TOKEN_WARNING_DAYS = 7
+
+
+@dataclass
+class CheckResult:
+    """`category` is one of errors.CATEGORIES; `message` is plain text saying what failed
+    and how to fix it; `requests` counts the API requests made."""
+
+    ok: bool
+    category: str
+    message: str
+    kube_version: str | None = None
+    token_expires_at: datetime | None = None
+    warnings: list[str] = field(default_factory=list)
+    requests: int = 0
+    missing_permissions: list[str] = field(default_factory=list)
+
+
+class _Failed(Exception):
+    """Ends a check early with a category and message."""
+
+    def __init__(self, category: str, message: str):
+        super().__init__(message)
+        self.category = category
+        self.message = message
+
+
+def check(
+    conn: Connection,
+    *,
+    provider_name: str,
+    storage_class: str | None = None,
+    service_account: str | None = None,
+    needs_service_accounts: bool = False,
+    full: bool = False,
+    timeout: float = 5.0,
+) -> CheckResult:
+    """Check that `conn` can take new workspaces for provider `provider_name`."""
+    run = _Check(conn, timeout)
+    try:
+        run.token()
+        run.api = get_client(conn)
+        run.version()
+        run.readyz()
+        run.marker(provider_name)
+        if full:
+            run.permissions(required_permissions(needs_service_accounts=needs_service_accounts))
+            if storage_class:
+                run.storage_class(storage_class)
+            if service_account:
+                run.service_account(service_account)
+    except _Failed as failed:
+        return run.result(failed.category, failed.message)
+    except ClientConfigError as exc:
+        return run.result(e.TLS, str(exc))
+    except Exception as exc:  # never raise out of a health check
+        what = e.snippet(exc) or type(exc).__name__
+        return run.result(e.ERROR, f"Unexpected error while checking: {what}")
+    return run.result(e.READY, f"Ready: Kubernetes {run.kube_version or '(unknown version)'}, "
+                               f"namespace {conn.namespace}.")
+
+
+class _Check:
+    def __init__(self, conn: Connection, timeout: float):
+        self.conn = conn
+        self.timeout = timeout
+        self.api: k8s.ApiClient | None = None
+        self.requests = 0
+        self.kube_version: str | None = None
+        self.expires_at: datetime | None = None
+        self.warnings: list[str] = []
+        self.missing: list[str] = []
+
+    def result(self, category: str, message: str) -> CheckResult:
+        return CheckResult(
+            ok=category == e.READY, category=category, message=message,
+            kube_version=self.kube_version, token_expires_at=self.expires_at,
+            warnings=self.warnings, requests=self.requests, missing_permissions=self.missing,
+        )
+
+    def call(self, fn, *args, **kwargs):
+        """One API request with the timeout; a transport failure ends the check."""
+        self.requests += 1
+        try:
+            return fn(*args, _request_timeout=request_timeout(self.timeout), **kwargs)
+        except ApiException as exc:
+            if e.status_of(exc) is None:
+                self._transport(exc)
+            raise
+        except Exception as exc:
+            self._transport(exc)
+            raise
+
+    def _transport(self, exc: BaseException) -> None:
+        found = e.classify_transport(exc, self.conn, self.timeout)
+        if found:
+            raise _Failed(*found) from None
+
+    def fail_http(self, exc: ApiException, doing: str) -> None:
+        raise _Failed(*e.classify_http(exc, self.conn, doing)) from None
+
+    def token(self) -> None:
+        if self.conn.in_cluster:
+            return  # the kubelet rotates the mounted token long before it expires
+        expires = token_expiry(self.conn.token)
+        self.expires_at = expires
+        if expires is None:
+            return
+        left = expires - datetime.now(timezone.utc)
+        when = expires.strftime("%Y-%m-%d %H:%M UTC")
+        if left <= timedelta(0):
+            raise _Failed(e.TOKEN_EXPIRED, (
+                f"The service account token expired on {when}. Create a new one (e.g. "
+                "`kubectl create token` or the bootstrap manifest's token Secret) and paste it."
+            ))
+        if left < timedelta(days=TOKEN_WARNING_DAYS):
+            days = left.days
+            self.warnings.append(
+                f"The token expires in {days} day{'s' if days != 1 else ''} ({when}): renew it."
+                if days else f"The token expires in less than a day ({when}): renew it."
+            )
+
+    def version(self) -> None:
+        doing = "GET /version"
+        try:
+            status, body = self.call(self._raw_get, "/version")
+        except ApiException as exc:
+            self.fail_http(exc, doing)
+        if status == 404:
+            raise _Failed(e.ERROR, (
+                f"{self.conn.server} answered 404 to GET /version: it does not look like a "
+                "Kubernetes API server. Use the API server's URL (e.g. https://host:6443)."
+            ))
+        if status != 200:
+            self.fail_http(ApiException(status=status, reason="", body=body), doing)
+        try:
+            git_version = json.loads(body).get("gitVersion")
+        except (ValueError, AttributeError):
+            git_version = None
+        if not isinstance(git_version, str):
+            raise _Failed(e.ERROR, (
+                f"{self.conn.server} answered GET /version with something that is not a "
+                f"Kubernetes version ({e.snippet(body, 80, body=True) or 'empty'}). Check that "
+                "the cluster address is the API server's URL (e.g. https://host:6443)."
+            ))
+        self.kube_version = e.snippet(git_version, 64)
+
+    def readyz(self) -> None:
+        doing = "GET /readyz"
+        try:
+            status, body = self.call(self._raw_get, "/readyz")
+        except ApiException as exc:
+            self.fail_http(exc, doing)
+        if status == 404:
+            self.warnings.append("The API server has no /readyz endpoint (Kubernetes older than "
+                                 "1.16?), so its readiness was not checked.")
+            return
+        if status != 200 or body.strip() != "ok":
+            raise _Failed(e.API_UNHEALTHY, (
+                f"The API server reports it is not ready (GET /readyz answered {status}: "
+                f"{e.snippet(body, body=True) or 'no details'}). "
+                "Check the health of the control plane."
+            ))
+
+    def _raw_get(self, path: str, _request_timeout) -> tuple[int, str]:
+        """GET a non-resource path; 401/403 raise ApiException like typed calls do."""
+        method, url, headers, body, _ = self.api.param_serialize(
+            "GET", path, header_params={"Accept": "application/json, text/plain, */*"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(method, url, headers, body, _request_timeout=_request_timeout)
+        data = (response.read() or b"").decode("utf-8", "replace")
+        if response.status in (401, 403):
+            raise ApiException(status=response.status, reason=response.reason, body=data)
+        return response.status, data
+
+    def marker(self, provider_name: str) -> None:
+        ns = self.conn.namespace
+        doing = f"get configmaps in namespace {ns}"
+        core = k8s.CoreV1Api(self.api)
+        try:
+            marker = self.call(core.read_namespaced_config_map, MARKER_NAME, ns)
+        except ApiException as exc:
+            if e.status_of(exc) != 404:
+                self.fail_http(exc, doing)
+            raise _Failed(e.NOT_DEPLOYED, self._not_deployed_message()) from None
+        owner = (marker.data or {}).get(MARKER_KEY)
+        if owner != provider_name:
+            who = (f"provider {e.snippet(owner, 80)}" if owner
+                   else "another installation (its marker names no provider)")
+            raise _Failed(e.MARKER_CONFLICT, (
+                f"Namespace {ns} is already used by {who}. Choose another namespace, or delete "
+                f"the ConfigMap {MARKER_NAME} in {ns} if that provider no longer exists."
+            ))
+
+    def _not_deployed_message(self) -> str:
+        ns = self.conn.namespace
+        fix = "Apply the bootstrap manifest with kubectl, or press Deploy."
+        try:
+            self.call(k8s.CoreV1Api(self.api).read_namespace, ns)
+        except ApiException as exc:
+            if e.status_of(exc) == 404:
+                return f"Not deployed: namespace {ns} does not exist. {fix}"
+        except Exception:  # only refines the message; 403 is normal for a namespaced token
+            pass
+        return f"Not deployed: namespace {ns} has no ConfigMap {MARKER_NAME}. {fix}"
+
+    def permissions(self, needed: list[Permission]) -> None:
+        ns = self.conn.namespace
+        authz = k8s.AuthorizationV1Api(self.api)
+        for perm in needed:
+            review = k8s.V1SelfSubjectAccessReview(spec=k8s.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=k8s.V1ResourceAttributes(
+                    namespace=ns, verb=perm.verb, resource=perm.resource, group=perm.group)))
+            doing = "create selfsubjectaccessreviews"
+            try:
+                answer = self.call(authz.create_self_subject_access_review, review)
+            except ApiException as exc:
+                self.fail_http(exc, doing)
+            if not (answer.status and answer.status.allowed):
+                self.missing.append(str(perm))
+        if self.missing:
+            listed = "; ".join(f"missing permission: {m} in namespace {ns}" for m in self.missing)
+            raise _Failed(e.MISSING_PERMISSION, f"{listed} — apply the bootstrap manifest.")
+
+    def storage_class(self, name: str) -> None:
+        doing = f"get storageclasses/{name}"
+        try:
+            self.call(k8s.StorageV1Api(self.api).read_storage_class, name)
+        except ApiException as exc:
+            if e.status_of(exc) == 404:
+                raise _Failed(e.STORAGE_CLASS_MISSING, (
+                    f"Storage class {name} does not exist in the cluster. Create it, or choose "
+                    "one that `kubectl get storageclass` lists."
+                )) from None
+            if e.status_of(exc) == 403:
+                self.warnings.append(
+                    f"Could not verify storage class {name}: the credentials may not read "
+                    "storage classes (apply the bootstrap manifest's ClusterRole to allow it)."
+                )
+                return
+            self.fail_http(exc, doing)
+
+    def service_account(self, name: str) -> None:
+        ns = self.conn.namespace
+        doing = f"get serviceaccounts/{name} in namespace {ns}"
+        try:
+            self.call(k8s.CoreV1Api(self.api).read_namespaced_service_account, name, ns)
+        except ApiException as exc:
+            if e.status_of(exc) == 404:
+                raise _Failed(e.SERVICE_ACCOUNT_MISSING, (
+                    f"Service account {name} does not exist in namespace {ns}. Create it "
+                    f"(`kubectl -n {ns} create serviceaccount {name}`) or clear the field."
+                )) from None
+            if e.status_of(exc) == 403:
+                self.warnings.append(
+                    f"Could not verify service account {name}: the credentials may not read "
+                    f"service accounts in namespace {ns}."
+                )
+                return
+            self.fail_http(exc, doing)
