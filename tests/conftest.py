@@ -1,5 +1,6 @@
 """Shared fixtures: an app on a fresh database (SQLite, or PostgreSQL when
 PROVIDER_ADMIN_TEST_DATABASE_URL says so), a client with CSRF on, and sign-in helpers."""
+import json
 import os
 import re
 import shutil
@@ -156,5 +157,23 @@ def make_provider():
         db.session.add(provider)
         db.session.commit()
         return provider
+
+    return make
+
+
+from tests.kube import kube_api, kube_api_tls, kube_target  # noqa: E402,F401  (fixtures)
+
+
+@pytest.fixture
+def kube_provider(make_provider):
+    """A provider whose connection points at a test Kubernetes API."""
+    from provider_admin import crypto
+
+    def make(api, name="east", namespace="ws", token="test-token", **fields):
+        conn = api.connection(namespace=namespace)
+        return make_provider(
+            name, cluster_address=conn.server, namespace=namespace, ca_cert=conn.ca_cert,
+            credentials_encrypted=crypto.encrypt(json.dumps({"token": token})),
+            credentials_kind="token", **fields)
 
     return make
