@@ -25,6 +25,13 @@ SEED_AFFINITY = '''"affinity": {
                           "matchLabels": {
                               "com.coder.resource": "true"
                       "topologyKey": "kubernetes.io/hostname"'''
+EXEC_KUBECONFIG = """apiVersion: v1
+kind: Config
+current-context: eks
+clusters: [{name: c, cluster: {server: "https://eks.k8s.invalid"}}]
+users: [{name: u, user: {exec: {command: aws, args: [eks, get-token]}}}]
+contexts: [{name: eks, context: {cluster: c, user: u}}]
+"""
 
 
 def form(**overrides):
@@ -82,7 +89,7 @@ def test_create_stores_encrypted_token_and_checks_at_once(admin, actions, make_o
     assert 'class="badge badge-error">Error<' in page
     assert "Actions for east" in page
     event = db.session.scalar(sa.select(AuditEvent).filter_by(action="provider.create"))
-    assert event.changes["token"] == "(redacted)"
+    assert event.changes["credentials"] == "(redacted)"
 
 
 def test_create_over_htmx_answers_with_event_and_fragment(admin, actions):
@@ -120,6 +127,9 @@ def test_new_provider_needs_a_token(admin, actions):
     ("name", "x" * 65, "between 1 and 64"),
     ("cluster_address", "http://k8s.example.com", "absolute https URL"),
     ("cluster_address", "k8s.example.com", "absolute https URL"),
+    ("cluster_address", "", "cluster address is required"),
+    ("kubeconfig", EXEC_KUBECONFIG, "not supported"),
+    ("kubeconfig", "{not: [yaml", "kubeconfig"),
     ("namespace", "Bad_Namespace", "DNS-1123 label"),
     ("ca_certificate", "not a certificate", "Not a PEM certificate"),
     ("access_url", "ftp://example.com", "absolute http or https URL"),
@@ -364,3 +374,39 @@ def test_list_uses_a_constant_number_of_queries(admin, client, app, make_org, co
                         or "FROM workspaces" in s]
     assert len(provider_queries) == 3, provider_queries
     assert len(statements) <= 5, statements
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+current-context: prod
+clusters:
+- name: prod-cluster
+  cluster:
+    server: https://prod.k8s.invalid:6443
+users:
+- name: ci
+  user:
+    token: kubeconfig-token
+contexts:
+- name: prod
+  context: {cluster: prod-cluster, user: ci}
+"""
+
+
+def test_a_pasted_kubeconfig_fills_the_connection(admin, actions, client):
+    response = actions.post("/manage/providers/new", form(cluster_address="", token="",
+                                                          kubeconfig=KUBECONFIG))
+    assert response.status_code == 303, field_errors(response.text, "kubeconfig")
+    provider = db.session.scalar(sa.select(Provider))
+    assert provider.cluster_address == "https://prod.k8s.invalid:6443"
+    assert json.loads(crypto.decrypt(provider.credentials_encrypted)) == {"token": "kubeconfig-token"}
+    page = client.get(f"/manage/providers/{provider.id}/edit").text
+    assert "kubeconfig-token" not in page
+
+
+def test_an_unknown_kubeconfig_context_lists_the_available_ones(admin, actions):
+    response = actions.post("/manage/providers/new", form(cluster_address="", token="",
+                                                          kubeconfig=KUBECONFIG,
+                                                          kubeconfig_context="staging"))
+    assert response.status_code == 422
+    assert "prod" in field_errors(response.text, "kubeconfig")

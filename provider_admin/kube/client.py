@@ -1,5 +1,7 @@
 """Kubernetes API clients for Connections: no retries, explicit timeouts, cached per connection.
 
+`send()` makes one raw request through a client; callers never see the kubernetes package.
+
 The health check runs in a thread pool, so the cache is thread-safe; checks of the same
 connection reuse its connection pool. Certificates stay in memory: PEM CA data goes to the
 client as data, and a client certificate is loaded into an SSLContext from a temporary
@@ -12,6 +14,7 @@ import ssl
 import tempfile
 import threading
 from collections import OrderedDict
+from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s
@@ -30,6 +33,28 @@ class ClientConfigError(ValueError):
 def request_timeout(timeout: float) -> tuple[float, float]:
     """The (connect, read) pair passed as `_request_timeout` on every call."""
     return (timeout, timeout)
+
+
+def quote_segment(name: str) -> str:
+    """A name as one URL path segment (names come from forms and the cluster)."""
+    return quote(name, safe="")
+
+
+def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
+         body: dict | None = None) -> tuple[int, str]:
+    """One request through the client (auth, TLS, no retries); returns (status, text).
+
+    Raw rather than typed calls: no lazy import of the huge generated API modules, and a
+    lenient reading of whatever the server answers. Transport failures raise.
+    """
+    headers = {"Accept": "application/json, */*"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    method, url, headers, data, _ = api.param_serialize(
+        method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
+    )
+    response = api.call_api(method, url, headers, data, _request_timeout=request_timeout(timeout))
+    return response.status, (response.read() or b"").decode("utf-8", "replace")
 
 
 def build_client(conn: Connection) -> k8s.ApiClient:

@@ -1,10 +1,9 @@
 """Apply (or remove) the bootstrap objects with a provider's stored credentials."""
 from __future__ import annotations
 
-from kubernetes.client.exceptions import ApiException
-
 from . import errors as e
-from .client import get_client, request_timeout
+from .client import get_client, send
+from .client import quote_segment as q
 from .connection import Connection
 
 CREATED = "created"
@@ -73,16 +72,8 @@ def _apply(conn: Connection, objs: list[dict], timeout: float, method: str,
 
 def _send(api, method: str, obj: dict, timeout: float) -> tuple[int, str]:
     path = _path(obj, with_name=method != "POST")
-    method_, url, headers, body, _ = api.param_serialize(
-        method, path, body=obj if method == "POST" else None,
-        header_params={"Content-Type": "application/json", "Accept": "application/json"},
-        auth_settings=["BearerToken"],
-    )
-    response = api.call_api(method_, url, headers, body, _request_timeout=request_timeout(timeout))
-    data = (response.read() or b"").decode("utf-8", "replace")
-    if response.status < 400:
-        return response.status, ""
-    return response.status, e.server_message(ApiException(status=response.status, body=data))
+    status, text = send(api, method, path, timeout=timeout, body=obj if method == "POST" else None)
+    return status, e.server_message(text) if status >= 400 else ""
 
 
 def _path(obj: dict, *, with_name: bool) -> str:
@@ -93,9 +84,9 @@ def _path(obj: dict, *, with_name: bool) -> str:
     api_version = obj["apiVersion"]
     path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     if namespaced:
-        path += f"/namespaces/{obj['metadata']['namespace']}"
+        path += f"/namespaces/{q(obj['metadata']['namespace'])}"
     path += f"/{plural}"
-    return path + f"/{obj['metadata']['name']}" if with_name else path
+    return path + f"/{q(obj['metadata']['name'])}" if with_name else path
 
 
 def _failure(status: int, message: str, method: str, obj: dict) -> str:

@@ -49,29 +49,20 @@ def snippet(text: object, limit: int = SNIPPET_LENGTH, *, body: bool = False) ->
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def status_of(exc: BaseException) -> int | None:
-    """The HTTP status of an API error answered by the server (None for transport errors)."""
-    if isinstance(exc, ApiException) and exc.status:
-        return int(exc.status)
-    return None
-
-
-def server_message(exc: ApiException) -> str:
+def server_message(body: str, reason: str | None = None) -> str:
     """The `message` of a Kubernetes Status body, else a snippet of the body or reason."""
-    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
     try:
         data = json.loads(body or "")
         if isinstance(data, dict) and data.get("message"):
             return snippet(data["message"])
     except ValueError:
         pass
-    return snippet(body, body=True) or snippet(exc.reason)
+    return snippet(body, body=True) or snippet(reason)
 
 
-def classify_http(exc: ApiException, conn: Connection, doing: str) -> tuple[str, str]:
+def classify_http(status: int, body: str, doing: str, reason: str | None = None) -> tuple[str, str]:
     """Category and message for an error status answered to `doing` (e.g. "GET /version")."""
-    status = status_of(exc)
-    detail = server_message(exc)
+    detail = server_message(body, reason)
     said = f": {detail}" if detail else ""
     if status == 401:
         return UNAUTHORIZED, (
@@ -84,10 +75,9 @@ def classify_http(exc: ApiException, conn: Connection, doing: str) -> tuple[str,
             f"Forbidden (403 on {doing}){said}. The credentials were accepted but lack this "
             "permission: apply the bootstrap manifest, which grants it."
         )
-    if status is not None and status >= 500:
-        reason = snippet(exc.reason, 60)
+    if status >= 500:
         return API_UNHEALTHY, (
-            f"The API server failed on {doing} ({status}{' ' + reason if reason else ''}){said}. "
+            f"The API server failed on {doing} ({status}){said}. "
             "Check the health of the control plane."
         )
     return ERROR, f"Unexpected answer {status} to {doing}{said}."
@@ -147,6 +137,7 @@ def _tls_error(chain: list[BaseException], exc: BaseException) -> BaseException 
             inner = [x for x in _chain(e) if isinstance(x, ssl.SSLError)]
             return inner[-1] if inner else e
     if isinstance(exc, ApiException) and not exc.status and "SSLError" in str(exc.reason):
+        # the client turns urllib3's SSLError into ApiException(status=0) when not retrying
         return exc
     return None
 

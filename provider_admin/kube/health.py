@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from . import errors as e
-from .client import ClientConfigError, get_client, request_timeout
+from .client import ClientConfigError, get_client, send
+from .client import quote_segment as q
 from .connection import Connection, token_expiry
 from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
 
 TOKEN_WARNING_DAYS = 7
+REVIEWS_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
 @dataclass
@@ -98,26 +99,30 @@ class _Check:
             warnings=self.warnings, requests=self.requests, missing_permissions=self.missing,
         )
 
-    def call(self, fn, *args, **kwargs):
-        """One API request with the timeout; a transport failure ends the check."""
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, str]:
+        """One API request with the timeout; a failure to talk HTTP at all ends the check."""
         self.requests += 1
         try:
-            return fn(*args, _request_timeout=request_timeout(self.timeout), **kwargs)
-        except ApiException as exc:
-            if e.status_of(exc) is None:
-                self._transport(exc)
-            raise
+            return send(self.api, method, path, timeout=self.timeout, body=body)
         except Exception as exc:
-            self._transport(exc)
+            found = e.classify_transport(exc, self.conn, self.timeout)
+            if found:
+                raise _Failed(*found) from None
             raise
 
-    def _transport(self, exc: BaseException) -> None:
-        found = e.classify_transport(exc, self.conn, self.timeout)
-        if found:
-            raise _Failed(*found) from None
-
-    def fail_http(self, exc: ApiException, doing: str) -> None:
-        raise _Failed(*e.classify_http(exc, self.conn, doing)) from None
+    def get(self, path: str, doing: str, *, allow: tuple[int, ...] = ()) -> tuple[int, dict]:
+        """GET a JSON object; error statuses other than `allow` end the check."""
+        status, text = self.request("GET", path)
+        if status >= 400 and status not in allow:
+            raise _Failed(*e.classify_http(status, text, doing))
+        try:
+            data = json.loads(text) if status < 400 else {}
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise _Failed(e.ERROR, f"The answer to {doing} is not a Kubernetes object "
+                                   f"({e.snippet(text, 80, body=True) or 'empty'}).")
+        return status, data
 
     def token(self) -> None:
         if self.conn.in_cluster:
@@ -141,70 +146,48 @@ class _Check:
             )
 
     def version(self) -> None:
-        doing = "GET /version"
-        try:
-            status, body = self.call(self._raw_get, "/version")
-        except ApiException as exc:
-            self.fail_http(exc, doing)
+        status, text = self.request("GET", "/version")
         if status == 404:
             raise _Failed(e.ERROR, (
                 f"{self.conn.server} answered 404 to GET /version: it does not look like a "
                 "Kubernetes API server. Use the API server's URL (e.g. https://host:6443)."
             ))
         if status != 200:
-            self.fail_http(ApiException(status=status, reason="", body=body), doing)
+            raise _Failed(*e.classify_http(status, text, "GET /version"))
         try:
-            git_version = json.loads(body).get("gitVersion")
+            git_version = json.loads(text).get("gitVersion")
         except (ValueError, AttributeError):
             git_version = None
         if not isinstance(git_version, str):
             raise _Failed(e.ERROR, (
                 f"{self.conn.server} answered GET /version with something that is not a "
-                f"Kubernetes version ({e.snippet(body, 80, body=True) or 'empty'}). Check that "
+                f"Kubernetes version ({e.snippet(text, 80, body=True) or 'empty'}). Check that "
                 "the cluster address is the API server's URL (e.g. https://host:6443)."
             ))
         self.kube_version = e.snippet(git_version, 64)
 
     def readyz(self) -> None:
-        doing = "GET /readyz"
-        try:
-            status, body = self.call(self._raw_get, "/readyz")
-        except ApiException as exc:
-            self.fail_http(exc, doing)
+        status, text = self.request("GET", "/readyz")
+        if status in (401, 403):
+            raise _Failed(*e.classify_http(status, text, "GET /readyz"))
         if status == 404:
             self.warnings.append("The API server has no /readyz endpoint (Kubernetes older than "
                                  "1.16?), so its readiness was not checked.")
             return
-        if status != 200 or body.strip() != "ok":
+        if status != 200 or text.strip() != "ok":
             raise _Failed(e.API_UNHEALTHY, (
                 f"The API server reports it is not ready (GET /readyz answered {status}: "
-                f"{e.snippet(body, body=True) or 'no details'}). "
+                f"{e.snippet(text, body=True) or 'no details'}). "
                 "Check the health of the control plane."
             ))
 
-    def _raw_get(self, path: str, _request_timeout) -> tuple[int, str]:
-        """GET a non-resource path; 401/403 raise ApiException like typed calls do."""
-        method, url, headers, body, _ = self.api.param_serialize(
-            "GET", path, header_params={"Accept": "application/json, text/plain, */*"},
-            auth_settings=["BearerToken"],
-        )
-        response = self.api.call_api(method, url, headers, body, _request_timeout=_request_timeout)
-        data = (response.read() or b"").decode("utf-8", "replace")
-        if response.status in (401, 403):
-            raise ApiException(status=response.status, reason=response.reason, body=data)
-        return response.status, data
-
     def marker(self, provider_name: str) -> None:
         ns = self.conn.namespace
-        doing = f"get configmaps in namespace {ns}"
-        core = k8s.CoreV1Api(self.api)
-        try:
-            marker = self.call(core.read_namespaced_config_map, MARKER_NAME, ns)
-        except ApiException as exc:
-            if e.status_of(exc) != 404:
-                self.fail_http(exc, doing)
-            raise _Failed(e.NOT_DEPLOYED, self._not_deployed_message()) from None
-        owner = (marker.data or {}).get(MARKER_KEY)
+        status, marker = self.get(f"/api/v1/namespaces/{q(ns)}/configmaps/{MARKER_NAME}",
+                                  f"get configmaps in namespace {ns}", allow=(404,))
+        if status == 404:
+            raise _Failed(e.NOT_DEPLOYED, self._not_deployed_message())
+        owner = (marker.get("data") or {}).get(MARKER_KEY)
         if owner != provider_name:
             who = (f"provider {e.snippet(owner, 80)}" if owner
                    else "another installation (its marker names no provider)")
@@ -217,65 +200,60 @@ class _Check:
         ns = self.conn.namespace
         fix = "Apply the bootstrap manifest with kubectl, or press Deploy."
         try:
-            self.call(k8s.CoreV1Api(self.api).read_namespace, ns)
-        except ApiException as exc:
-            if e.status_of(exc) == 404:
-                return f"Not deployed: namespace {ns} does not exist. {fix}"
+            status, _ = self.request("GET", f"/api/v1/namespaces/{q(ns)}")
         except Exception:  # only refines the message; 403 is normal for a namespaced token
-            pass
+            status = None
+        if status == 404:
+            return f"Not deployed: namespace {ns} does not exist. {fix}"
         return f"Not deployed: namespace {ns} has no ConfigMap {MARKER_NAME}. {fix}"
 
     def permissions(self, needed: list[Permission]) -> None:
         ns = self.conn.namespace
-        authz = k8s.AuthorizationV1Api(self.api)
         for perm in needed:
-            review = k8s.V1SelfSubjectAccessReview(spec=k8s.V1SelfSubjectAccessReviewSpec(
-                resource_attributes=k8s.V1ResourceAttributes(
-                    namespace=ns, verb=perm.verb, resource=perm.resource, group=perm.group)))
-            doing = "create selfsubjectaccessreviews"
+            review = {
+                "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"namespace": ns, "verb": perm.verb,
+                                                "group": perm.group, "resource": perm.resource}},
+            }
+            status, text = self.request("POST", REVIEWS_PATH, review)
+            if status >= 400:
+                raise _Failed(*e.classify_http(status, text, "create selfsubjectaccessreviews"))
             try:
-                answer = self.call(authz.create_self_subject_access_review, review)
-            except ApiException as exc:
-                self.fail_http(exc, doing)
-            if not (answer.status and answer.status.allowed):
+                allowed = json.loads(text)["status"]["allowed"] is True
+            except (ValueError, KeyError, TypeError):
+                raise _Failed(e.ERROR, "The SelfSubjectAccessReview answer has no status: "
+                                       f"{e.snippet(text, 80, body=True)}") from None
+            if not allowed:
                 self.missing.append(str(perm))
         if self.missing:
             listed = "; ".join(f"missing permission: {m} in namespace {ns}" for m in self.missing)
             raise _Failed(e.MISSING_PERMISSION, f"{listed} — apply the bootstrap manifest.")
 
     def storage_class(self, name: str) -> None:
-        doing = f"get storageclasses/{name}"
-        try:
-            self.call(k8s.StorageV1Api(self.api).read_storage_class, name)
-        except ApiException as exc:
-            if e.status_of(exc) == 404:
-                raise _Failed(e.STORAGE_CLASS_MISSING, (
-                    f"Storage class {name} does not exist in the cluster. Create it, or choose "
-                    "one that `kubectl get storageclass` lists."
-                )) from None
-            if e.status_of(exc) == 403:
-                self.warnings.append(
-                    f"Could not verify storage class {name}: the credentials may not read "
-                    "storage classes (apply the bootstrap manifest's ClusterRole to allow it)."
-                )
-                return
-            self.fail_http(exc, doing)
+        status, _ = self.get(f"/apis/storage.k8s.io/v1/storageclasses/{q(name)}",
+                             f"get storageclasses/{name}", allow=(403, 404))
+        if status == 404:
+            raise _Failed(e.STORAGE_CLASS_MISSING, (
+                f"Storage class {name} does not exist in the cluster. Create it, or choose "
+                "one that `kubectl get storageclass` lists."
+            ))
+        if status == 403:
+            self.warnings.append(
+                f"Could not verify storage class {name}: the credentials may not read "
+                "storage classes (apply the bootstrap manifest's ClusterRole to allow it)."
+            )
 
     def service_account(self, name: str) -> None:
         ns = self.conn.namespace
-        doing = f"get serviceaccounts/{name} in namespace {ns}"
-        try:
-            self.call(k8s.CoreV1Api(self.api).read_namespaced_service_account, name, ns)
-        except ApiException as exc:
-            if e.status_of(exc) == 404:
-                raise _Failed(e.SERVICE_ACCOUNT_MISSING, (
-                    f"Service account {name} does not exist in namespace {ns}. Create it "
-                    f"(`kubectl -n {ns} create serviceaccount {name}`) or clear the field."
-                )) from None
-            if e.status_of(exc) == 403:
-                self.warnings.append(
-                    f"Could not verify service account {name}: the credentials may not read "
-                    f"service accounts in namespace {ns}."
-                )
-                return
-            self.fail_http(exc, doing)
+        status, _ = self.get(f"/api/v1/namespaces/{q(ns)}/serviceaccounts/{q(name)}",
+                             f"get serviceaccounts/{name} in namespace {ns}", allow=(403, 404))
+        if status == 404:
+            raise _Failed(e.SERVICE_ACCOUNT_MISSING, (
+                f"Service account {name} does not exist in namespace {ns}. Create it "
+                f"(`kubectl -n {ns} create serviceaccount {name}`) or clear the field."
+            ))
+        if status == 403:
+            self.warnings.append(
+                f"Could not verify service account {name}: the credentials may not read "
+                f"service accounts in namespace {ns}."
+            )

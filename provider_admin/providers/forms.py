@@ -42,13 +42,15 @@ class JSONField(TextAreaField):
 class ProviderForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(min=1, max=64)])
     cluster_address = URLField(
-        "Cluster address", validators=[DataRequired(), Length(max=2048), absolute_url("https")]
+        "Cluster address", validators=[Length(max=2048), absolute_url("https")]
     )
     namespace = StringField("Namespace", validators=[DataRequired(), dns_label])
     ca_certificate = TextAreaField(
         "CA certificate", validators=[Optional(), Length(max=64 * 1024), pem_certificates]
     )
     token = PasswordField("Service account token", validators=[Length(max=16 * 1024)])
+    kubeconfig = TextAreaField("Kubeconfig", validators=[Length(max=256 * 1024)])
+    kubeconfig_context = StringField("Context", validators=[Length(max=253)])
     organizations = CheckboxListField("Organizations", coerce=int)
     e2e_encryption = BooleanField("Enable end-to-end encryption")
     external_ssh = BooleanField("Enable external SSH connections")
@@ -78,10 +80,31 @@ class ProviderForm(FlaskForm):
         if db.session.scalar(query) is not None:
             raise ValidationError(f'A provider named "{field.data}" already exists.')
 
+    kube_connection = None  # set from a valid pasted kubeconfig
+
+    def validate_cluster_address(self, field) -> None:
+        field.data = (field.data or "").strip()
+        if not field.data and not (self.kubeconfig.data or "").strip():
+            raise ValidationError("The cluster address is required (or paste a kubeconfig).")
+
+    def validate_kubeconfig(self, field) -> None:
+        from ..kube import KubeconfigError, parse_kubeconfig
+
+        if not (field.data or "").strip():
+            return
+        context = (self.kubeconfig_context.data or "").strip() or None
+        try:
+            self.kube_connection, _ = parse_kubeconfig(field.data, context)
+        except KubeconfigError as error:
+            raise ValidationError(str(error))
+
     def validate_token(self, field) -> None:
         field.data = (field.data or "").strip()
-        if not field.data and (self.provider is None or not self.provider.has_credentials):
-            raise ValidationError("A service account token is required to reach the cluster.")
+        has_other = (self.provider is not None and self.provider.has_credentials) or (
+            (self.kubeconfig.data or "").strip())
+        if not field.data and not has_other:
+            raise ValidationError(
+                "A service account token is required to reach the cluster (or paste a kubeconfig).")
         if any(c.isspace() for c in field.data):
             raise ValidationError("A token has no spaces or line breaks; paste it in one piece.")
 

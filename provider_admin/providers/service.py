@@ -4,6 +4,7 @@ import json
 from sqlalchemy import func
 
 from .. import crypto, scheduling
+from ..kube import token_expiry
 from ..extensions import db
 from ..models import Organization, Provider, Workspace
 
@@ -11,10 +12,7 @@ PLAIN_FIELDS = (
     "name", "cluster_address", "namespace", "e2e_encryption", "external_ssh",
     "access_url", "storage_class", "service_account",
 )
-SCHEDULING_FIELDS = tuple(
-    ("pod_tolerations", "pod_node_selector", "service_account_annotations", "affinity")
-)
-CONNECTION_FIELDS = {"cluster_address", "namespace", "ca_certificate", "token"}
+SCHEDULING_FIELDS = ("pod_tolerations", "pod_node_selector", "service_account_annotations", "affinity")
 
 
 class Conflict(Exception):
@@ -73,10 +71,10 @@ def apply(provider: Provider, form) -> dict:
         value = getattr(form, field).data
         setattr(provider, field, value.strip() or None if isinstance(value, str) else value)
     provider.ca_cert = (form.ca_certificate.data or "").strip() or None
-    if form.token.data:
-        provider.credentials_encrypted = crypto.encrypt(json.dumps({"token": form.token.data}))
-        provider.credentials_kind = "token"
-        provider.token_expires_at = _token_expiry(form.token.data)
+    if form.kube_connection is not None:
+        _apply_kubeconfig(provider, form.kube_connection, form.kubeconfig_context.data)
+    elif form.token.data:
+        _set_credentials(provider, {"token": form.token.data})
     for field in SCHEDULING_FIELDS:
         value = getattr(form, field).parsed
         if field == "affinity" and value == scheduling.DEFAULT_AFFINITY:
@@ -87,20 +85,26 @@ def apply(provider: Provider, form) -> dict:
         org for org in db.session.scalars(db.select(Organization).filter(Organization.id.in_(wanted)))
     ]
     changes = _diff(before, _snapshot(provider))
-    if form.token.data:
-        changes["token"] = "(changed)"
+    if form.token.data or form.kube_connection is not None:
+        changes["credentials"] = "(changed)"
     provider.display_version = (provider.display_version or 0) + 1
     return changes
 
 
-def connection_changed(changes: dict) -> bool:
-    return bool(CONNECTION_FIELDS & changes.keys())
+def _set_credentials(provider: Provider, secret: dict) -> None:
+    secret = {k: v for k, v in secret.items() if v}
+    provider.credentials_encrypted = crypto.encrypt(json.dumps(secret))
+    provider.credentials_kind = "token" if "token" in secret else "client_cert"
+    provider.token_expires_at = token_expiry(secret.get("token"))
 
 
-def _token_expiry(token: str):
-    from ..kube.connection import token_expiry
-
-    return token_expiry(token)
+def _apply_kubeconfig(provider: Provider, conn, context: str | None) -> None:
+    """A pasted kubeconfig fills the connection; the kubeconfig itself is not kept."""
+    provider.cluster_address = conn.server
+    provider.ca_cert = conn.ca_cert
+    provider.kubeconfig_context = (context or "").strip() or None
+    _set_credentials(provider, {"token": conn.token, "client_cert": conn.client_cert,
+                                "client_key": conn.client_key})
 
 
 def _snapshot(provider: Provider) -> dict:
