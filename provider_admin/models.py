@@ -218,6 +218,7 @@ class ProviderCheck(db.Model):
     category: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     trigger: Mapped[str] = mapped_column(String(16), default="scheduled")
+    worker: Mapped[str | None] = mapped_column(String(128))  # which scheduler process checked
     duration_ms: Mapped[float | None] = mapped_column(Float)
 
     provider: Mapped[Provider] = relationship(back_populates="checks")

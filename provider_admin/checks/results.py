@@ -17,7 +17,7 @@ STALE_DISPLAY = timedelta(seconds=120)
 
 
 def apply_result(provider_id: int, result: kube.CheckResult, *, trigger: str, full: bool,
-                 duration_ms: float | None = None) -> None:
+                 duration_ms: float | None = None, worker: str | None = None) -> None:
     """Record the result; a scheduled failure of a Ready provider counts toward the threshold."""
     config = current_app.config
     row = db.session.execute(
@@ -55,7 +55,7 @@ def apply_result(provider_id: int, result: kube.CheckResult, *, trigger: str, fu
     db.session.execute(update(Provider).where(Provider.id == provider_id).values(**values))
     db.session.add(ProviderCheck(provider_id=provider_id, checked_at=now, ok=result.ok,
                                  category=result.category, message=result.message,
-                                 trigger=trigger, duration_ms=duration_ms))
+                                 trigger=trigger, duration_ms=duration_ms, worker=worker))
     _trim_history(provider_id, config["CHECK_HISTORY"])
 
 

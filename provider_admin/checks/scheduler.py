@@ -1,6 +1,7 @@
 """APScheduler wiring: in the web process under `flask run`, or its own process."""
 import logging
 import os
+import sys
 
 import click
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -57,7 +58,8 @@ def scheduler_command():
     scheduler = BlockingScheduler()
     _schedule(scheduler, app)
     click.echo(f"Checking providers every {app.config['CHECK_INTERVAL']} s "
-               f"with {app.config['CHECK_POOL_SIZE']} threads. Ctrl+C to stop.")
+               f"with {app.config['CHECK_POOL_SIZE']} threads. Ctrl+C to stop.", nl=True)
+    sys.stdout.flush()
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):

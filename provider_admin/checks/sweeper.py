@@ -61,7 +61,7 @@ class Sweeper:
             with self.app.app_context():
                 try:
                     apply_result(job.provider_id, result, trigger="scheduled", full=job.full,
-                                 duration_ms=duration)
+                                 duration_ms=duration, worker=self.worker)
                     db.session.commit()
                 finally:
                     db.session.remove()

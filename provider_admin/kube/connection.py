@@ -65,6 +65,12 @@ def parse_kubeconfig(text: str, context: str | None = None) -> tuple[Connection,
     config = _load(text)
     contexts = _named_list(config, "contexts")
     names = [c["name"] for c in contexts]
+    if not names:
+        for user in _named_list(config, "users"):
+            _reject_plugins(user)  # the more useful error when a context is missing too
+        raise KubeconfigError(
+            "The kubeconfig has no contexts. Paste the whole file; " + FLATTEN_HINT + "."
+        )
     wanted = context or config.get("current-context") or (names[0] if len(names) == 1 else None)
     if not wanted:
         raise KubeconfigError(
@@ -156,7 +162,9 @@ def _load(text: str) -> dict:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot be parsed"
         raise KubeconfigError(f"The kubeconfig is not valid YAML{where}: {problem}.") from None
-    if not isinstance(config, dict) or not config.get("contexts"):
+    if not isinstance(config, dict) or not any(
+        config.get(key) for key in ("contexts", "clusters", "users")
+    ):
         raise KubeconfigError(
             "This does not look like a kubeconfig: it has no contexts. Paste the whole file; "
             + FLATTEN_HINT + "."
@@ -203,7 +211,7 @@ def _cluster_fields(cluster: dict) -> tuple[str, str | None]:
                                 if ca else None)
 
 
-def _user_fields(user: dict) -> tuple[str | None, str | None, str | None]:
+def _reject_plugins(user: dict) -> None:
     name, body = user["name"], user.get("user") or {}
     if body.get("exec"):
         command = (body["exec"] or {}).get("command") or "unknown command"
@@ -217,6 +225,11 @@ def _user_fields(user: dict) -> tuple[str | None, str | None, str | None]:
             f"User '{name}' uses an auth-provider plugin ({provider}) which is not supported; "
             f"{CREDENTIALS_HINT}."
         )
+
+
+def _user_fields(user: dict) -> tuple[str | None, str | None, str | None]:
+    _reject_plugins(user)
+    name, body = user["name"], user.get("user") or {}
     embedded = {"tokenFile": "token", "client-certificate": "client-certificate-data",
                 "client-key": "client-key-data"}
     for key, inline in embedded.items():

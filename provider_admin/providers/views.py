@@ -1,7 +1,7 @@
 from flask import flash, redirect, request, url_for
 from sqlalchemy.orm.exc import StaleDataError
 
-from .. import audit
+from .. import audit, scheduling
 from ..checks import check_now
 from ..extensions import db
 from ..htmx import done, is_fragment_request, render
@@ -24,7 +24,7 @@ def index():
 @bp.route("/new", methods=["GET", "POST"])
 def create():
     """Register a new provider; it starts Pending."""
-    form = ProviderForm()
+    form = ProviderForm(data={"affinity": scheduling.dumps(scheduling.DEFAULT_AFFINITY)})
     form.organizations.choices = service.organization_choices()
     if form.validate_on_submit():
         provider = Provider()

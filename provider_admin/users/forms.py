@@ -1,6 +1,6 @@
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, ValidationError
 
 from ..auth.forms import USERNAME, strip
 from ..extensions import db
@@ -21,6 +21,8 @@ class UserForm(FlaskForm):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
+        if user is None:  # a new user needs a password; an edit keeps the current one when left empty
+            self.password.validators = [InputRequired("Set an initial password."), Length(min=8, max=200)]
 
     def _unique(self, column, value: str, label: str) -> None:
         query = db.select(User.id).filter(column == value)
@@ -35,7 +37,3 @@ class UserForm(FlaskForm):
 
     def validate_username(self, field) -> None:
         self._unique(User.username, field.data, "username")
-
-    def validate_password(self, field) -> None:
-        if self.user is None and not field.data:
-            raise ValidationError("Set an initial password.")
