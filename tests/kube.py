@@ -48,6 +48,7 @@ REAL_CONTEXT_ENV = "PROVIDER_ADMIN_TEST_CONTEXT"
 KUBE_VERSION = "v1.33.1"
 TOKEN = "test-token"
 REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+REQUEST_LOG_MAX, REQUEST_LOG_KEEP = 40, 10
 
 
 def _parse_path(path: str, _original=parsing.parse_path) -> parsing.ParsedPath:
@@ -69,8 +70,14 @@ class _Emulator(kmock.KubernetesEmulator):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.delays: list[tuple[kmock.Criteria, float]] = []
+        self.log: list[kmock.Request] = []  # every request served, for the tests to read
 
     async def _handle(self, request):
+        # kmock matches every reaction against its whole request log, so each request
+        # costs more than the last; keeping only the recent ones keeps long runs fast.
+        self.log.append(request)
+        if len(self._requests) > REQUEST_LOG_MAX:
+            del self._requests[:-REQUEST_LOG_KEEP]
         for criteria, seconds in list(self.delays):
             if criteria(request):
                 await asyncio.sleep(seconds)
@@ -248,20 +255,24 @@ class KubeAPI:
         """SelfSubjectAccessReviews for verb+resource answer allowed=false."""
         self.denied.add((verb, resource))
 
+    def allow(self, verb: str, resource: str) -> None:
+        """Undo deny(): reviews for verb+resource answer allowed=true again."""
+        self.denied.discard((verb, resource))
+
     # Observation ------------------------------------------------------------------------
     @property
     def requests(self) -> list[str]:
-        """"METHOD /path" of every request served so far."""
-        return self._call(lambda: [f"{r.method.value.upper()} {r.url.path}" for r in self.k])
+        """"METHOD /path" of the requests served so far (the latest few hundred)."""
+        return self._call(lambda: [f"{r.method.value.upper()} {r.url.path}" for r in self.k.log])
 
     def request_headers(self) -> list[dict]:
-        return self._call(lambda: [dict(r.headers) for r in self.k])
+        return self._call(lambda: [dict(r.headers) for r in self.k.log])
 
     def reviews(self) -> list[tuple[str, str, str]]:
         """(verb, resource, namespace) of every SelfSubjectAccessReview asked."""
         def collect():
             return [(a.get("verb"), a.get("resource"), a.get("namespace"))
-                    for r in self.k if r.url.path == REVIEWS
+                    for r in self.k.log if r.url.path == REVIEWS
                     for a in [((r.data or {}).get("spec") or {}).get("resourceAttributes") or {}]]
         return self._call(collect)
 

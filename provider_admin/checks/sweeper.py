@@ -1,7 +1,9 @@
 """The sweeper: claims due providers while it has free threads and checks them in a pool.
 
 A tick never waits for a check: a dead cluster holds one thread for at most its timeout
-while the other threads go on with the other providers.
+while the other threads go on with the other providers. A finished check refills its
+thread at once while the last claim found more due work than it had threads for, so the
+throughput is not bound to the tick.
 """
 import logging
 import os
@@ -28,6 +30,7 @@ class Sweeper:
         self.pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="provider-check")
         self.size = size
         self.checked = 0
+        self._more = False  # the last claim filled every free thread: more may be due
         self._lock = threading.Lock()
 
     def tick(self) -> int:
@@ -49,6 +52,7 @@ class Sweeper:
                 work = []
             finally:
                 db.session.remove()
+        self._more = len(work) == slots
         for _ in range(slots - len(work)):
             self.free.release()
         for job in work:
@@ -71,6 +75,11 @@ class Sweeper:
             log.exception("check of provider %s failed", job.provider_name)
         finally:
             self.free.release()
+        if self._more and not self.closed:
+            self.tick()
+
+    closed = False
 
     def shutdown(self, wait: bool = True) -> None:
+        self.closed = True
         self.pool.shutdown(wait=wait, cancel_futures=not wait)
