@@ -250,3 +250,27 @@ def test_saving_new_credentials_rechecks_at_once(app, actions, kube_api_tls, kub
     db.session.refresh(provider)
     assert provider.status == "ready", provider.status_message
     assert any(h.get("Authorization") == "Bearer new-token" for h in kube_api_tls.request_headers())
+
+
+def test_edit_form_suggests_what_exists_in_the_cluster(app, actions, kube_api, kube_provider):
+    actions.login()
+    kube_api.put("storage.k8s.io/v1/storageclasses", None, "fast-ssd", {"kind": "StorageClass",
+                                                                       "provisioner": "x"})
+    kube_api.put("v1/serviceaccounts", "ws", "workspace-sa", {"kind": "ServiceAccount"})
+    provider = kube_provider(kube_api)
+    form = actions.client.get(f"/manage/providers/{provider.id}/edit").text
+    assert f"/manage/providers/{provider.id}/cluster-names" in form
+    names = actions.htmx_get(f"/manage/providers/{provider.id}/cluster-names",
+                             query_string={"storage_class": "slow", "service_account": "workspace-sa"})
+    assert names.status_code == 200
+    assert '<option value="fast-ssd">' in names.text and '<option value="workspace-sa">' in names.text
+    assert "“slow” does not exist in the cluster; it has: fast-ssd" in names.text
+    assert "“workspace-sa” does not exist" not in names.text
+
+
+def test_suggestions_say_why_they_are_missing(app, actions, kube_api, kube_provider):
+    actions.login()
+    kube_api.respond("get /apis/storage.k8s.io/v1/storageclasses", 403)
+    provider = kube_provider(kube_api)
+    names = actions.htmx_get(f"/manage/providers/{provider.id}/cluster-names")
+    assert "may not list these" in names.text

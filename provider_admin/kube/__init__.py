@@ -31,14 +31,15 @@ from .deploy import (
 )
 from .errors import CATEGORIES
 from .health import CheckResult, check
+from .inventory import Names, service_accounts, storage_classes
 from .manifest import bootstrap_manifest, to_yaml
 from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
 
 __all__ = [
     "ALREADY_ABSENT", "ALREADY_PRESENT", "CATEGORIES", "CREATED", "DELETED", "MARKER_KEY",
     "MARKER_NAME", "CheckResult", "ClientConfigError", "Connection", "KubeconfigError",
-    "NotInClusterError", "Permission", "bootstrap_manifest", "check", "clear_client_cache",
+    "Names", "NotInClusterError", "Permission", "bootstrap_manifest", "check", "clear_client_cache",
     "deploy", "describe", "in_cluster_connection", "kubeconfig_contexts",
-    "parse_kubeconfig", "required_permissions", "succeeded", "to_yaml", "token_expiry",
+    "parse_kubeconfig", "required_permissions", "service_accounts", "storage_classes", "succeeded", "to_yaml", "token_expiry",
     "undeploy",
 ]

@@ -1,0 +1,41 @@
+"""What exists in a cluster, for suggestions in the edit form (never raises)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from . import errors as e
+from .client import get_client, quote_segment, send
+from .connection import Connection
+
+
+@dataclass
+class Names:
+    """Names found, or why they could not be listed (e.g. "forbidden")."""
+
+    names: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def storage_classes(conn: Connection, timeout: float = 5.0) -> Names:
+    return _list(conn, "/apis/storage.k8s.io/v1/storageclasses", timeout)
+
+
+def service_accounts(conn: Connection, timeout: float = 5.0) -> Names:
+    return _list(conn, f"/api/v1/namespaces/{quote_segment(conn.namespace)}/serviceaccounts", timeout)
+
+
+def _list(conn: Connection, path: str, timeout: float) -> Names:
+    try:
+        status, text = send(get_client(conn), "GET", path, timeout=timeout)
+    except Exception as exc:  # a suggestion is never worth an error page
+        return Names(error=e.snippet(exc) or type(exc).__name__)
+    if status == 403:
+        return Names(error="the stored credentials may not list these")
+    if status != 200:
+        return Names(error=f"the cluster answered {status}")
+    try:
+        items = json.loads(text).get("items") or []
+    except (ValueError, AttributeError):
+        return Names(error="the cluster's answer was not a list")
+    return Names(names=sorted(str((i.get("metadata") or {}).get("name", "")) for i in items if i))
