@@ -4,6 +4,8 @@ from pathlib import Path
 
 import flask_migrate
 from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from .extensions import db, migrate
 
@@ -15,6 +17,15 @@ def init_app(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     if app.config["AUTO_MIGRATE"]:
         upgrade(app)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_foreign_keys(dbapi_connection, _record) -> None:
+    """SQLite enforces foreign keys (ON DELETE CASCADE / SET NULL) only when asked, per connection."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
 
 
 def upgrade(app: Flask) -> None:

@@ -1,5 +1,6 @@
 """Shared fixtures: an app on a fresh database (SQLite, or PostgreSQL when
 PROVIDER_ADMIN_TEST_DATABASE_URL says so), a client with CSRF on, and sign-in helpers."""
+import html
 import json
 import os
 import re
@@ -135,6 +136,12 @@ class Actions:
 @pytest.fixture
 def actions(client, app):
     return Actions(client, app)
+
+
+def field_error(page: str, field: str) -> str:
+    """The error text shown under a form field (empty when there is none)."""
+    match = re.search(rf'<div class="error" id="{field}-error">(.*?)</div>', page, re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", match.group(1))).strip() if match else ""
 
 
 @pytest.fixture

@@ -41,7 +41,9 @@ def update(user_id: int):
     user = db.session.get(User, user_id) or abort(404)
     form = _form(UserForm(user=user, data=_values(user)))
     if form.validate_on_submit() and not _refuse_self_lockout(user, form):
-        audit.record("user.update", user, _apply(user, form))
+        changes = _apply(user, form)
+        if changes:  # saving the form unchanged is not a change
+            audit.record("user.update", user, changes)
         db.session.commit()
         flash(f"User {user.username} updated.", "success")
         return done(url_for(".index"))
