@@ -43,3 +43,20 @@ __all__ = [
     "parse_kubeconfig", "required_permissions", "service_accounts", "storage_classes", "succeeded", "to_yaml", "token_expiry",
     "undeploy",
 ]
+
+# Workspaces (build/teardown of a workspace's objects) and scheduling hints.
+from .hints import scheduling_hints  # noqa: E402
+from .workspace import (  # noqa: E402
+    BuildResult,
+    TeardownResult,
+    WorkspaceSpec,
+    object_names,
+    workspace_objects,
+)
+from .workspace import build as build_workspace  # noqa: E402
+from .workspace import teardown as teardown_workspace  # noqa: E402
+
+__all__ += [
+    "BuildResult", "TeardownResult", "WorkspaceSpec", "build_workspace", "object_names",
+    "scheduling_hints", "teardown_workspace", "workspace_objects",
+]

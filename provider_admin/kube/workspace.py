@@ -1,0 +1,299 @@
+"""A workspace's objects in its provider's namespace: what they are, creating and removing them.
+`build()` and `teardown()` report one plain-text line per step through `log` (the live build
+log) and never raise: the result says what happened and which objects were left behind."""
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import urllib3.exceptions as u3
+
+from provider_admin import scheduling
+
+from . import errors as e
+from .client import get_client, send
+from .client import quote_segment as q
+from .connection import Connection
+from .manifest import DNS_LABEL
+from .permissions import MANAGED_BY_LABEL
+
+RESOURCE_LABEL = "com.coder.resource"  # what the default affinity's label selector matches
+WORKSPACE_ID_LABEL = "com.coder.workspace.id"
+# kind -> (plural, key in object_names); all core (v1), namespaced; teardown goes in this order.
+KINDS = {"Pod": ("pods", "pod"), "PersistentVolumeClaim": ("persistentvolumeclaims", "pvc"),
+         "ServiceAccount": ("serviceaccounts", "service_account")}
+
+Ref = tuple[str, str]  # (kind, name)
+Log = Callable[[str], None]
+_logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """Everything a workspace's objects are made from; the provider's fields are as stored."""
+
+    workspace_id: int
+    name: str  # a DNS-1123 label
+    owner_email: str
+    owner_username: str
+    organization_name: str
+    provider_name: str
+    namespace: str
+    image: str
+    cpu: str  # a Kubernetes quantity: "2", "500m"
+    memory: str  # "4Gi"
+    disk: str  # "10Gi"
+    access_url: str
+    e2e_encryption: bool = False
+    external_ssh: bool = False
+    storage_class: str | None = None
+    service_account: str | None = None  # the provider's
+    annotations: dict | None = None  # raw, with template variables
+    tolerations: list | None = None
+    node_selector: dict | None = None
+    affinity: dict | None = None  # None: the default affinity; {}: none
+
+
+@dataclass
+class BuildResult:
+    ok: bool
+    message: str
+    created: list[Ref] = field(default_factory=list)  # by this build, even if removed again
+    remaining: list[Ref] = field(default_factory=list)  # created (or maybe) and still there
+
+
+@dataclass
+class TeardownResult:
+    ok: bool
+    message: str
+    remaining: list[Ref] = field(default_factory=list)
+
+
+def object_names(spec: WorkspaceSpec) -> dict[str, str]:
+    """Names from the id and name only, so a re-run or a teardown finds them: at most 63
+    characters (a pod's name is its hostname); the id prefix survives truncation."""
+    if not DNS_LABEL.match(spec.name or ""):
+        raise ValueError(f"The workspace name {spec.name!r} is not a valid DNS-1123 label.")
+    base = f"ws-{int(spec.workspace_id)}-{spec.name}"
+    pod = base[:63].rstrip("-")
+    return {"pod": pod, "pvc": base[:58].rstrip("-") + "-home", "service_account": pod}
+
+
+def rendered_annotations(spec: WorkspaceSpec) -> dict[str, str]:
+    """The provider's service account annotations with the owner's values filled in."""
+    variables = {"UserEmail": spec.owner_email, "Username": spec.owner_username,
+                 "WorkspaceName": spec.name, "OrganizationName": spec.organization_name}
+    return {key: scheduling.render_annotation(str(value), variables)
+            for key, value in (spec.annotations or {}).items()}
+
+
+def workspace_objects(spec: WorkspaceSpec) -> list[dict]:
+    """ServiceAccount (only with annotations), PersistentVolumeClaim, Pod: in build order."""
+    names = object_names(spec)
+    objs = []
+    service_account = spec.service_account or None
+    if spec.annotations:
+        service_account = names["service_account"]
+        objs.append(_object("ServiceAccount", service_account, spec, rendered_annotations(spec)))
+    claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.disk}}}
+    if spec.storage_class:
+        claim["storageClassName"] = spec.storage_class
+    objs.append({**_object("PersistentVolumeClaim", names["pvc"], spec), "spec": claim})
+    objs.append({**_object("Pod", names["pod"], spec),
+                 "spec": _pod_spec(spec, names["pvc"], service_account)})
+    return objs
+
+
+def _object(kind: str, name: str, spec: WorkspaceSpec, annotations: dict | None = None) -> dict:
+    labels = {RESOURCE_LABEL: "true", WORKSPACE_ID_LABEL: str(spec.workspace_id),
+              **MANAGED_BY_LABEL}
+    meta = {"name": name, "namespace": spec.namespace, "labels": labels}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta}
+
+
+def _pod_spec(spec: WorkspaceSpec, claim: str, service_account: str | None) -> dict:
+    resources = {"cpu": spec.cpu, "memory": spec.memory}
+    env = {"CODER_USER_EMAIL": spec.owner_email, "CODER_USERNAME": spec.owner_username,
+           "CODER_WORKSPACE_NAME": spec.name, "CODER_WORKSPACE_PROVIDER": spec.provider_name,
+           "CODER_ACCESS_URL": spec.access_url or "",
+           "CODER_E2E_ENCRYPTION": "true" if spec.e2e_encryption else "false",
+           "CODER_EXTERNAL_SSH": "true" if spec.external_ssh else "false"}
+    pod: dict = {
+        "containers": [{
+            "name": "dev", "image": spec.image,
+            # requests = limits: the Guaranteed QoS class, the last to be evicted from a busy node
+            "resources": {"requests": dict(resources), "limits": dict(resources)},
+            "env": [{"name": k, "value": v} for k, v in env.items()],
+            "volumeMounts": [{"name": "home", "mountPath": "/home/coder"}],
+        }],
+        "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": claim}}],
+    }
+    if spec.tolerations:
+        pod["tolerations"] = copy.deepcopy(list(spec.tolerations))
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    affinity = scheduling.effective_affinity(spec.affinity)
+    if affinity:  # {} means "no affinity": leave the field out altogether
+        pod["affinity"] = copy.deepcopy(affinity)
+    if service_account:
+        pod["serviceAccountName"] = service_account
+    else:  # the namespace's "default" account: its token has no business in a workspace
+        pod["automountServiceAccountToken"] = False
+    return pod
+
+
+def build(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0) -> BuildResult:
+    """Create the objects in order; 409 keeps the existing object, so a re-run is harmless.
+    On a failure, whatever this build created is removed again, in reverse order."""
+    say = _safe(log)
+    try:
+        objs = workspace_objects(spec)
+        api = get_client(conn)
+    except Exception as exc:  # an invalid name, certificates that do not load, bad data
+        say(f"Cannot build: {e.snippet(exc) or type(exc).__name__}")
+        return BuildResult(False, f"Cannot build: {e.snippet(exc) or type(exc).__name__}")
+    created: list[Ref] = []  # only these are removed on a failure, never an earlier build's
+    refs = [(obj["kind"], obj["metadata"]["name"]) for obj in objs]
+    for obj, ref in zip(objs, refs):
+        status, reason, maybe = _request(api, conn, "POST", spec.namespace, ref, timeout, obj)
+        if status in (200, 201, 202):
+            created.append(ref)
+            say(_created_line(obj))
+        elif status == 409:
+            say(f"{_show(ref)} already exists; keeping it")
+        else:
+            say(f"Creating {_show(ref)} failed: {reason}")
+            return _undo(api, conn, spec.namespace, say, timeout, created, ref, reason, maybe)
+    message = f"Created {_list(created) or 'nothing'} in namespace {spec.namespace}"
+    existing = [ref for ref in refs if ref not in created]
+    message += f"; already present: {_list(existing)}." if existing else "."
+    return BuildResult(True, message, created)
+
+
+def _undo(api, conn, namespace, say, timeout, created, failed: Ref, reason: str,
+          maybe: bool) -> BuildResult:
+    message = f"Creating {_show(failed)} failed: {reason.rstrip('.')}."
+    remaining: list[Ref] = []
+    if created:
+        say(f"Removing what this build created: {_list(created[::-1])}")
+        remaining = _delete(api, conn, namespace, created[::-1], say, timeout, "remove")
+        message += (f" Removing what this build created failed; still in namespace {namespace}: "
+                    f"{_list(remaining)}." if remaining
+                    else " The objects this build created were removed again.")
+    if maybe:
+        # It may exist, but deleting blindly could destroy an earlier build's home volume.
+        say(f"{_show(failed)} may exist anyway: the cluster's answer was lost")
+        message += (f" The cluster's answer was lost, so {_show(failed)} may exist: deleting "
+                    "the workspace removes it.")
+        remaining.append(failed)
+    return BuildResult(False, message, created, remaining)
+
+
+def teardown(conn: Connection, spec_or_names: WorkspaceSpec | Mapping[str, str | None],
+             log: Log, timeout: float = 5.0) -> TeardownResult:
+    """Delete the pod, the home volume claim and the service account; 404 counts as deleted.
+    With a WorkspaceSpec without annotations the account is tried in case an earlier setting
+    made one, but its absence or a 403 is no failure. With names (from object_names; in
+    conn.namespace) each non-empty one must go. `remaining`: what was not confirmed deleted."""
+    say = _safe(log)
+    spec = spec_or_names if isinstance(spec_or_names, WorkspaceSpec) else None
+    try:
+        names = object_names(spec) if spec else dict(spec_or_names)
+        namespace = spec.namespace if spec else conn.namespace
+        refs = [(kind, str(names[key])) for kind, (_, key) in KINDS.items() if names.get(key)]
+        optional = {r for r in refs if r[0] == "ServiceAccount" and spec and not spec.annotations}
+        api = get_client(conn)
+    except Exception as exc:  # an invalid name, certificates that do not load, bad data
+        say(f"Cannot delete: {e.snippet(exc) or type(exc).__name__}")
+        return TeardownResult(False, f"Cannot delete: {e.snippet(exc) or type(exc).__name__}")
+    remaining = [r for r in _delete(api, conn, namespace, refs, say, timeout, "delete", optional)
+                 if r not in optional]
+    if remaining:
+        return TeardownResult(False, f"Could not delete everything; still in namespace "
+                                     f"{namespace}: {_list(remaining)}.", remaining)
+    return TeardownResult(True, f"Deleted the workspace's objects from namespace {namespace}.")
+
+
+def _delete(api, conn, namespace: str, refs: list[Ref], say, timeout: float, verb: str,
+            optional: set[Ref] = frozenset()) -> list[Ref]:
+    """DELETE each; returns those not confirmed gone (all the rest once the cluster is out of
+    reach: they would only wait for the same timeout)."""
+    for index, ref in enumerate(refs):
+        status, reason, _ = _request(api, conn, "DELETE", namespace, ref, timeout)
+        if status in (200, 202):
+            say(f"{verb.capitalize()}d {_show(ref)}")
+        elif status == 404 or (ref in optional and status == 403):
+            if ref not in optional:  # an account that was never made is not news
+                say(f"{_show(ref)} was already gone")
+        else:
+            say(f"Could not {verb} {_show(ref)}: {reason}")
+            rest = refs[index + 1:]
+            return [ref] + (rest if status is None
+                            else _delete(api, conn, namespace, rest, say, timeout, verb, optional))
+    return []
+
+
+def _request(api, conn: Connection, method: str, namespace: str, ref: Ref, timeout: float,
+             body: dict | None = None) -> tuple[int | None, str, bool]:
+    """(status or None, the reason of a failure, whether a failed request may have worked)."""
+    (kind, name), plural = ref, KINDS[ref[0]][0]
+    path = f"/api/v1/namespaces/{q(namespace)}/{plural}" + ("" if body else f"/{q(name)}")
+    try:
+        status, text = send(api, method, path, timeout=timeout, body=body)
+    except Exception as exc:
+        found = e.classify_transport(exc, conn, timeout)
+        return None, found[1] if found else f"The request failed: {e.snippet(exc)}", _sent(exc)
+    if status < 400:
+        return status, "", False
+    doing = f"{'create' if method == 'POST' else 'delete'} {plural} in namespace {namespace}"
+    reason = e.classify_http(status, text, doing)[1]
+    if status == 404 and method == "POST":
+        reason += f" Check that namespace {namespace} exists (deploy the provider)."
+    elif status == 422:
+        reason = f"The cluster rejected the {kind} as invalid: {e.server_message(text)}"
+    # 504: the API server stopped waiting, but the write may still be applied
+    return status, reason, status == 504
+
+
+def _sent(exc: BaseException) -> bool:  # False if the request surely never reached the server
+    never = (u3.NewConnectionError, u3.ConnectTimeoutError, u3.SSLError, ConnectionRefusedError)
+    return not any(isinstance(x, never) for x in e._chain(exc)) and "SSLError" not in str(exc)
+
+
+def _created_line(obj: dict) -> str:
+    meta, spec = obj["metadata"], obj.get("spec") or {}
+    if obj["kind"] == "ServiceAccount":
+        pairs = [f"{k}={e.snippet(v)}" for k, v in meta["annotations"].items()]
+        detail = f"with annotation{'s' if len(pairs) > 1 else ''} {', '.join(pairs)}"
+    elif obj["kind"] == "PersistentVolumeClaim":
+        sc = spec.get("storageClassName")
+        detail = (f"({spec['resources']['requests']['storage']}, "
+                  f"{f'storage class {sc}' if sc else 'the cluster default storage class'})")
+    else:
+        container, sa = spec["containers"][0], spec.get("serviceAccountName")
+        limits = container["resources"]["limits"]
+        detail = (f"(image {container['image']}, cpu {limits['cpu']}, memory {limits['memory']}, "
+                  f"{f'service account {sa}' if sa else 'no service account'})")
+    return f"Created {obj['kind']} {meta['name']} {detail}"
+
+
+def _show(ref: Ref) -> str:
+    return " ".join(ref)
+
+
+def _list(refs: list[Ref]) -> str:
+    return ", ".join(map(_show, refs))
+
+
+def _safe(log: Log) -> Log:
+    """The caller's log minus its exceptions: a failing log must not stop a cleanup."""
+    def say(line: str) -> None:
+        try:
+            log(line)
+        except Exception:
+            _logger.exception("The workspace log callback failed on: %s", line)
+    return say
