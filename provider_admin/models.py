@@ -249,6 +249,33 @@ class Workspace(db.Model):
     owner: Mapped[User] = relationship()
     organization: Mapped[Organization] = relationship()
     provider: Mapped[Provider] = relationship(back_populates="workspaces")
+    log: Mapped[list[BuildLogLine]] = relationship(
+        back_populates="workspace", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="BuildLogLine.id",
+    )
+
+    @property
+    def status_label(self) -> str:
+        return self.status.capitalize()
+
+    @property
+    def busy(self) -> bool:
+        return self.status in ("building", "deleting")
+
+
+class BuildLogLine(db.Model):
+    """One line of a workspace's build (or teardown) log."""
+
+    __tablename__ = "build_log_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    line: Mapped[str] = mapped_column(Text)
+
+    workspace: Mapped[Workspace] = relationship(back_populates="log")
 
 
 class AuditEvent(db.Model):

@@ -1,18 +1,120 @@
+from flask import Response, abort, flash, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
+from .. import audit
 from ..extensions import db
-from ..htmx import render
-from ..models import Workspace
-from . import bp
+from ..htmx import done, is_fragment_request, render
+from ..models import Organization, Workspace
+from ..providers.forms import ConfirmForm
+from . import bp, builds
+from .eligibility import providers_for, reason_not_eligible
+from .forms import WorkspaceForm
+
+
+def get_workspace_or_404(workspace_id: int) -> Workspace:
+    """The workspace, if the current user may see it (their own, or any for managers)."""
+    workspace = db.session.get(Workspace, workspace_id)
+    if workspace is None or not (current_user.can_manage or workspace.owner_id == current_user.id):
+        abort(404)
+    return workspace
 
 
 @bp.get("/")
 def index():
-    """My workspaces; site admins and managers see everyone's."""
+    """My workspaces; site admins and managers see everyone's, optionally per provider."""
     query = db.select(Workspace).options(
         selectinload(Workspace.owner), selectinload(Workspace.provider), selectinload(Workspace.organization)
     ).order_by(Workspace.name)
     if not current_user.can_manage:
         query = query.filter(Workspace.owner_id == current_user.id)
+    provider_id = request.args.get("provider", type=int)
+    if provider_id:
+        query = query.filter(Workspace.provider_id == provider_id)
     return render("workspaces/index.html", "workspaces/_list.html", workspaces=db.session.scalars(query).all())
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def create():
+    """Create a workspace on a provider its organization may use; the build runs in the background."""
+    # A GET with arguments is the form re-rendered for another organization: keep what was typed.
+    form = WorkspaceForm(formdata=request.args if request.method == "GET" and request.args else None) \
+        if request.method == "GET" else WorkspaceForm()
+    organizations = current_user.organizations
+    form.organization.choices = [(o.id, o.name) for o in organizations]
+    organization = _chosen(organizations, form.organization.data or request.args.get("organization", type=int))
+    choices = providers_for(organization)
+    form.provider.choices = [(p.id, p.name) for p, _ in choices]
+    if request.method == "POST" and form.validate():
+        provider = next(p for p, _ in choices if p.id == form.provider.data)
+        reason = reason_not_eligible(provider, organization)
+        duplicate = db.session.scalar(db.select(Workspace.id).filter_by(owner_id=current_user.id, name=form.name.data))
+        if reason:
+            form.provider.errors.append(f"{provider.name} cannot take new workspaces: {reason}.")
+        elif duplicate:
+            form.name.errors.append("You already have a workspace with this name.")
+        else:
+            workspace = Workspace(name=form.name.data, owner=current_user, organization=organization,
+                                  provider=provider, image=form.image.data, cpu=form.cpu.data,
+                                  memory=form.memory.data, disk=form.disk.data, status="building")
+            db.session.add(workspace)
+            db.session.commit()
+            builds.start(workspace, "build")
+            return done(url_for(".show", workspace_id=workspace.id))
+    status = 422 if request.method == "POST" else 200
+    return render("workspaces/new.html", "workspaces/_form.html", status, form=form, choices=choices,
+                  organization=organization)
+
+
+@bp.get("/<int:workspace_id>")
+def show(workspace_id: int):
+    """The workspace with its build log, which updates live while it builds."""
+    if db.session.get(Workspace, workspace_id) is None and is_fragment_request():
+        # The live page of a workspace whose deletion just finished goes back to the list.
+        flash("The workspace was deleted.", "success")
+        response = Response(status=200)
+        response.headers["HX-Redirect"] = url_for(".index")
+        return response
+    workspace = get_workspace_or_404(workspace_id)
+    response = render("workspaces/show.html", "workspaces/_detail.html", workspace=workspace,
+                      confirm=ConfirmForm())
+    if is_fragment_request() and not workspace.busy:
+        response.status_code = 286  # tells htmx to stop polling
+    return response
+
+
+@bp.route("/<int:workspace_id>/delete", methods=["GET", "POST"])
+def delete(workspace_id: int):
+    """Delete a workspace: its objects are removed from the cluster, then the record."""
+    workspace = get_workspace_or_404(workspace_id)
+    if workspace.owner_id != current_user.id and not current_user.is_admin:
+        abort(403)
+    form = ConfirmForm()
+    if form.validate_on_submit() and not workspace.busy:
+        workspace.status, workspace.status_message = "deleting", None
+        db.session.commit()
+        builds.start(workspace, "teardown")
+        return done(url_for(".show", workspace_id=workspace.id))
+    return render("workspaces/delete.html", "workspaces/_delete.html", workspace=workspace, form=form)
+
+
+@bp.route("/<int:workspace_id>/forget", methods=["GET", "POST"])
+def forget(workspace_id: int):
+    """Admins only: remove the record of a workspace whose cluster cannot delete it."""
+    workspace = get_workspace_or_404(workspace_id)
+    if not current_user.is_admin:
+        abort(403)
+    form = ConfirmForm()
+    if form.validate_on_submit() and workspace.status == "failed":
+        audit.record("workspace.forget", workspace, {"left_in_cluster": builds.object_list(workspace)})
+        db.session.delete(workspace)
+        db.session.commit()
+        flash(f"The record of workspace {workspace.name} was removed.", "success")
+        return done(url_for(".index"))
+    return render("workspaces/forget.html", "workspaces/_forget.html", workspace=workspace, form=form,
+                  objects=builds.object_list(workspace))
+
+
+def _chosen(organizations: list[Organization], organization_id) -> Organization | None:
+    by_id = {o.id: o for o in organizations}
+    return by_id.get(organization_id) or (organizations[0] if organizations else None)
