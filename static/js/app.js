@@ -1,5 +1,7 @@
 // Small behaviours on top of htmx: menus and dialogs close on Escape, outside
-// clicks and Cancel; menu buttons tell assistive technology whether they are open.
+// clicks and Cancel; menu buttons tell assistive technology whether they are open;
+// the keyboard works as in any menu and modal dialog (Space opens, arrows move, Tab
+// stays in the dialog) and focus goes back to the menu button when they close.
 (function () {
   "use strict";
 
@@ -15,30 +17,83 @@
     }
   };
 
+  var FOCUSABLE = "input:not([type=hidden]):not([disabled]), select:not([disabled]), " +
+    "textarea:not([disabled]), button:not([disabled]), a[href]";
+  // The menu button that opened the dialog: focus goes back to it when the dialog closes.
+  var opener = null;
+  var pressedOn = null;
+
   function closeMenus(except) {
+    var closed = null;
     document.querySelectorAll(".menu-slot").forEach(function (slot) {
       if (slot !== except && slot.firstElementChild) {
         slot.innerHTML = "";
         var button = slot.previousElementSibling;
-        if (button) button.setAttribute("aria-expanded", "false");
+        if (button) {
+          button.setAttribute("aria-expanded", "false");
+          closed = button;
+        }
       }
     });
+    return closed;
+  }
+
+  // Only a dialog htmx opened in the slot is closed here; on its own page (no htmx, or
+  // a reload) the dialog is the page, and Cancel is a link back to the list.
+  function openDialog() {
+    return document.querySelector("#dialog-slot #dialog");
+  }
+
+  function giveFocusBack(button) {
+    if (button && button.isConnected) button.focus();
   }
 
   function closeDialog() {
-    var dialog = document.getElementById("dialog");
-    if (dialog) dialog.remove();
+    var dialog = openDialog();
+    if (!dialog) return false;
+    dialog.remove();
+    giveFocusBack(opener);
+    opener = null;
+    return true;
   }
 
+  // A form or dialog that is the page's own content (a direct child of <main>) is left to
+  // its Cancel link; one htmx swapped into a slot of the page is removed in place.
+  function dismiss(link) {
+    var target = document.querySelector(link.getAttribute("data-dismiss"));
+    if (!target || !target.parentElement || target.parentElement.tagName === "MAIN") return false;
+    if (target === openDialog()) {
+      closeDialog();
+    } else {
+      target.remove();
+    }
+    // Opening the form pushed its URL: the page shows the list again, so say so.
+    if (link.href && link.href !== window.location.href) {
+      window.history.replaceState({ htmx: true }, "", link.href);
+    }
+    return true;
+  }
+
+  function focusFirst(container) {
+    var field = container.querySelector("[aria-invalid=true]") || container.querySelector(FOCUSABLE);
+    if (field) field.focus();
+  }
+
+  document.addEventListener("mousedown", function (event) {
+    pressedOn = event.target;
+  }, true);
+
   document.addEventListener("click", function (event) {
-    var dismiss = event.target.closest("[data-dismiss]");
-    if (dismiss && window.htmx) {
-      var target = document.querySelector(dismiss.getAttribute("data-dismiss"));
-      if (target) {
-        event.preventDefault();
-        target.remove();
-        return;
-      }
+    var link = event.target.closest("[data-dismiss]");
+    if (link && window.htmx && dismiss(link)) {
+      event.preventDefault();
+      return;
+    }
+    // A click on the backdrop closes the dialog; not a drag that started inside it.
+    var dialog = openDialog();
+    if (dialog && event.target === dialog && pressedOn === dialog) {
+      closeDialog();
+      return;
     }
     var kebab = event.target.closest(".kebab");
     if (kebab) {
@@ -56,10 +111,62 @@
     if (!event.target.closest(".menu")) closeMenus(null);
   }, true);
 
+  function moveInMenu(menu, event) {
+    var items = Array.prototype.slice.call(menu.querySelectorAll("[role=menuitem]"));
+    if (!items.length) return;
+    var at = items.indexOf(document.activeElement);
+    var next = {
+      ArrowDown: (at + 1) % items.length,
+      ArrowUp: (at - 1 + items.length) % items.length,
+      Home: 0,
+      End: items.length - 1
+    }[event.key];
+    event.preventDefault();
+    items[next].focus();
+  }
+
+  function trapFocus(dialog, event) {
+    var fields = Array.prototype.slice.call(dialog.querySelectorAll(FOCUSABLE));
+    if (!fields.length) return;
+    var first = fields[0], last = fields[fields.length - 1];
+    var inside = dialog.contains(document.activeElement);
+    if (!inside || (event.shiftKey && document.activeElement === first)) {
+      event.preventDefault();
+      (event.shiftKey ? last : first).focus();
+    } else if (!event.shiftKey && document.activeElement === last) {
+      event.preventDefault();
+      first.focus();
+    }
+  }
+
   document.addEventListener("keydown", function (event) {
-    if (event.key !== "Escape") return;
-    closeMenus(null);
-    closeDialog();
+    var menu = event.target.closest && event.target.closest(".menu-slot .menu");
+    if (event.key === "Escape") {
+      var button = closeMenus(null);
+      if (closeDialog()) return;
+      if (menu) giveFocusBack(button);
+      return;
+    }
+    if (menu && /^(ArrowDown|ArrowUp|Home|End)$/.test(event.key)) {
+      moveInMenu(menu, event);
+      return;
+    }
+    if (menu && event.key === "Tab") {
+      // A menu is not a stop in the tab order: Tab leaves it, back on its button.
+      event.preventDefault();
+      giveFocusBack(closeMenus(null));
+      return;
+    }
+    var dialog = openDialog();
+    if (dialog && event.key === "Tab") {
+      trapFocus(dialog, event);
+      return;
+    }
+    // The menu buttons are links with role=button: Space must work as on a button.
+    if (event.key === " " && event.target.matches && event.target.matches(".kebab")) {
+      event.preventDefault();
+      event.target.click();
+    }
   });
 
   // A menu item has done its work once its request is answered.
@@ -68,18 +175,21 @@
   });
 
   document.addEventListener("htmx:afterSwap", function (event) {
-    var menu = event.detail.target.querySelector && event.detail.target.querySelector(".menu");
+    // History restores (the Back button) fire this with no target.
+    var target = event.detail.target;
+    var menu = target && target.matches && target.matches(".menu-slot") && target.querySelector(".menu");
     if (menu) {
-      var button = event.detail.target.previousElementSibling;
+      var button = target.previousElementSibling;
       if (button) button.setAttribute("aria-expanded", "true");
       var first = menu.querySelector("[role=menuitem]");
       if (first) first.focus();
     }
-    var dialog = document.getElementById("dialog");
-    if (dialog && dialog.contains(event.detail.target) || event.detail.target.id === "dialog-slot") {
-      closeMenus(null);
-      var field = dialog && dialog.querySelector("input:not([type=hidden]), button");
-      if (field) field.focus();
+    var dialog = openDialog();
+    if (dialog && !dialog.contains(document.activeElement)) {
+      // Opened from a menu (or re-rendered with errors): the menu goes, focus moves in.
+      var from = closeMenus(null);
+      if (from) opener = from;
+      focusFirst(dialog);
     }
   });
 })();
