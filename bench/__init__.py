@@ -1,0 +1,1 @@
+"""Benchmarks of Provider Admin (see bench/README.md and docs/PERFORMANCE.md)."""

@@ -1,0 +1,201 @@
+"""Helpers shared by the benchmarks: a migrated app on a fresh SQLite file, the Kubernetes
+API farm process, free ports, and the PASS/FAIL lines."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+PYTHON = sys.executable
+TOKEN = "test-token"  # what tests/kube.py's emulator expects (it does not check it)
+
+
+def fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def workdir(prefix: str) -> str:
+    """A temporary folder for the database and the app's instance folder."""
+    path = tempfile.mkdtemp(prefix=f"provider-admin-{prefix}-")
+    os.environ["PROVIDER_ADMIN_INSTANCE_PATH"] = os.path.join(path, "instance")
+    return path
+
+
+def make_app(db_url: str, **config):
+    """The real app on `db_url` (migrated on first use); no scheduler of its own."""
+    from provider_admin import create_app
+
+    settings = {
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "AUTO_MIGRATE": True,
+        "RUN_SCHEDULER": False,
+        "SECRET_KEY": config.pop("SECRET_KEY", "bench-secret"),
+        "ENCRYPTION_KEY": config.pop("ENCRYPTION_KEY"),
+    }
+    settings.update(config)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return create_app(settings)
+
+
+class Database:
+    """A fresh database for one run: a SQLite file in `folder` (default), or, given a
+    PostgreSQL server URL, a new database on that server, dropped at the end."""
+
+    def __init__(self, folder: str, server_url: str | None = None):
+        self.folder, self.server_url = folder, server_url
+        self.url = ""
+        self._name = None
+
+    def __enter__(self) -> "Database":
+        if not self.server_url:
+            self.url = f"sqlite:///{os.path.join(self.folder, 'bench.sqlite')}"
+            return self
+        import uuid
+
+        import sqlalchemy as sa
+
+        from provider_admin.config import normalize_database_url
+
+        server = sa.engine.make_url(normalize_database_url(self.server_url))
+        self._admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+        self._name = f"provider_admin_bench_{uuid.uuid4().hex[:8]}"
+        with self._admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{self._name}"'))
+        self.url = server.set(database=self._name).render_as_string(hide_password=False)
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "PostgreSQL" if self._name else "SQLite"
+
+    def use_wal(self, app) -> None:
+        """SQLite only: switch the file to write-ahead logging (stored in the file)."""
+        from provider_admin.extensions import db
+
+        with app.app_context():
+            with db.engine.connect() as conn:
+                mode = conn.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()
+            db.engine.dispose()
+        if mode != "wal":
+            raise RuntimeError(f"SQLite refused WAL mode ({mode})")
+
+    def __exit__(self, *exc) -> None:
+        if self._name:
+            import sqlalchemy as sa
+
+            with self._admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self._name}" WITH (FORCE)'))
+            self._admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+class KubeFarm:
+    """bench/kube_farm.py in a child process: kmock API servers and a black hole."""
+
+    def __init__(self, servers: int, markers: list[tuple[int, str, str]]):
+        self.spec = {"servers": servers, "markers": [list(m) for m in markers]}
+        self.proc: subprocess.Popen | None = None
+        self.urls: list[str] = []
+        self.black_hole = ""
+
+    def __enter__(self) -> KubeFarm:
+        # Its stderr goes to a file, shown only if it fails to start: aiohttp complains
+        # about kmock's unclosed client sessions at exit, which is noise here.
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(
+            [PYTHON, os.path.join(ROOT, "bench", "kube_farm.py")], cwd=ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            bufsize=1)
+        self.proc.stdin.write(json.dumps(self.spec) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            self.__exit__()
+            self.log.seek(0)
+            raise RuntimeError("the Kubernetes API farm did not start:\n" + self.log.read()[-3000:])
+        info = json.loads(line)
+        self.urls, self.black_hole = info["urls"], info["black_hole"]
+        return self
+
+    def cpu(self) -> float:
+        """CPU seconds the farm process has used so far."""
+        self.proc.stdin.write("cpu\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["cpu"]
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is None:
+            return
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.write("stop\n")
+                self.proc.stdin.close()
+            self.proc.wait(15)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait(5)
+        finally:
+            self.proc = None
+            self.log.close()
+
+
+def revision() -> str:
+    """The commit measured, and whether the app's files had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "provider_admin",
+                                "templates", "migrations"], cwd=ROOT, text=True,
+                               capture_output=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes to the app' if dirty else ''}"
+
+
+def verdict(name: str, ratio: float, target: float, *, at_most: bool = False) -> bool:
+    ok = ratio <= target if at_most else ratio >= target
+    sign = "<=" if at_most else ">="
+    print(f"  {'PASS' if ok else 'FAIL'}  {name}: {ratio:.3f} (target {sign} {target:g})")
+    return ok
+
+
+def ceil_div(a: int, b: int) -> int:
+    return math.ceil(a / b) if b else 0
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
+    return values[k]
