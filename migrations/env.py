@@ -96,6 +96,7 @@ def run_migrations_online():
             # Batch migrations rebuild tables (copy, drop, rename): with foreign keys on,
             # dropping the old table would cascade into the rows that point at it.
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # end the implicit transaction, so Alembic opens and commits its own
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -108,6 +109,7 @@ def run_migrations_online():
         finally:
             if connection.dialect.name == "sqlite":  # the connection goes back to the pool
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 if context.is_offline_mode():
