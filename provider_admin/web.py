@@ -1,5 +1,5 @@
 """Request-level wiring: login, CSRF, proxy headers, template helpers."""
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .extensions import csrf, db, login_manager
@@ -23,13 +23,24 @@ def init_app(app: Flask) -> None:
 
 
 def _load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+    """The user of the session, unless the trusted header names someone else: the proxy's
+    word wins, so a browser shared behind the proxy never acts as its previous user."""
+    user = db.session.get(User, int(user_id))
+    email = _header_email(request)
+    if user is not None and email and user.email.lower() != email:
+        return None  # Flask-Login then asks the request loader, i.e. the header
+    return user
 
 
 def _load_user_from_header(req) -> User | None:
     """Sign in by the e-mail the intranet's reverse proxy puts in the configured header."""
-    email = req.headers.get(current_app.config["TRUSTED_HEADER"], "").strip().lower()
+    email = _header_email(req)
     if not email:
         return None
     return db.session.scalar(db.select(User).filter_by(email=email, active=True))
+
+
+def _header_email(req) -> str:
+    header = current_app.config["TRUSTED_HEADER"]
+    return req.headers.get(header, "").strip().lower() if header else ""
 

@@ -241,6 +241,16 @@ class TestTrustedHeader:
         with app.app_context():
             assert client.get("/manage/providers/").status_code == 302
 
+    def test_the_header_wins_over_an_earlier_session(self, app, client, actions):
+        first, second = actions.user(username="first"), actions.user(username="second")
+        assert sign_in(actions, first.email).status_code == 303
+        with app.app_context():
+            page = client.get("/workspaces/", headers={"X-Forwarded-Email": second.email})
+        assert "second · " in page.get_data(as_text=True) and "first · " not in page.get_data(as_text=True)
+        with app.app_context():
+            refused = client.get("/workspaces/", headers={"X-Forwarded-Email": "stranger@example.com"})
+        assert refused.status_code == 302
+
     def test_password_sign_in_still_works(self, client, actions):
         user = actions.user()
         assert sign_in(actions, user.email).status_code == 303
