@@ -9,6 +9,7 @@ import tempfile
 
 import pytest
 import sqlalchemy as sa
+from flask import g, request_started
 
 from provider_admin import create_app
 from provider_admin.extensions import db
@@ -75,10 +76,17 @@ def app(database_url, app_config, tmp_path):
     }
     config.update(app_config)
     app = create_app(config)
+    request_started.connect(_fresh_globals, app)
     with app.app_context():
         yield app
         db.session.remove()
         db.engine.dispose()
+
+
+def _fresh_globals(sender, **extra) -> None:
+    """Test requests run inside the fixture's app context, so `g` would carry the previous
+    request's user and CSRF token over; in production each request starts with a new `g`."""
+    g.__dict__.clear()
 
 
 @pytest.fixture
