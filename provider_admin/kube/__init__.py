@@ -31,32 +31,21 @@ from .deploy import (
 )
 from .errors import CATEGORIES
 from .health import CheckResult, check
+from .hints import NOTE_PREFIX as HINTS_UNAVAILABLE
+from .hints import scheduling_hints
 from .inventory import Names, service_accounts, storage_classes
 from .manifest import bootstrap_manifest, to_yaml
 from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
+from .workspace import BuildResult, TeardownResult, WorkspaceSpec, object_names, workspace_objects
+from .workspace import build as build_workspace
+from .workspace import teardown as teardown_workspace
 
 __all__ = [
-    "ALREADY_ABSENT", "ALREADY_PRESENT", "CATEGORIES", "CREATED", "DELETED", "MARKER_KEY",
-    "MARKER_NAME", "CheckResult", "ClientConfigError", "Connection", "KubeconfigError",
-    "Names", "NotInClusterError", "Permission", "bootstrap_manifest", "check", "clear_client_cache",
-    "deploy", "describe", "in_cluster_connection", "kubeconfig_contexts",
-    "parse_kubeconfig", "required_permissions", "service_accounts", "storage_classes", "succeeded", "to_yaml", "token_expiry",
-    "undeploy",
-]
-
-# Workspaces (build/teardown of a workspace's objects) and scheduling hints.
-from .hints import scheduling_hints  # noqa: E402
-from .workspace import (  # noqa: E402
-    BuildResult,
-    TeardownResult,
-    WorkspaceSpec,
-    object_names,
-    workspace_objects,
-)
-from .workspace import build as build_workspace  # noqa: E402
-from .workspace import teardown as teardown_workspace  # noqa: E402
-
-__all__ += [
-    "BuildResult", "TeardownResult", "WorkspaceSpec", "build_workspace", "object_names",
-    "scheduling_hints", "teardown_workspace", "workspace_objects",
+    "ALREADY_ABSENT", "ALREADY_PRESENT", "CATEGORIES", "CREATED", "DELETED", "HINTS_UNAVAILABLE",
+    "MARKER_KEY", "MARKER_NAME", "BuildResult", "CheckResult", "ClientConfigError", "Connection",
+    "KubeconfigError", "Names", "NotInClusterError", "Permission", "TeardownResult", "WorkspaceSpec",
+    "bootstrap_manifest", "build_workspace", "check", "clear_client_cache", "deploy", "describe",
+    "in_cluster_connection", "kubeconfig_contexts", "object_names", "parse_kubeconfig",
+    "required_permissions", "scheduling_hints", "service_accounts", "storage_classes", "succeeded",
+    "teardown_workspace", "to_yaml", "token_expiry", "undeploy", "workspace_objects",
 ]

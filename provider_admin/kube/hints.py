@@ -18,6 +18,7 @@ ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io
 DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
                              "storageclass.beta.kubernetes.io/is-default-class")
 HARD_EFFECTS = ("NoSchedule", "NoExecute")  # PreferNoSchedule only discourages
+NOTE_PREFIX = "Scheduling hints "  # starts every note that says why there are no hints
 FORBIDDEN_NOTE = (
     "Scheduling hints need permission to read nodes and storage classes (get, list), which "
     "the stored credentials lack: apply the bootstrap manifest with its optional ClusterRole."

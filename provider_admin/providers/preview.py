@@ -1,12 +1,18 @@
-"""The live preview on the provider form: the Pod and ServiceAccount a sample workspace gets."""
-from flask import current_app
+"""What a provider's settings would do, shown before they bite: the Pod and ServiceAccount a
+sample workspace gets (live, as typed), and scheduling hints from the cluster's nodes and
+storage classes."""
+from flask import current_app, request
 from flask_login import current_user
 
-from .. import kube
+from .. import kube, scheduling
+from ..checks.jobs import connection_for
 from ..htmx import render
 from ..kube import workspace as kube_workspace
 from . import bp, service
 from .forms import SCHEDULING_PARSERS, ProviderForm
+from .queries import get_provider_or_404
+
+HINT_TIMEOUT = 3.0  # seconds per request: hints are advice, never worth a slow page
 
 PREVIEW_KINDS = ("ServiceAccount", "Pod")
 
@@ -20,6 +26,28 @@ def preview():
               for name in SCHEDULING_PARSERS for error in _errors(getattr(form, name))]
     yaml = None if errors else kube.to_yaml(sample_objects(form))
     return render("providers/_preview.html", "providers/_preview.html", yaml=yaml, errors=errors)
+
+
+@bp.route("/<int:provider_id>/hints", methods=["GET", "POST"])
+def hints(provider_id: int):
+    """Scheduling hints for the stored settings (GET) or the settings as typed (POST)."""
+    provider = get_provider_or_404(provider_id)
+    settings = dict(node_selector=provider.pod_node_selector, tolerations=provider.pod_tolerations,
+                    storage_class=provider.storage_class, affinity_stored=provider.affinity)
+    errors = []
+    if request.method == "POST":
+        form = ProviderForm(meta={"csrf": False})  # read-only, like the preview
+        errors = [error for name in ("pod_node_selector", "pod_tolerations", "affinity")
+                  for error in _errors(getattr(form, name))]
+        affinity = form.affinity.parsed
+        settings = dict(node_selector=form.pod_node_selector.parsed, tolerations=form.pod_tolerations.parsed,
+                        storage_class=(form.storage_class.data or "").strip() or None,
+                        affinity_stored=None if affinity == scheduling.DEFAULT_AFFINITY else affinity)
+    found = [] if errors else kube.scheduling_hints(
+        connection_for(provider), timeout=min(HINT_TIMEOUT, current_app.config["CHECK_TIMEOUT"]), **settings)
+    notes = [h for h in found if h.startswith(kube.HINTS_UNAVAILABLE)]
+    return render("providers/hints.html", "providers/_hints.html", provider=provider, errors=errors,
+                  hints=[h for h in found if h not in notes], notes=notes)
 
 
 def sample_objects(form: ProviderForm) -> list[dict]:
