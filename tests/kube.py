@@ -70,6 +70,7 @@ class _Emulator(kmock.KubernetesEmulator):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.delays: list[tuple[kmock.Criteria, float]] = []
+        self.refusals: list[kmock.Criteria] = []  # scripted errors: the store stays as it was
         self.log: list[kmock.Request] = []  # every request served, for the tests to read
 
     async def _handle(self, request):
@@ -82,6 +83,10 @@ class _Emulator(kmock.KubernetesEmulator):
             if criteria(request):
                 await asyncio.sleep(seconds)
         if request.resource is not None and request.resource.plural == "selfsubjectaccessreviews":
+            return await kmock.RawHandler._handle(self, request)
+        if any(criteria(request) for criteria in self.refusals):
+            # kmock would apply a create or delete to its store and only then answer with the
+            # scripted error; a real API server that refuses a request changes nothing.
             return await kmock.RawHandler._handle(self, request)
         return await super()._handle(request)
 
@@ -240,12 +245,19 @@ class KubeAPI:
     def respond(self, criteria, status: int, message: str | None = None, body=None):
         """Answer matching requests with `status` (a Kubernetes Status unless `body`),
         e.g. respond("get /version/", 401) or respond("get /readyz", 500, body=b"etcd failed").
-        Later calls win over earlier ones."""
+        Later calls win over earlier ones. A request answered with an error changes nothing
+        in the object store, as on a real API server."""
         payload = body if body is not None else _status(status, message or f"scripted {status}")
 
         def script():
+            if status >= 400:
+                self.k.refusals.append(kmock.Criteria.guess(criteria))
             return (self.k ** next(self._priority))[criteria] << status << payload
         return self._call(script)
+
+    def refuse(self, method: str, path: str, status: int, message: str):
+        """respond() for one method and path, e.g. refuse("POST", "/api/v1/namespaces/ws/pods", 403, "no")."""
+        return self.respond(f"{method.lower()} {path}", status, message)
 
     def slow(self, criteria, seconds: float) -> None:
         """Delay matching requests by `seconds` before answering them normally."""

@@ -1,7 +1,6 @@
 """A workspace's objects: their manifests, building them into a cluster and tearing them down."""
 import dataclasses
 
-import kmock
 import kubernetes_validate
 import pytest
 
@@ -25,27 +24,7 @@ NS = "/api/v1/namespaces/ws"
 
 @pytest.fixture
 def cluster(kube_api):
-    """kube_api plus `refuse()`, a scripted error that leaves the object store alone.
-
-    kmock 0.8's emulator applies every create and delete to its store even when a scripted
-    reaction (KubeAPI.respond) answers the request with an error, so a "forbidden" POST would
-    still create the object. Refused requests are routed past the store to the reactions.
-    """
-    emulator, refused = kube_api.k, set()
-    handle = emulator._handle
-
-    async def handle_or_refuse(request):
-        if (request.method.value.upper(), request.url.path) in refused:
-            emulator.log.append(request)
-            return await kmock.RawHandler._handle(emulator, request)
-        return await handle(request)
-
-    def refuse(method: str, path: str, status: int, message: str) -> None:
-        kube_api.respond(f"{method.lower()} {path}", status, message)
-        refused.add((method.upper(), path))
-
-    emulator._handle = handle_or_refuse  # the instance attribute wins over the method
-    kube_api.refuse = refuse
+    """The emulator; its scripted errors (`refuse`) leave the object store alone."""
     return kube_api
 
 

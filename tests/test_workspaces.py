@@ -145,6 +145,7 @@ def test_a_failing_step_leaves_nothing_behind(member, actions, provider, org, ku
     workspace = wait_status(created(actions, provider, org).id, "running", "failed")
     assert workspace.status == "failed"
     assert "forbidden" in workspace.status_message
+    assert _objects(kube_api, "v1/pods") == []  # the refused pod was never made
     assert _objects(kube_api, "v1/persistentvolumeclaims") == []
     assert _objects(kube_api, "v1/serviceaccounts") == []
 
