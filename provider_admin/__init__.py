@@ -18,12 +18,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     from . import config, database, errors, web
     from .checks import scheduler
+    from .providers import builtin
 
     config.load(app, test_config)
     web.init_app(app)
     database.init_app(app)
     errors.init_app(app)
     _register_blueprints(app)
+    builtin.init_app(app)
     scheduler.init_app(app)
     return app
 

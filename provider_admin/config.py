@@ -31,6 +31,8 @@ class Defaults:
     CHECK_LEASE = 120
     CHECK_HISTORY = 50
     MAX_FORM_FIELD_BYTES = 64 * 1024
+    BUILTIN_PROVIDER = None  # a name: registers the in-cluster provider when running in Kubernetes
+    BUILTIN_NAMESPACE = None  # its workspaces' namespace; default: the pod's own
 
 
 def normalize_database_url(url: str) -> str:

@@ -19,12 +19,14 @@ def redact(changes: dict | None) -> dict | None:
 
 
 def record(action: str, target, changes: dict | None = None, *, actor=None) -> None:
-    """Add an audit event to the current transaction; it commits with the change itself."""
+    """Add an audit event to the current transaction; it commits with the change itself.
+    `actor` is a user (the signed-in one by default) or, for the app's own changes, a name."""
     actor = actor or current_user
+    actor_id, actor_name = (None, actor) if isinstance(actor, str) else (actor.id, actor.email)
     db.session.add(
         AuditEvent(
-            actor_id=actor.id,
-            actor=actor.email,
+            actor_id=actor_id,
+            actor=actor_name,
             action=action,
             target_type=type(target).__name__.lower(),
             target_id=target.id,

@@ -114,14 +114,16 @@ def token_expiry(token: str | None) -> datetime | None:
 def in_cluster_connection(
     namespace: str | None = None,
     *,
-    sa_dir: str = SERVICE_ACCOUNT_DIR,
-    environ: Mapping[str, str] = os.environ,
+    sa_dir: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Connection:
     """A Connection with the pod's own service account (call it per use: tokens rotate).
 
     ``namespace`` defaults to the pod's namespace. Raises NotInClusterError when the
     service account or the KUBERNETES_SERVICE_HOST/PORT variables are missing.
     """
+    sa_dir = sa_dir or SERVICE_ACCOUNT_DIR
+    environ = os.environ if environ is None else environ
     host = environ.get("KUBERNETES_SERVICE_HOST")
     port = environ.get("KUBERNETES_SERVICE_PORT")
     if not host or not port:

@@ -68,6 +68,12 @@ class ProviderForm(FlaskForm):
     def __init__(self, *args, provider=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.provider = provider
+        # The built-in provider reaches its cluster as the app's own pod: no connection to type.
+        self.in_cluster = provider is not None and provider.is_builtin
+        if self.in_cluster:
+            for field in (self.cluster_address, self.ca_certificate, self.token, self.kubeconfig,
+                          self.kubeconfig_context):
+                field.data = ""
 
     def validate_name(self, field) -> None:
         from ..extensions import db
@@ -84,7 +90,7 @@ class ProviderForm(FlaskForm):
 
     def validate_cluster_address(self, field) -> None:
         field.data = (field.data or "").strip()
-        if not field.data and not (self.kubeconfig.data or "").strip():
+        if not field.data and not (self.kubeconfig.data or "").strip() and not self.in_cluster:
             raise ValidationError("The cluster address is required (or paste a kubeconfig).")
 
     def validate_kubeconfig(self, field) -> None:
@@ -101,7 +107,7 @@ class ProviderForm(FlaskForm):
     def validate_token(self, field) -> None:
         field.data = (field.data or "").strip()
         has_other = (self.provider is not None and self.provider.has_credentials) or (
-            (self.kubeconfig.data or "").strip())
+            (self.kubeconfig.data or "").strip()) or self.in_cluster
         if not field.data and not has_other:
             raise ValidationError(
                 "A service account token is required to reach the cluster (or paste a kubeconfig).")
