@@ -1,6 +1,7 @@
 """Workspaces: who may create them where, the build into the cluster, deletion, preview."""
 import time
 
+import kubernetes_validate
 import pytest
 import sqlalchemy as sa
 
@@ -76,6 +77,8 @@ def test_build_creates_the_objects_with_the_providers_scheduling(member, actions
     assert pod["spec"]["affinity"]["podAffinity"]  # the default affinity
     log = [line.line for line in workspace.log]
     assert any("coder-role-" + member.email in line for line in log), log
+    for obj in (sa_obj, pvc, pod):  # what the API server received is valid Kubernetes
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
 
 
 def _objects(kube_api, resource):
