@@ -1,6 +1,7 @@
 """Workspaces: who may create them where, the build into the cluster, deletion, preview."""
 import time
 
+import kmock
 import kubernetes_validate
 import pytest
 import sqlalchemy as sa
@@ -208,3 +209,54 @@ def test_preview_explains_what_to_fix(actions):
     actions.login("admin")
     response = actions.post("/manage/providers/preview", {"pod_tolerations": "[{"}, htmx=True)
     assert "Pod tolerations" in response.text and "Correct these" in response.text
+
+
+def _set_pod_status(kube_api, workspace, status):
+    pod = next(o for o in _objects(kube_api, "v1/pods"))
+    kube_api.put("v1/pods", "ws", pod["metadata"]["name"], {**pod, "status": status})
+
+
+def test_the_page_shows_why_the_pod_is_not_scheduled(member, actions, provider, org, kube_api):
+    workspace = wait_status(created(actions, provider, org).id, "running", "failed")
+    page = actions.client.get(f"/workspaces/{workspace.id}").text
+    assert f'hx-get="/workspaces/{workspace.id}/pod"' in page
+    _set_pod_status(kube_api, workspace, {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector <b>."}]})
+
+    state = actions.htmx_get(f"/workspaces/{workspace.id}/pod").text
+
+    assert "Pod phase <strong>Pending</strong>" in state
+    assert "Not scheduled: Unschedulable 0/3 nodes are available: 3 node(s) didn&#39;t match Pod&#39;s " \
+           "node affinity/selector &lt;b&gt;." in state
+
+
+@pytest.mark.parametrize("status, shown", [
+    ({"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"},
+                                         {"type": "Ready", "status": "True"}]}, "Pod phase <strong>Running</strong>, ready."),
+    ({"phase": "Pending", "containerStatuses": [{"name": "dev", "state": {"waiting": {
+        "reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]},
+     "Container dev is waiting: ImagePullBackOff: Back-off pulling image"),
+])
+def test_the_pod_state_follows_the_cluster(member, actions, provider, org, kube_api, status, shown):
+    workspace = wait_status(created(actions, provider, org).id, "running", "failed")
+    _set_pod_status(kube_api, workspace, status)
+    assert shown in actions.htmx_get(f"/workspaces/{workspace.id}/pod").text
+
+
+def test_the_pod_state_of_a_gone_pod_or_cluster_is_explained(member, actions, provider, org, kube_api):
+    workspace = wait_status(created(actions, provider, org).id, "running", "failed")
+    pod = next(o for o in _objects(kube_api, "v1/pods"))
+    kube_api._call(kube_api.k.objects.__delitem__, (kmock.resource("v1/pods"), "ws", pod["metadata"]["name"]))
+    assert "it was deleted from the cluster" in actions.htmx_get(f"/workspaces/{workspace.id}/pod").text
+    kube_api.stop()
+    gone = actions.htmx_get(f"/workspaces/{workspace.id}/pod")
+    assert gone.status_code == 200 and "The pod’s state is unknown" in gone.text
+
+
+def test_only_the_owner_and_managers_see_the_pod(actions, client, provider, org, make_org):
+    owner = actions.login("member", organizations=[org])
+    workspace = wait_status(created(actions, provider, org).id, "running", "failed")
+    actions.login("member", organizations=[org])
+    assert client.get(f"/workspaces/{workspace.id}/pod").status_code == 404
+    assert owner.id == workspace.owner_id

@@ -36,16 +36,24 @@ from .hints import scheduling_hints
 from .inventory import Names, service_accounts, storage_classes
 from .manifest import bootstrap_manifest, to_yaml
 from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
-from .workspace import BuildResult, TeardownResult, WorkspaceSpec, object_names, workspace_objects
+from .workspace import (
+    BuildResult,
+    PodState,
+    TeardownResult,
+    WorkspaceSpec,
+    object_names,
+    pod_state,
+    workspace_objects,
+)
 from .workspace import build as build_workspace
 from .workspace import teardown as teardown_workspace
 
 __all__ = [
     "ALREADY_ABSENT", "ALREADY_PRESENT", "CATEGORIES", "CREATED", "DELETED", "HINTS_UNAVAILABLE",
-    "MARKER_KEY", "MARKER_NAME", "BuildResult", "CheckResult", "ClientConfigError", "Connection",
+    "MARKER_KEY", "MARKER_NAME", "BuildResult", "PodState", "CheckResult", "ClientConfigError", "Connection",
     "KubeconfigError", "Names", "NotInClusterError", "Permission", "TeardownResult", "WorkspaceSpec",
     "bootstrap_manifest", "build_workspace", "check", "clear_client_cache", "deploy", "describe",
-    "in_cluster_connection", "kubeconfig_contexts", "object_names", "parse_kubeconfig",
+    "in_cluster_connection", "kubeconfig_contexts", "object_names", "parse_kubeconfig", "pod_state",
     "required_permissions", "scheduling_hints", "service_accounts", "storage_classes", "succeeded",
     "teardown_workspace", "to_yaml", "token_expiry", "undeploy", "workspace_objects",
 ]

@@ -4,6 +4,7 @@ log) and never raise: the result says what happened and which objects were left 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -297,3 +298,53 @@ def _safe(log: Log) -> Log:
         except Exception:
             _logger.exception("The workspace log callback failed on: %s", line)
     return say
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What the cluster says of a workspace's pod: its phase and, when it is stuck, why."""
+
+    phase: str | None  # Pending, Running, Succeeded, Failed, Unknown; None when unread
+    detail: str = ""
+    ready: bool = False
+
+
+def pod_state(conn: Connection, spec: WorkspaceSpec, timeout: float = 5.0) -> PodState:
+    """Read the pod (one GET); never raises. The detail names the first thing that holds it
+    back: an unschedulable pod (the provider's scheduling), an image that will not pull, a
+    crashing container."""
+    namespace, pod = spec.namespace, object_names(spec)["pod"]
+    path = f"/api/v1/namespaces/{q(namespace)}/pods/{q(pod)}"
+    try:
+        status, text = send(get_client(conn), "GET", path, timeout=timeout)
+    except Exception as exc:
+        found = e.classify_transport(exc, conn, timeout)
+        return PodState(None, found[1] if found else f"The request failed: {e.snippet(exc)}")
+    if status == 404:
+        return PodState(None, f"Pod {pod} is not in namespace {namespace}: it was deleted "
+                              "from the cluster. Delete the workspace and create it again.")
+    if status >= 400:
+        return PodState(None, e.classify_http(status, text, f"get pods in namespace {namespace}")[1])
+    try:
+        pod_status = (json.loads(text) or {}).get("status") or {}
+    except (ValueError, AttributeError):
+        return PodState(None, "The cluster's answer is not a Pod.")
+    return _pod_state(pod_status)
+
+
+def _pod_state(status: dict) -> PodState:
+    phase = status.get("phase") or "Pending"
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    ready = (conditions.get("Ready") or {}).get("status") == "True"
+    scheduled = conditions.get("PodScheduled") or {}
+    if scheduled.get("status") == "False":
+        why = " ".join(p for p in (scheduled.get("reason"), scheduled.get("message")) if p)
+        return PodState(phase, f"Not scheduled: {e.snippet(why)}" if why else "Not scheduled yet.")
+    for container in status.get("containerStatuses") or []:
+        waiting = ((container or {}).get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") and waiting["reason"] not in ("ContainerCreating", "PodInitializing"):
+            why = ": ".join(p for p in (waiting["reason"], waiting.get("message")) if p)
+            return PodState(phase, f"Container {container.get('name')} is waiting: {e.snippet(why)}")
+    if phase == "Failed":
+        return PodState(phase, e.snippet(status.get("message") or status.get("reason") or "The pod failed."))
+    return PodState(phase, "", ready)

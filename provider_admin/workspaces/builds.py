@@ -83,6 +83,12 @@ def _finish(workspace: Workspace | None, status: str, message: str | None) -> No
 
 
 
+def pod_state(workspace: Workspace) -> kube_workspace.PodState:
+    """The phase of the workspace's pod as the cluster reports it now (one request)."""
+    timeout = min(3.0, float(current_app.config["CHECK_TIMEOUT"]))
+    return kube_workspace.pod_state(connection_for(workspace.provider), spec_for(workspace), timeout=timeout)
+
+
 def object_list(workspace: Workspace) -> list[str]:
     """"Kind name" of every object a build of this workspace makes, for the user to see."""
     return [f"{o['kind']} {o['metadata']['name']}"

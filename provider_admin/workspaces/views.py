@@ -83,6 +83,14 @@ def show(workspace_id: int):
     return response
 
 
+@bp.get("/<int:workspace_id>/pod")
+def pod(workspace_id: int):
+    """The pod's phase in the cluster, and why it is stuck when it is (refreshed by the page)."""
+    workspace = get_workspace_or_404(workspace_id)
+    state = builds.pod_state(workspace) if workspace.status == "running" else None
+    return render("workspaces/pod.html", "workspaces/_pod.html", workspace=workspace, state=state)
+
+
 @bp.route("/<int:workspace_id>/delete", methods=["GET", "POST"])
 def delete(workspace_id: int):
     """Delete a workspace: its objects are removed from the cluster, then the record."""
