@@ -1,5 +1,6 @@
 """Workspaces: who may create them where, the build into the cluster, deletion, preview."""
 import time
+from datetime import datetime, timedelta, timezone
 
 import kmock
 import kubernetes_validate
@@ -7,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from provider_admin.extensions import db
-from provider_admin.models import AuditEvent, Workspace
+from provider_admin.models import AuditEvent, BuildLogLine, Workspace
 
 ROLE_ARN = "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}"
 
@@ -260,3 +261,34 @@ def test_only_the_owner_and_managers_see_the_pod(actions, client, provider, org,
     actions.login("member", organizations=[org])
     assert client.get(f"/workspaces/{workspace.id}/pod").status_code == 404
     assert owner.id == workspace.owner_id
+
+
+@pytest.mark.parametrize("status, what", [("building", "build"), ("deleting", "deletion")])
+def test_a_build_cut_off_by_a_restart_turns_failed_and_can_be_deleted(member, actions, provider, org,
+                                                                       status, what):
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    workspace = Workspace(name="stuck", owner=member, organization=org, provider=provider, image="x",
+                          cpu="1", memory="1Gi", disk="1Gi", status=status)
+    db.session.add(workspace)
+    db.session.flush()
+    db.session.add(BuildLogLine(workspace_id=workspace.id, at=long_ago, line="Building"))
+    db.session.commit()
+    db.session.execute(sa.update(Workspace).where(Workspace.id == workspace.id).values(updated_at=long_ago))
+    db.session.commit()
+
+    page = actions.client.get(f"/workspaces/{workspace.id}").text
+
+    assert f"The {what} stopped without finishing" in page
+    db.session.expire_all()
+    assert db.session.get(Workspace, workspace.id).status == "failed"
+    assert actions.post(f"/workspaces/{workspace.id}/delete").status_code == 303
+
+
+def test_a_running_build_is_not_taken_for_a_stuck_one(member, actions, provider, org):
+    workspace = Workspace(name="fresh", owner=member, organization=org, provider=provider, image="x",
+                          cpu="1", memory="1Gi", disk="1Gi", status="building")
+    db.session.add(workspace)
+    db.session.commit()
+    actions.client.get(f"/workspaces/{workspace.id}")
+    db.session.expire_all()
+    assert db.session.get(Workspace, workspace.id).status == "building"

@@ -83,6 +83,21 @@ def _finish(workspace: Workspace | None, status: str, message: str | None) -> No
 
 
 
+def settle_if_interrupted(workspace: Workspace) -> None:
+    """A build or deletion whose thread died with its server (a restart, a crash) would say
+    Building or Deleting forever. Each step logs within a few timeouts, so a long silence
+    means it stopped: say so, and the workspace can be deleted (teardown is idempotent)."""
+    if not workspace.busy:
+        return
+    timeout = float(current_app.config["CHECK_TIMEOUT"])
+    silent_for = (utcnow() - max([workspace.updated_at] + [line.at for line in workspace.log[-1:]])).total_seconds()
+    if silent_for < max(120.0, 20 * timeout):
+        return
+    what = "build" if workspace.status == "building" else "deletion"
+    _finish(workspace, "failed", f"The {what} stopped without finishing (the server was restarted while it "
+                                 "ran). Delete the workspace to remove whatever it made in the cluster.")
+
+
 def pod_state(workspace: Workspace) -> kube_workspace.PodState:
     """The phase of the workspace's pod as the cluster reports it now (one request)."""
     timeout = min(3.0, float(current_app.config["CHECK_TIMEOUT"]))

@@ -76,6 +76,7 @@ def show(workspace_id: int):
         response.headers["HX-Redirect"] = url_for(".index")
         return response
     workspace = get_workspace_or_404(workspace_id)
+    builds.settle_if_interrupted(workspace)
     response = render("workspaces/show.html", "workspaces/_detail.html", workspace=workspace,
                       confirm=ConfirmForm())
     if is_fragment_request() and not workspace.busy:
@@ -97,6 +98,7 @@ def delete(workspace_id: int):
     workspace = get_workspace_or_404(workspace_id)
     if workspace.owner_id != current_user.id and not current_user.is_admin:
         abort(403)
+    builds.settle_if_interrupted(workspace)
     form = ConfirmForm()
     if form.validate_on_submit() and not workspace.busy:
         workspace.status, workspace.status_message = "deleting", None
