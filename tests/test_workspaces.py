@@ -292,3 +292,17 @@ def test_a_running_build_is_not_taken_for_a_stuck_one(member, actions, provider,
     actions.client.get(f"/workspaces/{workspace.id}")
     db.session.expire_all()
     assert db.session.get(Workspace, workspace.id).status == "building"
+
+
+def test_admins_list_the_workspaces_of_one_provider(actions, client, provider, org, kube_api, kube_provider):
+    other = kube_provider(kube_api, name="west", organizations=[org], status="ready")
+    admin = actions.login("admin", organizations=[org])
+    for name, where in (("on-east", provider), ("on-west", other)):
+        db.session.add(Workspace(name=name, owner=admin, organization=org, provider=where, image="x",
+                                 cpu="1", memory="1Gi", disk="1Gi", status="running"))
+    db.session.commit()
+    page = client.get(f"/manage/providers/{provider.id}").text
+    assert f'href="/workspaces/?provider={provider.id}">1</a>' in page
+    listed = client.get(f"/workspaces/?provider={provider.id}").text
+    assert "on-east" in listed and "on-west" not in listed and "On workspace provider" in listed
+    assert client.get("/workspaces/?provider=9999").status_code == 404

@@ -5,7 +5,7 @@ from sqlalchemy.orm import selectinload
 from .. import audit
 from ..extensions import db
 from ..htmx import done, is_fragment_request, render
-from ..models import Organization, Workspace
+from ..models import Organization, Provider, Workspace
 from ..providers.forms import ConfirmForm
 from . import bp, builds
 from .eligibility import providers_for, reason_not_eligible
@@ -28,10 +28,13 @@ def index():
     ).order_by(Workspace.name)
     if not current_user.can_manage:
         query = query.filter(Workspace.owner_id == current_user.id)
+    provider = None
     provider_id = request.args.get("provider", type=int)
-    if provider_id:
+    if provider_id and current_user.can_manage:
+        provider = db.session.get(Provider, provider_id) or abort(404)
         query = query.filter(Workspace.provider_id == provider_id)
-    return render("workspaces/index.html", "workspaces/_list.html", workspaces=db.session.scalars(query).all())
+    return render("workspaces/index.html", "workspaces/_list.html", workspaces=db.session.scalars(query).all(),
+                  provider=provider)
 
 
 @bp.route("/new", methods=["GET", "POST"])
