@@ -115,3 +115,12 @@ def test_hints_post_needs_the_csrf_token(actions, client, make_provider):
     provider = make_provider()
     response = client.post(f"/manage/providers/{provider.id}/hints", data={}, headers={"HX-Request": "true"})
     assert response.status_code == 400
+
+
+def test_hints_and_suggestions_of_an_unreachable_cluster_say_so_once(actions, kube_api, kube_provider):
+    actions.login()
+    provider = kube_provider(kube_api)
+    kube_api.stop()
+    names = actions.htmx_get(f"/manage/providers/{provider.id}/cluster-names").get_data(as_text=True)
+    assert names.count("No suggestions from the cluster: Connection to ") == 1
+    assert "was refused" in names and "HTTPSConnectionPool" not in names and "Max retries" not in names

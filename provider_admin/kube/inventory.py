@@ -29,7 +29,8 @@ def _list(conn: Connection, path: str, timeout: float) -> Names:
     try:
         status, text = send(get_client(conn), "GET", path, timeout=timeout)
     except Exception as exc:  # a suggestion is never worth an error page
-        return Names(error=e.snippet(exc) or type(exc).__name__)
+        found = e.classify_transport(exc, conn, timeout)
+        return Names(error=(found[1] if found else e.snippet(exc) or type(exc).__name__).rstrip("."))
     if status == 403:
         return Names(error="the stored credentials may not list these")
     if status != 200:
