@@ -410,3 +410,16 @@ def test_an_unknown_kubeconfig_context_lists_the_available_ones(admin, actions):
                                                           kubeconfig_context="staging"))
     assert response.status_code == 422
     assert "prod" in field_errors(response.text, "kubeconfig")
+
+
+def test_the_form_on_its_own_page_goes_to_the_list_after_saving(admin, client, actions):
+    page = client.get("/manage/providers/new").get_data(as_text=True)
+    assert """hx-vals='{"standalone": "1"}'""" in page
+    panel = actions.htmx_get("/manage/providers/new").get_data(as_text=True)
+    assert "standalone" not in panel  # the list's panel swaps itself and refreshes the list
+
+    bad = actions.post("/manage/providers/new", form(name="", standalone="1"), htmx=True)
+    assert bad.status_code == 422 and """hx-vals='{"standalone": "1"}'""" in bad.get_data(as_text=True)
+    saved = actions.post("/manage/providers/new", form(standalone="1"), htmx=True)
+    assert saved.status_code == 200 and saved.headers["HX-Redirect"] == "/manage/providers/"
+    assert "Provider east created." in client.get("/manage/providers/").get_data(as_text=True)

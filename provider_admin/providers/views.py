@@ -135,7 +135,12 @@ def _flash_e2e_notice(changes: dict) -> None:
 def _form(form, provider, status=None, conflict=False):
     status = status or (422 if form.errors else 200)
     return render("providers/form.html", "providers/_form.html", status,
-                  form=form, provider=provider, conflict=conflict)
+                  form=form, provider=provider, conflict=conflict, standalone=_standalone())
+
+
+def _standalone() -> bool:
+    """The form is on its own page (opened by URL), not in the list's panel."""
+    return not is_fragment_request() or request.form.get("standalone") == "1"
 
 
 def _conflict(form, provider_id):
@@ -146,6 +151,8 @@ def _conflict(form, provider_id):
 
 
 def _saved(provider):
+    if _standalone():  # no list on the page to refresh: go to it
+        return done(url_for(".index"))
     response = done(url_for(".index"), event="providersChanged", fragment="providers/_saved.html",
                     provider=provider)
     if is_fragment_request():
