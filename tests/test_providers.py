@@ -423,3 +423,11 @@ def test_the_form_on_its_own_page_goes_to_the_list_after_saving(admin, client, a
     saved = actions.post("/manage/providers/new", form(standalone="1"), htmx=True)
     assert saved.status_code == 200 and saved.headers["HX-Redirect"] == "/manage/providers/"
     assert "Provider east created." in client.get("/manage/providers/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("page", ["cordon", "delete", "menu"])
+def test_dialogs_on_their_own_page_are_plain_forms(admin, client, make_provider, page):
+    provider = make_provider()
+    html = client.get(f"/manage/providers/{provider.id}/{page}").get_data(as_text=True)
+    # No list or row on this page for an HTMX answer to update: htmx leaves these forms alone.
+    assert "<div hx-disable>" in html and 'method="post"' in html

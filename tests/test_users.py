@@ -235,3 +235,8 @@ def test_admin_can_demote_another_admin(actions, admin):
     other = actions.user(Role.ADMIN.value, username="other")
     assert actions.post(f"/manage/users/{other.id}/edit", form_data(other, role="member")).status_code == 303
     assert get_user("other").role == "member"
+
+
+def test_a_new_user_is_a_member_unless_another_role_is_chosen(client, admin):
+    page = client.get("/manage/users/new").get_data(as_text=True)
+    assert re.search(r'<option selected value="member">Member</option>', page), page

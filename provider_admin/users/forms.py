@@ -15,7 +15,7 @@ class UserForm(FlaskForm):
     email = EmailField("Email", filters=[strip], validators=[DataRequired(), Email(), Length(max=254)])
     username = StringField("Username", validators=[DataRequired(), Length(max=64), USERNAME])
     password = PasswordField("Password", validators=[Optional(), Length(min=8, max=200)])
-    role = SelectField("Role", choices=ROLE_CHOICES)
+    role = SelectField("Role", choices=ROLE_CHOICES, default=Role.MEMBER.value)  # least power unless chosen
     organizations = CheckboxListField("Organizations", coerce=int)
     active = BooleanField("Active", default=True)
 
