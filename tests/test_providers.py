@@ -430,4 +430,4 @@ def test_dialogs_on_their_own_page_are_plain_forms(admin, client, make_provider,
     provider = make_provider()
     html = client.get(f"/manage/providers/{provider.id}/{page}").get_data(as_text=True)
     # No list or row on this page for an HTMX answer to update: htmx leaves these forms alone.
-    assert "<div hx-disable>" in html and 'method="post"' in html
+    assert '<main id="main" hx-disable>' in html and 'method="post"' in html
