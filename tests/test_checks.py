@@ -1,16 +1,20 @@
 """Health checks end to end: a provider in the database, its cluster a Kubernetes API over HTTP."""
 import json
 import re
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from provider_admin.checks import check_now
+from provider_admin.checks import check_now, job_for
 from provider_admin.checks.claims import claim_due
+from provider_admin.checks.jobs import run
+from provider_admin.checks.results import Outcome, apply_results, save_results
 from provider_admin.checks.sweeper import Sweeper
 from provider_admin.extensions import db
+from provider_admin.kube import client as kube_client
 from provider_admin.models import Provider, ProviderCheck, utcnow
 
 
@@ -274,3 +278,207 @@ def test_suggestions_say_why_they_are_missing(app, actions, kube_api, kube_provi
     provider = kube_provider(kube_api)
     names = actions.htmx_get(f"/manage/providers/{provider.id}/cluster-names")
     assert "may not list these" in names.text
+
+
+# The sweep at scale: claims, batched results, clients kept --------------------------------
+
+def ready_providers(kube_api, kube_provider, count):
+    """`count` deployed, Ready providers whose permissions were just checked (routine checks)."""
+    providers = []
+    for i in range(count):
+        kube_api.deploy_marker(f"p{i:02}", namespace=f"ns{i:02}")
+        providers.append(kube_provider(kube_api, name=f"p{i:02}", namespace=f"ns{i:02}",
+                                       status="ready", last_permissions_check_at=utcnow()))
+    return providers
+
+
+def scheduled_checks():
+    """provider id -> number of scheduled checks in the history."""
+    db.session.expire_all()
+    return dict(db.session.execute(
+        sa.select(ProviderCheck.provider_id, sa.func.count())
+        .where(ProviderCheck.trigger == "scheduled").group_by(ProviderCheck.provider_id)).all())
+
+
+def wait_for(condition, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def statements_during(fn):
+    """The SQL statements and commits `fn` sends (an executemany counts once), and its value."""
+    sent = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement.split(None, 3)[:3])
+
+    def commit(conn):
+        sent.append(["COMMIT"])
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    sa.event.listen(db.engine, "commit", commit)
+    try:
+        value = fn()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+        sa.event.remove(db.engine, "commit", commit)
+    return sent, value
+
+
+def test_concurrent_ticks_never_check_a_provider_twice_in_one_interval(app, kube_api, kube_provider):
+    providers = ready_providers(kube_api, kube_provider, 20)
+    # Two schedulers on one database, each ticked by several threads at once.
+    sweepers = [Sweeper(app, worker="a"), Sweeper(app, worker="b")]
+    done = time.monotonic() + 3.0
+
+    def hammer(sweeper):
+        while time.monotonic() < done:
+            sweeper.tick()
+            time.sleep(0.001)
+
+    threads = [threading.Thread(target=hammer, args=(s,)) for s in sweepers for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for sweeper in sweepers:
+            sweeper.shutdown()
+    assert scheduled_checks() == {p.id: 1 for p in providers}
+    assert sum(s.checked for s in sweepers) == 20
+    db.session.expire_all()
+    assert {p.status for p in db.session.scalars(sa.select(Provider))} == {"ready"}
+
+
+def test_a_claim_is_one_statement_that_carries_what_the_check_needs(app, kube_api, kube_provider):
+    kube_api.deploy_marker("east")
+    provider = kube_provider(kube_api, status="ready", last_permissions_check_at=utcnow())
+    sent, claimed = statements_during(
+        lambda: claim_due("a", 10, interval=30, lease=60, permissions_every=300))
+    assert [words[0] for words in sent] == ["UPDATE", "COMMIT"]
+    (row, full), = claimed
+    assert full is False  # Ready, permissions just checked: a routine check
+    job = job_for(row, full=full)
+    assert job.connection.token == "test-token" and job.connection.namespace == "ws"
+    result, _ = run(job, app.config["CHECK_TIMEOUT"])
+    assert result.ok, result.message
+    db.session.refresh(provider)
+    assert provider.claimed_by == "a" and provider.next_check_at > utcnow() + timedelta(seconds=25)
+
+
+def test_a_batch_of_results_is_four_statements_and_one_commit(app, kube_api, kube_provider):
+    app.config["CHECK_HISTORY"] = 2
+    kube_api.deploy_marker("a", namespace="ns-a")
+    kube_api.deploy_marker("other", namespace="ns-b")
+    kube_api.deploy_marker("other", namespace="ns-c")
+    a, b, c = (kube_provider(kube_api, name=name, namespace=f"ns-{name}", status="ready",
+                             last_permissions_check_at=utcnow(), consecutive_failures=failures)
+               for name, failures in (("a", 0), ("b", 0), ("c", 1)))
+    outcomes = []
+    for row, full in claim_due("w", 10, interval=30, lease=60, permissions_every=300):
+        result, duration = run(job_for(row, full=full), app.config["CHECK_TIMEOUT"])
+        outcomes.append(Outcome(row.id, result, "scheduled", full, duration, "w"))
+    sent, applied = statements_during(lambda: save_results(outcomes))
+    assert applied == outcomes
+    assert [words[0] for words in sent] == ["SELECT", "UPDATE", "INSERT", "DELETE", "COMMIT"]
+    for provider in (a, b, c):
+        db.session.refresh(provider)
+    # The threshold counts per provider: b's first failure is not an outage yet, c's second is.
+    assert (a.status, a.status_message, a.claimed_by) == ("ready", None, None)
+    assert b.status == "ready" and b.status_message.startswith("Last check failed (1 of 2")
+    assert c.status == "error" and "already used by provider other" in c.status_message
+    for _ in range(2):
+        save_results(outcomes)
+    assert scheduled_checks() == {a.id: 2, b.id: 2, c.id: 2}  # three written each, two kept
+    db.session.refresh(b)
+    assert b.status == "error" and b.consecutive_failures == 3
+
+
+def refuse_history_of(provider_id):
+    """A database that refuses to record this provider's checks (a trigger), as a full or
+    broken table would; returns the statement that removes it again."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(sa.text(
+            "CREATE FUNCTION refuse_check() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.provider_id = {int(provider_id)} THEN RAISE EXCEPTION 'refused'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql"))
+        db.session.execute(sa.text("CREATE TRIGGER refuse_check BEFORE INSERT ON provider_checks "
+                                   "FOR EACH ROW EXECUTE FUNCTION refuse_check()"))
+        drop = "DROP TRIGGER refuse_check ON provider_checks; DROP FUNCTION refuse_check()"
+    else:
+        db.session.execute(sa.text(
+            "CREATE TRIGGER refuse_check BEFORE INSERT ON provider_checks "
+            f"WHEN NEW.provider_id = {int(provider_id)} BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+        drop = "DROP TRIGGER refuse_check"
+    db.session.commit()
+    return drop
+
+
+def test_a_result_that_cannot_be_written_does_not_lose_the_others(app, kube_api, kube_provider,
+                                                                   caplog):
+    providers = ready_providers(kube_api, kube_provider, 3)
+    drop = refuse_history_of(providers[1].id)
+    try:
+        claimed = claim_due("a", 10, interval=0.5, lease=0.5, permissions_every=300)
+        outcomes = []
+        for row, full in claimed:
+            result, duration = run(job_for(row, full=full), app.config["CHECK_TIMEOUT"])
+            outcomes.append(Outcome(row.id, result, "scheduled", full, duration, "a"))
+        written = save_results(outcomes)
+    finally:
+        db.session.rollback()
+        db.session.execute(sa.text(drop))
+        db.session.commit()
+    assert {o.provider_id for o in written} == {providers[0].id, providers[2].id}
+    assert f"could not write the check result of provider {providers[1].id}" in caplog.text
+    assert scheduled_checks() == {providers[0].id: 1, providers[2].id: 1}
+    lost = db.session.get(Provider, providers[1].id)
+    assert lost.claimed_by == "a"  # still claimed: nobody checks it until the lease ends
+    time.sleep(0.6)
+    again = claim_due("b", 10, interval=30, lease=60, permissions_every=300)
+    assert [row.id for row, _ in again] == [lost.id]
+
+
+def test_the_sweeper_writes_results_that_came_in_together_in_one_batch(app, kube_api, kube_provider):
+    providers = ready_providers(kube_api, kube_provider, 8)
+    app.config["CHECK_POOL_SIZE"] = 8
+    sweeper = Sweeper(app, worker="a")
+    try:
+        assert sweeper.tick() == 8
+        # A slow database: the writer waits for it while every check finishes.
+        with db.engine.connect() as blocker:
+            if db.engine.dialect.name == "postgresql":
+                blocker.execute(sa.text("LOCK TABLE provider_checks IN EXCLUSIVE MODE"))
+            else:
+                blocker.exec_driver_sql("BEGIN IMMEDIATE")
+            wait_for(lambda: len(kube_api.requests) >= 3 * 8)
+            time.sleep(0.2)
+            sent, _ = statements_during(
+                lambda: (blocker.rollback(), wait_for(lambda: sweeper.checked == 8)))
+    finally:
+        sweeper.shutdown()
+    batches = [words for words in sent if words[:3] == ["INSERT", "INTO", "provider_checks"]]
+    assert 1 <= len(batches) <= 2, sent
+    assert scheduled_checks() == {p.id: 1 for p in providers}
+
+
+def test_every_provider_keeps_its_client_between_checks(app, kube_api, kube_provider):
+    providers = ready_providers(kube_api, kube_provider, 70)  # more than the default size
+    clients = []
+    try:
+        for round in range(2):
+            sweeper = Sweeper(app, worker="a")
+            try:
+                wait_for(lambda: (sweeper.tick(), sweeper.checked)[1] == 70, seconds=60)
+            finally:
+                sweeper.shutdown()
+            clients.append(set(map(id, kube_client._cache._clients.values())))
+            db.session.execute(sa.update(Provider).values(next_check_at=None))
+            db.session.commit()
+    finally:
+        kube_client.size_client_cache(0)
+    assert len(clients[0]) == 70 and clients[1] == clients[0]
+    assert scheduled_checks() == {p.id: 2 for p in providers}

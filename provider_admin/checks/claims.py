@@ -3,45 +3,54 @@
 A claim is a lease: `claimed_by` and `claimed_until`. The claim also moves `next_check_at`
 one interval ahead, so no other scheduler takes the provider again in this interval even
 after the claim is released. A scheduler that dies leaves claims that simply expire.
+
+The claim is one statement, `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …`, whose
+UPDATE repeats the due condition: a provider that another claim took (and perhaps already
+checked) between the SELECT and the UPDATE no longer matches, on SQLite as well, where
+there are no row locks to skip.
 """
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, or_, select, update
 
 from ..extensions import db
 from ..models import Provider, Status, utcnow
 
+providers = Provider.__table__
+
+# What a check job needs: the connection, what to check, and whether it is a full check.
+CLAIMED_COLUMNS = (
+    providers.c.id, providers.c.name, providers.c.namespace, providers.c.cluster_address,
+    providers.c.ca_cert, providers.c.credentials_encrypted, providers.c.is_builtin,
+    providers.c.storage_class, providers.c.service_account,
+    providers.c.service_account_annotations, providers.c.status,
+    providers.c.last_permissions_check_at,
+)
+
 
 def claim_due(worker: str, limit: int, *, interval: float, lease: float,
-              permissions_every: float) -> list[tuple[Provider, bool]]:
-    """Claim up to `limit` due providers; returns each with whether it needs a full check."""
+              permissions_every: float) -> list[tuple[Row, bool]]:
+    """Claim up to `limit` due providers; returns each row with whether it needs a full check."""
     if limit <= 0:
         return []
     now = utcnow()
-    query = (
-        select(Provider)
-        .where(or_(Provider.next_check_at.is_(None), Provider.next_check_at <= now))
-        .where(or_(Provider.claimed_until.is_(None), Provider.claimed_until < now))
-        .order_by(Provider.next_check_at.is_not(None), Provider.next_check_at, Provider.id)
+    due = or_(providers.c.next_check_at.is_(None), providers.c.next_check_at <= now)
+    free = or_(providers.c.claimed_until.is_(None), providers.c.claimed_until < now)
+    oldest_first = (
+        select(providers.c.id).where(due, free)
+        .order_by(providers.c.next_check_at.is_not(None), providers.c.next_check_at,
+                  providers.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite serializes writers anyway
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite renders no FOR UPDATE
     )
-    providers = list(db.session.scalars(query))
-    claimed = []
-    for provider in providers:
-        # The guarded UPDATE makes the claim safe where FOR UPDATE is not available.
-        taken = db.session.execute(
-            update(Provider)
-            .where(Provider.id == provider.id)
-            .where(or_(Provider.claimed_until.is_(None), Provider.claimed_until < now))
-            .values(claimed_by=worker, claimed_until=now + timedelta(seconds=lease),
-                    next_check_at=now + timedelta(seconds=interval))
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if taken:
-            full = (provider.status != Status.READY.value
-                    or provider.last_permissions_check_at is None
-                    or now - provider.last_permissions_check_at > timedelta(seconds=permissions_every))
-            claimed.append((provider, full))
+    rows = db.session.execute(
+        update(providers)
+        .where(providers.c.id.in_(oldest_first.scalar_subquery()), due, free)
+        .values(claimed_by=worker, claimed_until=now + timedelta(seconds=lease),
+                next_check_at=now + timedelta(seconds=interval))
+        .returning(*CLAIMED_COLUMNS)
+    ).all()
     db.session.commit()
-    return claimed
+    permissions_due = now - timedelta(seconds=permissions_every)
+    return [(row, row.status != Status.READY.value or row.last_permissions_check_at is None
+             or row.last_permissions_check_at < permissions_due) for row in rows]

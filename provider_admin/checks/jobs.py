@@ -23,7 +23,10 @@ class CheckJob:
 
 
 def connection_for(provider: Provider) -> kube.Connection:
-    """The provider's connection with its credentials decrypted (never leaves the server)."""
+    """The provider's connection with its credentials decrypted (never leaves the server).
+
+    `provider` may also be a row with the same column names, such as a claim returns.
+    """
     if provider.is_builtin:
         return kube.in_cluster_connection(namespace=provider.namespace)
     secret = json.loads(crypto.decrypt(provider.credentials_encrypted) or "{}")
@@ -38,6 +41,7 @@ def connection_for(provider: Provider) -> kube.Connection:
 
 
 def job_for(provider: Provider, *, full: bool) -> CheckJob:
+    """The job for a Provider or a claimed row (see `claims.CLAIMED_COLUMNS`)."""
     connection, error = None, None
     try:
         connection = connection_for(provider)
@@ -74,7 +78,11 @@ def run(job: CheckJob, timeout: float) -> tuple[kube.CheckResult, float]:
 
 
 def check_now(provider: Provider, trigger: str = "manual") -> kube.CheckResult:
-    """Check one provider fully at once and apply the result at once (no threshold)."""
+    """Check one provider fully at once and apply the result at once (no threshold).
+
+    Unlike the scheduled checks, whose results one thread writes in batches, the result
+    is written here and now: the admin is waiting for it.
+    """
     from .results import apply_result
 
     result, duration = run(job_for(provider, full=True), current_app.config["CHECK_TIMEOUT"])

@@ -1,77 +1,173 @@
-"""Turn a check result into the provider's status, history and next due time.
+"""Turn check results into the providers' status, history and next due time.
 
 Health fields are written with plain UPDATE statements, not through the ORM, so that a
 check never bumps the optimistic-lock version of an admin's open edit form.
+
+Results are written in batches, whatever their number in four statements: a SELECT of the
+providers' current status, one UPDATE executed for each result, one INSERT of the history
+rows and one DELETE that trims the history of the providers in the batch.
 """
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from .. import kube
 from ..extensions import db
 from ..models import Provider, ProviderCheck, Status, utcnow
 
+log = logging.getLogger(__name__)
+providers = Provider.__table__
+checks = ProviderCheck.__table__
+
 # Re-render a row at least this often so its "last checked" time stays close to the truth.
 STALE_DISPLAY = timedelta(seconds=120)
+# What the providers' rows show; a change to any of them bumps display_version.
+SHOWN = ("status", "status_category", "status_message", "status_warnings", "kube_version")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished check, waiting to be written."""
+
+    provider_id: int
+    result: kube.CheckResult
+    trigger: str
+    full: bool
+    duration_ms: float | None = None
+    worker: str | None = None
+
+
+def _param(column):
+    return bindparam(f"p_{column.name}", type_=column.type)
+
+
+def _unless_null(column):
+    """Set from the parameter, or keep the column's value when the parameter is NULL."""
+    return func.coalesce(_param(column), column)
+
+
+# Every result sets the same columns, so one statement serves a whole batch.
+_UPDATE_HEALTH = (
+    update(providers)
+    .where(providers.c.id == _param(providers.c.id))
+    .values({
+        **{name: _param(providers.c[name]) for name in SHOWN + (
+            "consecutive_failures", "last_checked_at", "next_check_at")},
+        "claimed_by": None,
+        "claimed_until": None,
+        "token_expires_at": _unless_null(providers.c.token_expires_at),
+        "last_permissions_check_at": _unless_null(providers.c.last_permissions_check_at),
+        "last_ready_at": _unless_null(providers.c.last_ready_at),
+        # Relative, so a manual check written meanwhile is never hidden from the badge poll.
+        "display_version": providers.c.display_version + bindparam("p_bump"),
+    })
+)
 
 
 def apply_result(provider_id: int, result: kube.CheckResult, *, trigger: str, full: bool,
                  duration_ms: float | None = None, worker: str | None = None) -> None:
-    """Record the result; a scheduled failure of a Ready provider counts toward the threshold."""
+    """Record one result in the current transaction (the caller commits)."""
+    apply_results([Outcome(provider_id, result, trigger, full, duration_ms, worker)])
+
+
+def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """Record results in the current transaction; returns those of providers that still exist.
+
+    A scheduled failure of a Ready provider counts toward the failure threshold.
+    """
     config = current_app.config
-    row = db.session.execute(
-        select(Provider.status, Provider.status_category, Provider.status_message,
-               Provider.status_warnings, Provider.kube_version, Provider.consecutive_failures,
-               Provider.last_checked_at, Provider.display_version)
-        .where(Provider.id == provider_id)
-    ).one_or_none()
-    if row is None:  # deleted while it was being checked
-        return
+    ids = sorted({o.provider_id for o in outcomes})
+    current = {row.id: row._asdict() for row in db.session.execute(
+        select(providers.c.id, providers.c.consecutive_failures, providers.c.last_checked_at,
+               *(providers.c[name] for name in SHOWN))
+        .where(providers.c.id.in_(ids)))}
     now = utcnow()
-    values = {
-        "last_checked_at": now,
-        "claimed_by": None,
-        "claimed_until": None,
-        "status_warnings": result.warnings or None,
-        "kube_version": result.kube_version or row.kube_version,
-    }
-    if result.token_expires_at is not None:
-        values["token_expires_at"] = result.token_expires_at
-    if full:
-        values["last_permissions_check_at"] = now
-    values.update(_status_values(row, result, trigger, config))
+    changes, history, applied = [], [], []
+    for outcome in outcomes:
+        row = current.get(outcome.provider_id)
+        if row is None:  # deleted while it was being checked
+            continue
+        values = _new_values(row, outcome, now, config)
+        row.update(values)  # a second result for the same provider follows the first
+        changes.append({f"p_{name}": value for name, value in values.items()})
+        result = outcome.result
+        history.append({"provider_id": outcome.provider_id, "checked_at": now, "ok": result.ok,
+                        "category": result.category, "message": result.message,
+                        "trigger": outcome.trigger, "duration_ms": outcome.duration_ms,
+                        "worker": outcome.worker})
+        applied.append(outcome)
+    if applied:
+        db.session.execute(_UPDATE_HEALTH, changes)
+        db.session.execute(insert(checks), history)
+        _trim_history(sorted({o.provider_id for o in applied}), config["CHECK_HISTORY"])
+    return applied
+
+
+def save_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """Write a batch of results in one transaction; returns those written.
+
+    When the batch fails, each result is tried on its own, so one bad result does not lose
+    the others. A result that still fails is logged and dropped: its provider stays
+    claimed until its lease ends, and is then checked again.
+    """
+    try:
+        applied = apply_results(outcomes)
+        db.session.commit()
+        return applied
+    except Exception:
+        db.session.rollback()
+        if len(outcomes) == 1:
+            log.exception("could not write the check result of provider %s",
+                          outcomes[0].provider_id)
+            return []
+        log.warning("could not write %d check results together; writing them one by one",
+                    len(outcomes), exc_info=True)
+    written = []
+    for outcome in outcomes:
+        written += save_results([outcome])
+    return written
+
+
+def _new_values(row: dict, outcome: Outcome, now, config) -> dict:
+    result = outcome.result
+    values = {"status_warnings": result.warnings or None,
+              "kube_version": result.kube_version or row["kube_version"],
+              **_status_values(row, result, outcome.trigger, config)}
     failures = values["consecutive_failures"]
     wait = config["CHECK_INTERVAL"] if failures == 0 else min(
         config["CHECK_INTERVAL"] * 2 ** (failures - 1), config["CHECK_BACKOFF_MAX"])
-    values["next_check_at"] = now + timedelta(seconds=wait)
-    if values["status"] == Status.READY.value:
-        values["last_ready_at"] = now
-    shown = (row.status, row.status_category, row.status_message, row.status_warnings, row.kube_version)
-    new = (values["status"], values["status_category"], values["status_message"],
-           values["status_warnings"], values["kube_version"])
-    if shown != new or row.last_checked_at is None or now - row.last_checked_at > STALE_DISPLAY:
-        values["display_version"] = row.display_version + 1
-    db.session.execute(update(Provider).where(Provider.id == provider_id).values(**values))
-    db.session.add(ProviderCheck(provider_id=provider_id, checked_at=now, ok=result.ok,
-                                 category=result.category, message=result.message,
-                                 trigger=trigger, duration_ms=duration_ms, worker=worker))
-    _trim_history(provider_id, config["CHECK_HISTORY"])
+    stale = row["last_checked_at"] is None or now - row["last_checked_at"] > STALE_DISPLAY
+    changed = any(row[name] != values[name] for name in SHOWN)
+    return {
+        **values,
+        "id": outcome.provider_id,
+        "last_checked_at": now,
+        "next_check_at": now + timedelta(seconds=wait),
+        # NULL keeps the stored value (see _unless_null).
+        "token_expires_at": result.token_expires_at,
+        "last_permissions_check_at": now if outcome.full else None,
+        "last_ready_at": now if values["status"] == Status.READY.value else None,
+        "bump": int(changed or stale),
+    }
 
 
-def _status_values(row, result: kube.CheckResult, trigger: str, config) -> dict:
+def _status_values(row: dict, result: kube.CheckResult, trigger: str, config) -> dict:
     if result.ok:
         message = "; ".join(result.warnings) if result.warnings else None
         return {"status": Status.READY.value, "status_category": result.category,
                 "status_message": message, "consecutive_failures": 0}
-    failures = row.consecutive_failures + 1
+    failures = row["consecutive_failures"] + 1
     if result.category == "not_deployed":
         return {"status": Status.PENDING.value, "status_category": result.category,
                 "status_message": result.message, "consecutive_failures": failures}
     threshold = config["CHECK_FAILURE_THRESHOLD"]
-    if row.status == Status.READY.value and trigger == "scheduled" and failures < threshold:
+    if row["status"] == Status.READY.value and trigger == "scheduled" and failures < threshold:
         # One failed scheduled check of a Ready provider is not yet an outage.
-        return {"status": Status.READY.value, "status_category": row.status_category,
+        return {"status": Status.READY.value, "status_category": row["status_category"],
                 "status_message": f"Last check failed ({failures} of {threshold} before Error): "
                                   f"{result.message}",
                 "consecutive_failures": failures}
@@ -79,11 +175,11 @@ def _status_values(row, result: kube.CheckResult, trigger: str, config) -> dict:
             "status_message": result.message, "consecutive_failures": failures}
 
 
-def _trim_history(provider_id: int, keep: int) -> None:
-    cutoff = db.session.scalar(
-        select(ProviderCheck.id).where(ProviderCheck.provider_id == provider_id)
-        .order_by(ProviderCheck.id.desc()).offset(keep).limit(1)
-    )
-    if cutoff is not None:
-        db.session.execute(delete(ProviderCheck).where(
-            ProviderCheck.provider_id == provider_id, ProviderCheck.id <= cutoff))
+def _trim_history(provider_ids: list[int], keep: int) -> None:
+    """Keep the newest `keep` checks of each of these providers, in one statement."""
+    newest_first = func.row_number().over(partition_by=checks.c.provider_id,
+                                          order_by=checks.c.id.desc())
+    ranked = (select(checks.c.id, newest_first.label("rank"))
+              .where(checks.c.provider_id.in_(provider_ids)).subquery())
+    db.session.execute(delete(checks).where(
+        checks.c.id.in_(select(ranked.c.id).where(ranked.c.rank > keep))))

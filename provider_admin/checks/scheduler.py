@@ -56,7 +56,7 @@ def scheduler_command():
 
     app = current_app._get_current_object()
     scheduler = BlockingScheduler()
-    _schedule(scheduler, app)
+    sweeper = _schedule(scheduler, app)
     click.echo(f"Checking providers every {app.config['CHECK_INTERVAL']} s "
                f"with {app.config['CHECK_POOL_SIZE']} threads. Ctrl+C to stop.", nl=True)
     sys.stdout.flush()
@@ -64,3 +64,5 @@ def scheduler_command():
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         pass
+    finally:
+        sweeper.shutdown()  # the checks under way finish and their results are written

@@ -1,24 +1,35 @@
 """The sweeper: claims due providers while it has free threads and checks them in a pool.
 
 A tick never waits for a check: a dead cluster holds one thread for at most its timeout
-while the other threads go on with the other providers. A finished check refills its
-thread at once while the last claim found more due work than it had threads for, so the
-throughput is not bound to the tick.
+while the other threads go on with the other providers.
+
+The check threads only talk to the clusters. Their results go on a queue that one thread,
+the results writer, applies in batches (one transaction per batch), so the database sees
+one writer per sweeper however many threads check. After each batch the writer claims
+work for the threads that have become free, so the throughput is not bound to the tick.
+Claims and batches take turns: only one thread of a sweeper writes at a time.
 """
 import logging
 import os
+import queue
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
+from sqlalchemy import func, select
 
 from ..extensions import db
+from ..kube.client import size_client_cache
+from ..models import Provider
 from . import jobs
 from .claims import claim_due
-from .results import apply_result
+from .results import Outcome, save_results
 
 log = logging.getLogger(__name__)
+BATCH_MAX = 100  # results per transaction; a bigger backlog is written in several
+_STOP = object()
 
 
 class Sweeper:
@@ -29,12 +40,29 @@ class Sweeper:
         self.free = threading.Semaphore(size)
         self.pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="provider-check")
         self.size = size
-        self.checked = 0
-        self._more = False  # the last claim filled every free thread: more may be due
-        self._lock = threading.Lock()
+        self.checked = 0  # results written
+        self.closed = False
+        self._turn = threading.Lock()  # held by the claim or the batch being written
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._cache_sized_until = 0.0
+        self._writer = threading.Thread(target=self._write_results, daemon=True,
+                                        name="provider-check-results")
+        self._writer.start()
 
     def tick(self) -> int:
-        """Claim as many due providers as there are free threads and start their checks."""
+        """Claim as many due providers as there are free threads and start their checks.
+
+        Returns 0 at once while another thread of this sweeper claims or writes: the
+        results writer claims again after each batch.
+        """
+        if self.closed or not self._turn.acquire(blocking=False):
+            return 0
+        try:
+            return self._claim()
+        finally:
+            self._turn.release()
+
+    def _claim(self) -> int:
         slots = 0
         while self.free.acquire(blocking=False):
             slots += 1
@@ -43,43 +71,77 @@ class Sweeper:
         config = self.app.config
         with self.app.app_context():
             try:
+                self._size_client_cache()
                 claimed = claim_due(self.worker, slots, interval=config["CHECK_INTERVAL"],
                                     lease=config["CHECK_LEASE"],
                                     permissions_every=config["CHECK_PERMISSIONS_EVERY"])
-                work = [jobs.job_for(provider, full=full) for provider, full in claimed]
+                work = [jobs.job_for(row, full=full) for row, full in claimed]
             except Exception:
                 log.exception("could not claim providers")
                 work = []
             finally:
                 db.session.remove()
-        self._more = len(work) == slots
         for _ in range(slots - len(work)):
             self.free.release()
         for job in work:
             self.pool.submit(self._check, job)
         return len(work)
 
+    def _size_client_cache(self) -> None:
+        """Keep a Kubernetes client for every provider, so each check reuses its connection."""
+        now = time.monotonic()
+        if now < self._cache_sized_until:
+            return
+        self._cache_sized_until = now + float(self.app.config["CHECK_INTERVAL"])
+        size_client_cache(db.session.scalar(select(func.count()).select_from(Provider)) + self.size)
+
     def _check(self, job: jobs.CheckJob) -> None:
+        outcome = None
         try:
             result, duration = jobs.run(job, self.app.config["CHECK_TIMEOUT"])
-            with self.app.app_context():
-                try:
-                    apply_result(job.provider_id, result, trigger="scheduled", full=job.full,
-                                 duration_ms=duration, worker=self.worker)
-                    db.session.commit()
-                finally:
-                    db.session.remove()
-            with self._lock:
-                self.checked += 1
+            outcome = Outcome(job.provider_id, result, trigger="scheduled", full=job.full,
+                              duration_ms=duration, worker=self.worker)
         except Exception:
             log.exception("check of provider %s failed", job.provider_name)
         finally:
+            # Free before queueing: the writer's claim after this batch can use the thread.
             self.free.release()
-        if self._more and not self.closed:
-            self.tick()
+        if outcome is not None:
+            self._results.put(outcome)
 
-    closed = False
+    def _write_results(self) -> None:
+        """The results writer's loop: a batch of whatever is queued, then a claim."""
+        while True:
+            batch = [self._results.get()]
+            while len(batch) < BATCH_MAX:
+                try:
+                    batch.append(self._results.get_nowait())
+                except queue.Empty:
+                    break
+            stop = _STOP in batch
+            batch = [outcome for outcome in batch if outcome is not _STOP]
+            if batch:
+                with self._turn:
+                    self._write(batch)
+                self.tick()
+            if stop:
+                return
+
+    def _write(self, batch: list[Outcome]) -> None:
+        with self.app.app_context():
+            try:
+                written = save_results(batch)
+            except Exception:  # the database is gone: the leases expire, the checks come back
+                log.exception("could not write %d check results", len(batch))
+                written = []
+            finally:
+                db.session.remove()
+        self.checked += len(written)
 
     def shutdown(self, wait: bool = True) -> None:
+        """Stop claiming; with `wait`, let the running checks finish and write their results."""
         self.closed = True
         self.pool.shutdown(wait=wait, cancel_futures=not wait)
+        self._results.put(_STOP)
+        if wait:
+            self._writer.join()

@@ -3,9 +3,10 @@
 `send()` makes one raw request through a client; callers never see the kubernetes package.
 
 The health check runs in a thread pool, so the cache is thread-safe; checks of the same
-connection reuse its connection pool. Certificates stay in memory: PEM CA data goes to the
-client as data, and a client certificate is loaded into an SSLContext from a temporary
-file that is removed at once.
+connection reuse its connection pool. The sweeper sizes the cache from the number of
+providers (`size_client_cache`), so that every provider keeps its client between checks.
+Certificates stay in memory: PEM CA data goes to the client as data, and a client
+certificate is loaded into an SSLContext from a temporary file that is removed at once.
 """
 from __future__ import annotations
 
@@ -140,6 +141,16 @@ class ClientCache:
             old.close()
         return api
 
+    def resize(self, maxsize: int) -> None:
+        """Change the bound; the least recently used clients beyond it are closed."""
+        evicted = []
+        with self._lock:
+            self.maxsize = maxsize
+            while len(self._clients) > maxsize:
+                evicted.append(self._clients.popitem(last=False)[1])
+        for old in evicted:
+            old.close()
+
     def clear(self) -> None:
         with self._lock:
             clients = list(self._clients.values())
@@ -157,6 +168,14 @@ _cache = ClientCache()
 def get_client(conn: Connection) -> k8s.ApiClient:
     """The shared client for `conn` (a changed connection gets a new one)."""
     return _cache.get(conn)
+
+
+def size_client_cache(connections: int) -> int:
+    """Make room for this many connections (never below the default); returns the bound."""
+    size = max(DEFAULT_CACHE_SIZE, connections)
+    if size != _cache.maxsize:
+        _cache.resize(size)
+    return size
 
 
 def clear_client_cache() -> None:
