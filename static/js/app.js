@@ -174,7 +174,9 @@
     if (event.detail.elt.closest && event.detail.elt.closest(".menu")) closeMenus(null);
   });
 
-  document.addEventListener("htmx:afterSwap", function (event) {
+  // A menu is focused after the settle, not the swap: htmx wires up swapped-in links only
+  // when it settles, and an item pressed before that would navigate the whole page.
+  document.addEventListener("htmx:afterSettle", function (event) {
     // History restores (the Back button) fire this with no target.
     var target = event.detail.target;
     var menu = target && target.matches && target.matches(".menu-slot") && target.querySelector(".menu");
