@@ -186,6 +186,9 @@
       var first = menu.querySelector("[role=menuitem]");
       if (first) first.focus();
     }
+  });
+
+  document.addEventListener("htmx:afterSwap", function () {
     var dialog = openDialog();
     if (dialog && !dialog.contains(document.activeElement)) {
       // Opened from a menu (or re-rendered with errors): the menu goes, focus moves in.
