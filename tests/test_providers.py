@@ -1,13 +1,14 @@
 """The Workspace providers pages: list, create, edit, validation, guards, HTMX and CSRF."""
 import json
 import re
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from provider_admin import crypto, scheduling
 from provider_admin.extensions import db
-from provider_admin.models import AuditEvent, Provider, Workspace
+from provider_admin.models import AuditEvent, Provider, Workspace, utcnow
 
 SEED_TOLERATIONS = '''"pod_tolerations": [
     "key": "com.coder.workspace",
@@ -352,8 +353,8 @@ def test_unknown_provider_is_404(admin, client):
     assert client.get("/manage/providers/999/edit").status_code == 404
 
 
-@pytest.mark.parametrize("count", [5, 200])
-def test_list_uses_a_constant_number_of_queries(admin, client, app, make_org, count):
+@pytest.mark.parametrize("count, page, rows", [(5, 1, 5), (200, 1, 50), (200, 4, 50), (230, 5, 30)])
+def test_list_uses_a_constant_number_of_queries(admin, client, app, make_org, count, page, rows):
     orgs = [make_org(f"org{i}") for i in range(3)]
     db.session.add_all(Provider(name=f"p{i:03}", namespace="ws", cluster_address="https://k",
                                 organizations=orgs[: i % 4]) for i in range(count))
@@ -365,15 +366,17 @@ def test_list_uses_a_constant_number_of_queries(admin, client, app, make_org, co
 
     sa.event.listen(db.engine, "before_cursor_execute", count_statement)
     try:
-        response = client.get("/manage/providers/")
+        response = client.get("/manage/providers/", query_string={"page": page})
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", count_statement)
     assert response.status_code == 200
-    assert response.text.count('<tr id="provider-row-') == count
+    assert response.text.count('<tr id="provider-row-') == rows
+    assert f"of {count} providers" in response.text
+    # The rows with their workspace and total counts, then their organizations.
     provider_queries = [s for s in statements if "FROM providers" in s or "provider_organizations" in s
                         or "FROM workspaces" in s]
-    assert len(provider_queries) == 3, provider_queries
-    assert len(statements) <= 5, statements
+    assert len(provider_queries) == 2, provider_queries
+    assert len(statements) <= 4, statements
 
 
 KUBECONFIG = """apiVersion: v1
@@ -431,3 +434,101 @@ def test_dialogs_on_their_own_page_are_plain_forms(admin, client, make_provider,
     html = client.get(f"/manage/providers/{provider.id}/{page}").get_data(as_text=True)
     # No list or row on this page for an HTMX answer to update: htmx leaves these forms alone.
     assert '<main id="main" hx-disable>' in html and 'method="post"' in html
+
+
+def _many(count, **fields):
+    db.session.add_all(Provider(name=f"p{i:03}", namespace="ws", cluster_address="https://k", **fields)
+                       for i in range(count))
+    db.session.commit()
+
+
+def _names(html: str) -> list[str]:
+    return re.findall(r'<th scope="row"><a href="/manage/providers/\d+">([^<]+)</a>', html)
+
+
+def test_the_list_is_paginated_by_name(admin, client):
+    _many(120)
+    first = client.get("/manage/providers/").text
+    assert _names(first) == [f"p{i:03}" for i in range(50)]
+    assert "1–50 of 120 providers" in first
+    assert 'href="/manage/providers/?page=2" hx-get="/manage/providers/?page=2"' in first
+    assert 'rel="next"' in first and 'rel="prev"' not in first
+    last = client.get("/manage/providers/?page=3").text
+    assert _names(last) == [f"p{i:03}" for i in range(100, 120)]
+    assert "101–120 of 120 providers" in last
+    assert 'aria-current="page" href="/manage/providers/?page=3"' in last
+    # A page past the end (say, after deletions) shows the last one.
+    assert _names(client.get("/manage/providers/?page=9").text) == _names(last)
+    assert _names(client.get("/manage/providers/?page=x").text) == _names(first)
+
+
+def test_search_by_name_without_and_with_htmx(admin, client, actions):
+    _many(120)
+    page = client.get("/manage/providers/", query_string={"q": "P11"}).text
+    assert '<form class="search" role="search" method="get" action="/manage/providers/"' in page
+    assert 'value="P11"' in page and "<html" in page
+    assert _names(page) == [f"p{i:03}" for i in range(110, 120)]
+    assert "1–10 of 10 providers whose name contains “P11”" in page
+    fragment = actions.htmx_get("/manage/providers/", query_string={"q": "p0"})
+    assert "<html" not in fragment.text and fragment.text.lstrip().startswith('<section id="provider-list"')
+    assert "HX-Request" in fragment.headers["Vary"]
+    assert len(_names(fragment.text)) == 50 and "of 100 providers" in fragment.text
+    assert 'href="/manage/providers/?q=p0&amp;page=2"' in fragment.text
+    # Wildcards are searched for literally.
+    none = client.get("/manage/providers/", query_string={"q": "%"}).text
+    assert _names(none) == [] and "No provider’s name contains “%”" in none
+
+
+def test_rows_come_from_the_cache_until_what_they_show_changes(admin, client, actions, make_org):
+    from provider_admin.models import Organization
+    from provider_admin.providers import rows
+
+    rows.cache.clear()
+    org = make_org("Acme")
+    _many(3, organizations=[org], status="ready", last_checked_at=utcnow())
+    render = []
+    from flask import template_rendered
+
+    def record(sender, template, context, **extra):
+        if template.name == "providers/_row.html":
+            render.append(context["provider"].name)
+
+    template_rendered.connect(record, actions.app)
+    try:
+        first = client.get("/manage/providers/").text
+        assert sorted(render) == ["p000", "p001", "p002"]
+        render.clear()
+        assert client.get("/manage/providers/").text == first
+        assert render == []
+        # A changed status, a renamed organization, a new workspace: each shows at once.
+        provider = db.session.scalar(sa.select(Provider).filter_by(name="p001"))
+        provider.status, provider.status_message = "error", "Cannot connect."
+        provider.display_version += 1
+        db.session.commit()
+        page = client.get("/manage/providers/").text
+        assert render == ["p001"] and "Cannot connect." in page
+        render.clear()
+        db.session.scalar(sa.select(Organization)).name = "Acme Corp"
+        db.session.commit()
+        assert client.get("/manage/providers/").text.count("Acme Corp") == 3
+        render.clear()
+        _workspace(provider, org, admin, "w1")
+        page = client.get("/manage/providers/").text
+        assert render == ["p001"] and f'id="provider-row-{provider.id}" data-provider-id="{provider.id}" ' \
+            f'data-version="{provider.display_version}" data-workspaces="1"' in page
+    finally:
+        template_rendered.disconnect(record, actions.app)
+
+
+def test_last_checked_is_a_time_element_kept_current_in_cached_rows(admin, client, make_provider,
+                                                                   monkeypatch):
+    from provider_admin import templating
+
+    checked = utcnow() - timedelta(minutes=3)
+    make_provider("east", last_checked_at=checked)
+    page = client.get("/manage/providers/").text
+    when = checked.isoformat(timespec="seconds")
+    assert f'<time datetime="{when}" data-relative>3 minutes ago</time>' in page
+    later = utcnow() + timedelta(hours=2)
+    monkeypatch.setattr(templating, "datetime", type("clock", (), {"now": staticmethod(lambda tz: later)}))
+    assert ">2 hours ago</time>" in client.get("/manage/providers/").text

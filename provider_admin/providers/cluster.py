@@ -3,7 +3,6 @@ import json
 
 from flask import Response, flash, request, url_for
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from .. import audit, kube
 from ..checks import check_now
@@ -13,26 +12,40 @@ from ..htmx import done, render
 from ..models import Provider, ProviderCheck
 from . import bp
 from .forms import ConfirmForm
-from .queries import fingerprint, get_provider_or_404, workspace_counts
+from .queries import Scope, get_provider_or_404, providers_by_id, status_fingerprint, status_snapshot, \
+    workspace_counts
+from .queries import fingerprint as fingerprint_of
 
 
 @bp.get("/status")
 def status():
-    """The badge poll: 204 while nothing changed, else only the changed rows (out of band)."""
-    current = db.session.execute(select(Provider.id, Provider.display_version)).all()
-    if request.args.get("fp") == fingerprint(current):
+    """The badge poll: 204 while what the page shows is current, else ask for its versions."""
+    if request.args.get("fp") == status_fingerprint(Scope.from_args(request.args)):
         return Response(status=204)
-    known = _parse_known(request.args.get("known", ""))
-    if request.args.get("list") and {row.id for row in current} != set(known):
-        response = Response("", status=200)
-        response.headers["HX-Trigger"] = json.dumps({"providersChanged": True})
-        return response
-    changed = [row.id for row in current if known.get(row.id) != row.display_version]
-    providers = db.session.scalars(
-        select(Provider).where(Provider.id.in_(changed)).options(selectinload(Provider.organizations))
-    ).all()
-    return render("providers/_status.html", "providers/_status.html", providers=providers,
-                  counts=workspace_counts(), confirm=ConfirmForm(), fingerprint=fingerprint(current))
+    return Response(status=200, headers={"HX-Trigger": json.dumps({"providerStatusStale": True})})
+
+
+@bp.post("/status")
+def sync_status():
+    """The rows whose version changed since the page showed them, out of band, with a new poll;
+    a list whose set of providers changed is told to reload instead."""
+    scope = Scope.from_args(request.args)
+    total, shown, fingerprint = status_snapshot(scope)
+    known = _parse_known(request.form.get("known", ""))
+    shown_total = request.form.get("fp", "").partition("-")[0]
+    if scope.is_list and (shown_total != str(total) or set(known) != {row.id for row in shown}):
+        return Response(status=200, headers={"HX-Trigger": json.dumps({"providersChanged": True})})
+    changed = [row.id for row in shown if _differs(known.get(row.id), row)]
+    return render("providers/_status.html", "providers/_status.html",
+                  providers=providers_by_id(changed) if changed else [],
+                  counts={row.id: row.workspaces for row in shown},
+                  fingerprint=fingerprint, poll_scope=scope.args)
+
+
+@bp.app_template_global()
+def provider_fingerprint(provider: Provider, count: int) -> str:
+    """The poll fingerprint of a provider's own page."""
+    return fingerprint_of(1, [(provider, count)])
 
 
 @bp.get("/<int:provider_id>")
@@ -95,10 +108,15 @@ def _timeout() -> float:
     return float(current_app.config["CHECK_TIMEOUT"])
 
 
-def _parse_known(text: str) -> dict[int, int]:
+def _parse_known(text: str) -> dict[int, tuple[int, ...]]:
+    """"id.version.workspaces,..." as the page sends it (a provider's page: "id.version")."""
     known = {}
-    for pair in text.split(","):
-        ident, _, version = pair.partition(".")
-        if ident.isdigit() and version.isdigit():
-            known[int(ident)] = int(version)
+    for item in text.split(",")[:1000]:
+        ident, *numbers = item.split(".")
+        if ident.isdigit() and numbers and all(n.isdigit() for n in numbers):
+            known[int(ident)] = tuple(int(n) for n in numbers[:2])
     return known
+
+
+def _differs(known: tuple[int, ...] | None, row) -> bool:
+    return known is None or known != (row.version, row.workspaces)[: len(known)]

@@ -1,10 +1,26 @@
 """Read-side queries for the providers pages, in a constant number of SQL statements."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
 from flask import abort
-from sqlalchemy import func
-from sqlalchemy.orm import selectinload
+from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import load_only, selectinload
+from sqlalchemy.sql.functions import FunctionElement
 
 from ..extensions import db
-from ..models import Provider, Workspace
+from ..models import Organization, Provider, Workspace
+
+PAGE_SIZE = 50
+SEARCH_MAX = 64
+
+# The columns a row of the list shows (and the fingerprint reads); the rest stay unloaded.
+ROW_COLUMNS = (Provider.name, Provider.namespace, Provider.cluster_address, Provider.status,
+               Provider.status_message, Provider.status_warnings, Provider.cordoned,
+               Provider.cordon_reason, Provider.kube_version, Provider.last_checked_at,
+               Provider.display_version, Provider.created_at)
 
 
 def get_provider_or_404(provider_id: int) -> Provider:
@@ -14,17 +30,114 @@ def get_provider_or_404(provider_id: int) -> Provider:
     return provider
 
 
-def list_providers() -> list[Provider]:
-    """All providers with their organizations (2 queries) ..."""
-    return list(
-        db.session.scalars(
-            db.select(Provider).options(selectinload(Provider.organizations)).order_by(Provider.name)
-        )
-    )
+@dataclass
+class Scope:
+    """What one badge poll covers: a page of the list (search and page number), or the one
+    provider of a provider's page."""
+
+    q: str = ""
+    page: int = 1
+    provider_id: int | None = None
+
+    @classmethod
+    def from_args(cls, args) -> Scope:
+        provider_id = args.get("provider", type=int)
+        if provider_id is not None:
+            return cls(provider_id=provider_id)
+        return cls(q=args.get("q", "").strip()[:SEARCH_MAX], page=max(1, args.get("page", 1, type=int)))
+
+    @property
+    def is_list(self) -> bool:
+        return self.provider_id is None
+
+    @property
+    def args(self) -> dict:
+        """The query string that names this scope (empty for the list's first page)."""
+        if not self.is_list:
+            return {"provider": self.provider_id}
+        return {k: v for k, v in (("q", self.q), ("page", self.page)) if v and v != 1}
+
+    def where(self) -> list:
+        if not self.is_list:
+            return [Provider.id == self.provider_id]
+        if not self.q:
+            return []
+        pattern = self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return [Provider.name.ilike(f"%{pattern}%", escape="\\")]
+
+    def limit(self, statement):
+        if not self.is_list:
+            return statement
+        return statement.order_by(Provider.name).limit(PAGE_SIZE).offset((self.page - 1) * PAGE_SIZE)
+
+
+@dataclass
+class ProviderPage:
+    """One page of the list: its providers, their workspace counts, and the poll fingerprint."""
+
+    scope: Scope
+    providers: list[Provider]
+    counts: dict[int, int]
+    total: int
+    pages: int
+    fingerprint: str = field(default="")
+
+    @property
+    def first(self) -> int:
+        return (self.scope.page - 1) * PAGE_SIZE + 1 if self.providers else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.providers) - 1 if self.providers else 0
+
+    def page_numbers(self, around: int = 2) -> list[int | None]:
+        """1 … 4 5 [6] 7 8 … 20: the first, the last and a window; None marks a gap."""
+        shown = {1, self.pages, *range(self.scope.page - around, self.scope.page + around + 1)}
+        numbers, previous = [], 0
+        for n in sorted(n for n in shown if 1 <= n <= self.pages):
+            if n > previous + 1:
+                numbers.append(None)
+            numbers.append(n)
+            previous = n
+        return numbers
+
+
+def workspace_count():
+    """The number of workspaces of the provider of the enclosing row (a correlated subquery)."""
+    return (select(func.count()).select_from(Workspace)
+            .where(Workspace.provider_id == Provider.id).scalar_subquery())
+
+
+def provider_page(scope: Scope) -> ProviderPage:
+    """A page of the list in 2 queries: the rows with their workspace and total counts, then
+    their organizations. A page past the end shows the last one."""
+    rows = db.session.execute(scope.limit(
+        select(Provider, workspace_count(), func.count().over())
+        .options(load_only(*ROW_COLUMNS), selectinload(Provider.organizations).load_only(Organization.name))
+        .where(*scope.where())
+    )).all()
+    if not rows and scope.page > 1:
+        total = db.session.scalar(select(func.count()).select_from(Provider).where(*scope.where()))
+        if total:
+            return provider_page(Scope(q=scope.q, page=math.ceil(total / PAGE_SIZE)))
+    total = rows[0][2] if rows else 0
+    page = ProviderPage(scope, [row[0] for row in rows], {row[0].id: row[1] for row in rows},
+                        total, max(1, math.ceil(total / PAGE_SIZE)))
+    page.fingerprint = fingerprint(total, [(p, page.counts[p.id]) for p in page.providers])
+    return page
+
+
+def providers_by_id(ids) -> list[Provider]:
+    """The providers to re-render after a poll (2 queries)."""
+    return list(db.session.scalars(
+        select(Provider).where(Provider.id.in_(ids))
+        .options(load_only(*ROW_COLUMNS), selectinload(Provider.organizations).load_only(Organization.name))
+        .order_by(Provider.name)
+    ))
 
 
 def workspace_counts() -> dict[int, int]:
-    """... and their workspace counts (1 query)."""
+    """The workspace count of every provider (1 query)."""
     rows = db.session.execute(
         db.select(Workspace.provider_id, func.count()).group_by(Workspace.provider_id)
     )
@@ -43,7 +156,87 @@ def workspaces_of(provider: Provider, limit: int = 20) -> list[Workspace]:
     )
 
 
-def fingerprint(rows) -> str:
-    """Changes whenever a provider is added, removed or re-rendered (display_version)."""
-    rows = [(r.id, r.display_version) for r in rows]
-    return f"{len(rows)}-{sum(i for i, _ in rows)}-{sum(v for _, v in rows)}"
+# The poll fingerprint ------------------------------------------------------------------
+#
+# "<total>-<digest>": the number of providers in the scope (the whole search for the list, so
+# that a provider added or removed on another page still changes it) and a sum, over the rows
+# shown, of a non-linear hash of (id, display_version, workspace count, creation second).
+# Being non-linear, the sum changes when two rows trade versions (which a sum of ids and a sum
+# of versions would not notice); the creation second tells a new provider from a deleted one
+# that had the same id (SQLite reuses the highest id). The same arithmetic runs in SQL for the
+# poll, which thus costs one aggregate query, and in Python for the page, over the very rows
+# it rendered.
+
+_MODULUS = 2_147_483_647  # 2**31 - 1: a square stays below 2**62, within a signed 64-bit integer
+
+
+class epoch_seconds(FunctionElement):
+    """Whole seconds since 1970 of a UTC datetime column, on SQLite and PostgreSQL."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(epoch_seconds)
+def _epoch_seconds(element, compiler, **kw):
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})) AS BIGINT)"
+
+
+@compiles(epoch_seconds, "sqlite")
+def _epoch_seconds_sqlite(element, compiler, **kw):
+    return f"CAST(STRFTIME('%s', {compiler.process(element.clauses, **kw)}) AS INTEGER)"
+
+
+def _row_hash(ident, version, workspaces, created):
+    """Works alike on Python ints and on SQL expressions."""
+    mixed = (ident * 1_000_003 + version * 7_919 + workspaces * 104_729 + created) % _MODULUS
+    return mixed * mixed % _MODULUS
+
+
+def _fingerprint(total: int, digest: int) -> str:
+    return f"{total}-{int(digest or 0):x}"
+
+
+def _created(provider: Provider) -> int:
+    return int(provider.created_at.timestamp()) if provider.created_at else 0
+
+
+def fingerprint(total: int, rows) -> str:
+    """The fingerprint of (provider, workspace count) pairs shown out of `total`."""
+    return _fingerprint(total, sum(
+        _row_hash(p.id, p.display_version or 0, count, _created(p)) for p, count in rows))
+
+
+def status_fingerprint(scope: Scope) -> str:
+    """The fingerprint of the scope as it is now, in one aggregate query."""
+    shown = scope.limit(select(
+        cast(Provider.id, BigInteger).label("id"),
+        cast(func.coalesce(Provider.display_version, 0), BigInteger).label("version"),
+        cast(workspace_count(), BigInteger).label("workspaces"),
+        cast(func.coalesce(epoch_seconds(Provider.created_at), 0), BigInteger).label("created"),
+    ).where(*scope.where())).subquery()
+    total = select(func.count()).select_from(Provider).where(*scope.where()).scalar_subquery()
+    digest = func.coalesce(func.sum(_row_hash(shown.c.id, shown.c.version, shown.c.workspaces,
+                                              shown.c.created)), 0)
+    count, value = db.session.execute(select(total, digest).select_from(shown)).one()
+    return _fingerprint(count, value)
+
+
+@dataclass
+class Shown:
+    id: int
+    version: int
+    workspaces: int
+
+
+def status_snapshot(scope: Scope) -> tuple[int, list[Shown], str]:
+    """The scope's total, its rows' versions and workspace counts, and their fingerprint,
+    read in one query so that the fingerprint matches the versions exactly."""
+    rows = db.session.execute(scope.limit(
+        select(Provider.id, Provider.display_version, Provider.created_at, workspace_count(),
+               func.count().over()).where(*scope.where())
+    )).all()
+    total = rows[0][4] if rows else 0
+    shown = [Shown(r[0], r[1] or 0, r[3]) for r in rows]
+    digest = sum(_row_hash(r[0], r[1] or 0, r[3], int(r[2].timestamp()) if r[2] else 0) for r in rows)
+    return total, shown, _fingerprint(total, digest)

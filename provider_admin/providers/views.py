@@ -6,19 +6,16 @@ from ..checks import check_now
 from ..extensions import db
 from ..htmx import done, is_fragment_request, render
 from ..models import Provider
-from . import bp, service
+from . import bp, rows, service  # noqa: F401  (rows: the list's row template global)
 from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
-from .queries import fingerprint, get_provider_or_404, list_providers, workspace_counts, workspaces_of
+from .queries import Scope, get_provider_or_404, provider_page, workspace_counts, workspaces_of
 
 
 @bp.get("/")
 def index():
-    """The list of providers with their status."""
-    providers = list_providers()
-    return render(
-        "providers/index.html", "providers/_list.html", providers=providers,
-        counts=workspace_counts(), confirm=ConfirmForm(), fingerprint=fingerprint(providers),
-    )
+    """The list of providers with their status, a page at a time, searchable by name."""
+    listing = provider_page(Scope.from_args(request.args))
+    return render("providers/index.html", "providers/_list.html", listing=listing)
 
 
 @bp.route("/new", methods=["GET", "POST"])

@@ -5,17 +5,43 @@
 (function () {
   "use strict";
 
-  // The badge poll sends what the page shows ("id.version,...") so that the server
+  // The badge poll, once the server says something changed, posts what the page shows
+  // ("id.version.workspaces,...", or "id.version" on a provider's page) so that the server
   // answers with only the rows that changed.
   window.providerAdmin = {
     knownVersions: function () {
       var seen = {};
       document.querySelectorAll("[data-provider-id][data-version]").forEach(function (el) {
-        seen[el.getAttribute("data-provider-id")] = el.getAttribute("data-version");
+        var count = el.getAttribute("data-workspaces");
+        seen[el.getAttribute("data-provider-id")] = el.getAttribute("data-version") +
+          (count === null ? "" : "." + count);
       });
       return Object.keys(seen).map(function (id) { return id + "." + seen[id]; }).join(",");
     }
   };
+
+  // "Last checked 2 minutes ago" stays true while the page is open: the server renders the
+  // text once (rows are cached), the browser keeps it current from the datetime.
+  function timeAgo(date) {
+    var seconds = Math.floor((Date.now() - date.getTime()) / 1000);
+    if (seconds < 5) return "just now";
+    var units = [["day", 86400], ["hour", 3600], ["minute", 60]];
+    for (var i = 0; i < units.length; i++) {
+      if (seconds >= units[i][1]) {
+        var n = Math.floor(seconds / units[i][1]);
+        return n + " " + units[i][0] + (n === 1 ? "" : "s") + " ago";
+      }
+    }
+    return seconds + " s ago";
+  }
+
+  function refreshTimes() {
+    document.querySelectorAll("time[data-relative][datetime]").forEach(function (el) {
+      var date = new Date(el.getAttribute("datetime"));
+      if (!isNaN(date.getTime())) el.textContent = timeAgo(date);
+    });
+  }
+  window.setInterval(refreshTimes, 15000);
 
   var FOCUSABLE = "input:not([type=hidden]):not([disabled]), select:not([disabled]), " +
     "textarea:not([disabled]), button:not([disabled]), a[href]";
