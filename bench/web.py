@@ -13,8 +13,9 @@ whose only view returns "ok" (bench/web_apps.py:trivial).
 Measured, each for --seconds, in --rounds rounds interleaved so that a burst of load from
 elsewhere on the machine hits every endpoint alike; the best round of each counts:
   trivial  GET /                              200 "ok"
-  page     GET /manage/providers/             200, N rows
-  poll     GET /manage/providers/status?fp=<current>&known=<id.version,...>&list=1
+  page     GET /manage/providers/             200: what an admin gets on opening the page,
+           its first page (50 of the N providers, sorted by name)
+  poll     GET /manage/providers/status?fp=<current>, with the headers htmx sends
            (what the page's poll sends while nothing changed)    -> 204
 The load generator: --concurrency threads, each with its own keep-alive connection
 (http.client; gunicorn's sync workers close after each response, so it reconnects then),
@@ -114,8 +115,9 @@ def populate(app, n: int) -> None:
         db.session.commit()
 
 
-def sign_in(app) -> tuple[str, str, str]:
-    """Sign in through the login form; returns (session cookie, fingerprint, known)."""
+def sign_in(app) -> tuple[str, str, str, str]:
+    """Sign in through the login form; returns (session cookie, CSRF token, the poll's GET
+    path exactly as the page's htmx sends it, the versions the page's rows show)."""
     app.config["WTF_CSRF_ENABLED"] = True
     client = app.test_client()
     page = client.get("/login").get_data(as_text=True)
@@ -129,12 +131,22 @@ def sign_in(app) -> tuple[str, str, str]:
         raise RuntimeError(f"sign-in answered {response.status_code}")
     cookie = client.get_cookie("session")
     page = client.get("/manage/providers/").get_data(as_text=True)
+    csrf = re.search(r'"X-CSRFToken": "([^"]+)"', page)
+    url = re.search(r'<div hx-get="([^"]+)" hx-trigger="every', page)
     fp = re.search(r'"fp": "([^"]+)"', page)
-    rows = re.findall(r'data-provider-id="(\d+)" data-version="(\d+)"', page)
-    if not fp or not rows:
-        raise RuntimeError("the providers page has no poll fingerprint or no rows")
-    known = ",".join(f"{ident}.{version}" for ident, version in rows)
-    return cookie.value, fp.group(1), known
+    if not (csrf and url and fp):
+        raise RuntimeError("the providers page has no poll element or no CSRF token")
+    url = url.group(1).replace("&amp;", "&")
+    poll_path = f"{url}{'&' if '?' in url else '?'}{urlencode({'fp': fp.group(1)})}"
+    return cookie.value, csrf.group(1), poll_path, known_versions(page)
+
+
+def known_versions(page: str) -> str:
+    """What the page's providerAdmin.knownVersions() posts: id.version.workspaces per row."""
+    rows = re.findall(r'data-provider-id="(\d+)" data-version="(\d+)" data-workspaces="(\d+)"', page)
+    if not rows:
+        raise RuntimeError("the providers page shows no rows")
+    return ",".join(".".join(row) for row in rows)
 
 
 class Gunicorn:
@@ -278,38 +290,70 @@ def check_targets(targets: list[Target], providers: int) -> None:
             raise RuntimeError(f"{target.name}: {target.path[:80]} answered {status}, "
                                f"expected {target.status}: {body[:200]!r}")
         if target.name == "page":
+            from provider_admin.providers.queries import PAGE_SIZE
+
             rows = body.count(b'data-provider-id="')
-            if rows != providers:
-                raise RuntimeError(f"the page shows {rows} rows, expected {providers}")
-            print(f"page: {len(body) / 1024:.0f} KiB of HTML for {rows} rows")
+            if rows != min(providers, PAGE_SIZE) or f" of {providers} provider".encode() not in body:
+                raise RuntimeError(f"the page shows {rows} rows, expected the first "
+                                   f"{min(providers, PAGE_SIZE)} of {providers}")
+            print(f"page: {len(body) / 1024:.0f} KiB of HTML, the first {rows} of {providers} "
+                  f"providers")
         if target.name == "poll":
             print(f"poll: request line of {len(target.path) + 15} bytes "
                   f"(gunicorn refuses more than 4094 by default)")
 
 
-def poll_after_ten_updates(app, server: Gunicorn, headers: dict) -> tuple[int, int]:
+def poll_after_ten_updates(app, server: Gunicorn, headers: dict, poll_path: str,
+                           known: str) -> list[tuple[str, int, int, int]]:
     """The poll as the page sends it once every row's display_version grew by 10 (a few
-    status changes each): the `known` list in the URL grows with the providers and their
-    versions. Returns (status, request line length). Changes the database: run it last."""
-    from sqlalchemy import select, update
+    status changes each): the GET, answered with providerStatusStale, then the POST of the
+    versions shown, answered with the changed rows. Returns (request, status, request line
+    or body bytes, rows in the answer) for each. Changes the database: run it last."""
+    from sqlalchemy import update
 
     from provider_admin.extensions import db
     from provider_admin.models import Provider
-    from provider_admin.providers.queries import fingerprint
 
     with app.app_context():
         db.session.execute(update(Provider).values(display_version=Provider.display_version + 10))
         db.session.commit()
-        rows = db.session.execute(select(Provider.id, Provider.display_version)).all()
         db.session.remove()
-    known = ",".join(f"{row.id}.{row.display_version}" for row in rows)
-    path = "/manage/providers/status?" + urlencode(
-        {"fp": fingerprint(rows), "known": known, "list": 1})
-    conn, status, _ = get(Target("long poll", server, path, 204,
-                                 {**headers, "HX-Request": "true"}))
+    results = []
+    conn, status, body = get(Target("poll", server, poll_path, 200, headers))
+    results.append(("GET", status, len(poll_path) + len("GET  HTTP/1.1"), 0))
     if conn is not None:
         conn.close()
-    return status, len(path) + len("GET  HTTP/1.1")
+    form = urlencode({"fp": poll_path.rpartition("fp=")[2], "known": known})
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", poll_path.partition("?fp=")[0].partition("&fp=")[0], body=form,
+                 headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    results.append(("POST", response.status, len(form), body.count(b'<tr id="provider-row-')))
+    return results
+
+
+def page_cost_in_process(app, cookie: str, count: int = 30) -> dict[str, float]:
+    """CPU ms per page request in this process (test client, no gunicorn), with the rows
+    served from the row cache and with it emptied before every request, i.e. when every row
+    shown has changed since it was last rendered."""
+    from provider_admin.providers import rows
+
+    client = app.test_client()
+    client.set_cookie("session", cookie, domain="localhost")
+    client.get("/manage/providers/")  # warm up
+    costs = {}
+    for label, clear in (("cached rows", False), ("every row rendered", True)):
+        cpu = 0.0
+        for _ in range(count):
+            if clear:
+                rows.cache.clear()
+            started = time.process_time()
+            client.get("/manage/providers/")
+            cpu += time.process_time() - started
+        costs[label] = 1000 * cpu / count
+    return costs
 
 
 def profile_in_process(app, cookie: str, poll_path: str) -> None:
@@ -350,14 +394,13 @@ def run(args, folder: str) -> int:
     secret, key = "bench-web-secret", fernet_key()
     app = make_app(db_url, SECRET_KEY=secret, ENCRYPTION_KEY=key)
     populate(app, args.providers)
-    cookie, fp, known = sign_in(app)
+    cookie, csrf, poll_path, known = sign_in(app)
     print(f"providers {args.providers}, gunicorn -w {args.workers} (sync) per server, "
           f"{args.concurrency} client threads, {args.seconds:g} s x {args.rounds} rounds, "
           f"{os.cpu_count()} CPUs; app at {revision()}")
     env = {"BENCH_DATABASE_URL": db_url, "BENCH_SECRET_KEY": secret,
            "BENCH_ENCRYPTION_KEY": key, "PROVIDER_ADMIN_INSTANCE_PATH":
            os.environ["PROVIDER_ADMIN_INSTANCE_PATH"]}
-    poll_path = "/manage/providers/status?" + urlencode({"fp": fp, "known": known, "list": 1})
     headers = {"Cookie": f"session={cookie}"}
     with Gunicorn("bench.web_apps:trivial()", args.workers, env,
                   os.path.join(folder, "trivial.log")) as trivial_server, \
@@ -366,7 +409,9 @@ def run(args, folder: str) -> int:
         targets = [
             Target("trivial", trivial_server, "/", 200),
             Target("page", admin_server, "/manage/providers/", 200, headers),
-            Target("poll", admin_server, poll_path, 204, {**headers, "HX-Request": "true"}),
+            Target("poll", admin_server, poll_path, 204, {
+                **headers, "HX-Request": "true", "X-CSRFToken": csrf,
+                "HX-Current-URL": f"http://127.0.0.1:{admin_server.port}/manage/providers/"}),
         ]
         try:
             check_targets(targets, args.providers)
@@ -382,7 +427,7 @@ def run(args, folder: str) -> int:
                           f" ms/req; client CPU {result['client_cpu']:.2f} cores)")
                     if target.name not in best or result["rps"] > best[target.name]["rps"]:
                         best[target.name] = result
-            long_poll = poll_after_ten_updates(app, admin_server, headers)
+            long_poll = poll_after_ten_updates(app, admin_server, targets[2].headers, poll_path, known)
         except RuntimeError as exc:
             for server in (trivial_server, admin_server):
                 with open(server.log_path) as log:
@@ -400,10 +445,14 @@ def run(args, folder: str) -> int:
     print(f"  (server CPU per request, trivial / x: poll "
           f"{trivial['server_cpu_ms'] / max(poll['server_cpu_ms'], 1e-9):.3f}, page "
           f"{trivial['server_cpu_ms'] / max(page['server_cpu_ms'], 1e-9):.3f})")
-    status, length = long_poll
-    print(f"  poll once every row was re-rendered 10 more times (two-digit versions): "
-          f"request line {length} bytes -> {status}"
-          + ("" if status == 204 else "  ! the page's poll no longer works"))
+    (_, get_status, line, _), (_, post_status, form, rows) = long_poll
+    print(f"  poll once every row was re-rendered 10 more times: GET request line {line} bytes "
+          f"-> {get_status}, then POST of {form} bytes of versions -> {post_status} with {rows} rows"
+          + ("" if (get_status, post_status) == (200, 200) and rows else
+             "  ! the page's poll no longer works"))
+    costs = page_cost_in_process(app, cookie)
+    print("  page CPU in-process (test client): " + ", ".join(
+        f"{label} {ms:.1f} ms" for label, ms in costs.items()))
     if args.profile:
         profile_in_process(app, cookie, poll_path)
     return 0

@@ -1,17 +1,19 @@
 """Read-side queries for the providers pages, in a constant number of SQL statements."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from flask import abort
-from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy import BigInteger, bindparam, cast, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import load_only, selectinload
 from sqlalchemy.sql.functions import FunctionElement
 
 from ..extensions import db
-from ..models import Organization, Provider, Workspace
+from ..models import Organization, Provider, Status, Workspace, provider_organizations
 
 PAGE_SIZE = 50
 SEARCH_MAX = 64
@@ -57,18 +59,33 @@ class Scope:
             return {"provider": self.provider_id}
         return {k: v for k, v in (("q", self.q), ("page", self.page)) if v and v != 1}
 
-    def where(self) -> list:
+    @property
+    def kind(self) -> str:
+        return "provider" if not self.is_list else "search" if self.q else "all"
+
+    @property
+    def params(self) -> dict:
+        """The values of the bind parameters of the statements built by `where` and `limit`."""
         if not self.is_list:
-            return [Provider.id == self.provider_id]
-        if not self.q:
-            return []
+            return {"provider": self.provider_id}
         pattern = self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return [Provider.name.ilike(f"%{pattern}%", escape="\\")]
+        return {"pattern": f"%{pattern}%", "limit": PAGE_SIZE, "offset": (self.page - 1) * PAGE_SIZE}
+
+    def where(self) -> list:
+        return _where(self.kind)
 
     def limit(self, statement):
         if not self.is_list:
             return statement
-        return statement.order_by(Provider.name).limit(PAGE_SIZE).offset((self.page - 1) * PAGE_SIZE)
+        return statement.order_by(Provider.name).limit(bindparam("limit")).offset(bindparam("offset"))
+
+
+def _where(kind: str) -> list:
+    if kind == "provider":
+        return [Provider.id == bindparam("provider")]
+    if kind == "search":
+        return [Provider.name.ilike(bindparam("pattern"), escape="\\")]
+    return []
 
 
 @dataclass
@@ -108,22 +125,64 @@ def workspace_count():
             .where(Workspace.provider_id == Provider.id).scalar_subquery())
 
 
+class ProviderRow:
+    """A provider as a row of the list shows it, read without the ORM: its columns as
+    attributes, the names of its organizations, and its status label."""
+
+    def __init__(self, values, organizations: list):
+        self.__dict__.update(values)
+        self.organizations = organizations
+
+    @property
+    def status_label(self) -> str:
+        return Status(self.status).label
+
+
+class OrganizationName(NamedTuple):
+    name: str
+
+
+@functools.cache
+def _page_statement(kind: str):
+    """The page's rows with their workspace counts and the total (built once per kind, so that
+    SQLAlchemy's statement cache key is computed once)."""
+    where = _where(kind)
+    shown = Scope(q="x" if kind == "search" else "").limit(
+        select(Provider.id, *ROW_COLUMNS).where(*where)).subquery("shown")
+    workspaces = (select(func.count()).select_from(Workspace)
+                  .where(Workspace.provider_id == shown.c.id).scalar_subquery())
+    return select(shown, workspaces.label("workspaces"), _total(kind).label("total")).order_by(shown.c.name)
+
+
+@functools.cache
+def _organizations_statement():
+    return (select(provider_organizations.c.provider_id, Organization.name)
+            .join(Organization, Organization.id == provider_organizations.c.organization_id)
+            .where(provider_organizations.c.provider_id.in_(bindparam("ids", expanding=True)))
+            .order_by(Organization.name))
+
+
+def _total(kind: str):
+    return select(func.count()).select_from(Provider).where(*_where(kind)).scalar_subquery()
+
+
 def provider_page(scope: Scope) -> ProviderPage:
     """A page of the list in 2 queries: the rows with their workspace and total counts, then
-    their organizations. A page past the end shows the last one."""
-    rows = db.session.execute(scope.limit(
-        select(Provider, workspace_count(), func.count().over())
-        .options(load_only(*ROW_COLUMNS), selectinload(Provider.organizations).load_only(Organization.name))
-        .where(*scope.where())
-    )).all()
+    their organizations' names. A page past the end shows the last one."""
+    rows = db.session.execute(_page_statement(scope.kind), scope.params).all()
     if not rows and scope.page > 1:
-        total = db.session.scalar(select(func.count()).select_from(Provider).where(*scope.where()))
+        total = db.session.scalar(select(_total(scope.kind)), scope.params)
         if total:
             return provider_page(Scope(q=scope.q, page=math.ceil(total / PAGE_SIZE)))
-    total = rows[0][2] if rows else 0
-    page = ProviderPage(scope, [row[0] for row in rows], {row[0].id: row[1] for row in rows},
+    organizations = {row.id: [] for row in rows}
+    if rows:
+        for provider_id, name in db.session.execute(_organizations_statement(), {"ids": list(organizations)}):
+            organizations[provider_id].append(OrganizationName(name))
+    providers = [ProviderRow(row._mapping, organizations[row.id]) for row in rows]
+    total = rows[0].total if rows else 0
+    page = ProviderPage(scope, providers, {row.id: row.workspaces for row in rows},
                         total, max(1, math.ceil(total / PAGE_SIZE)))
-    page.fingerprint = fingerprint(total, [(p, page.counts[p.id]) for p in page.providers])
+    page.fingerprint = fingerprint(total, [(p, page.counts[p.id]) for p in providers])
     return page
 
 
@@ -207,18 +266,22 @@ def fingerprint(total: int, rows) -> str:
         _row_hash(p.id, p.display_version or 0, count, _created(p)) for p, count in rows))
 
 
-def status_fingerprint(scope: Scope) -> str:
-    """The fingerprint of the scope as it is now, in one aggregate query."""
-    shown = scope.limit(select(
+@functools.cache
+def _fingerprint_statement(kind: str):
+    shown = Scope(q="x" if kind == "search" else "", provider_id=0 if kind == "provider" else None).limit(select(
         cast(Provider.id, BigInteger).label("id"),
         cast(func.coalesce(Provider.display_version, 0), BigInteger).label("version"),
         cast(workspace_count(), BigInteger).label("workspaces"),
         cast(func.coalesce(epoch_seconds(Provider.created_at), 0), BigInteger).label("created"),
-    ).where(*scope.where())).subquery()
-    total = select(func.count()).select_from(Provider).where(*scope.where()).scalar_subquery()
+    ).where(*_where(kind))).subquery()
     digest = func.coalesce(func.sum(_row_hash(shown.c.id, shown.c.version, shown.c.workspaces,
                                               shown.c.created)), 0)
-    count, value = db.session.execute(select(total, digest).select_from(shown)).one()
+    return select(_total(kind), digest).select_from(shown)
+
+
+def status_fingerprint(scope: Scope) -> str:
+    """The fingerprint of the scope as it is now, in one aggregate query."""
+    count, value = db.session.execute(_fingerprint_statement(scope.kind), scope.params).one()
     return _fingerprint(count, value)
 
 
@@ -229,13 +292,17 @@ class Shown:
     workspaces: int
 
 
+@functools.cache
+def _snapshot_statement(kind: str):
+    scope = Scope(q="x" if kind == "search" else "", provider_id=0 if kind == "provider" else None)
+    return scope.limit(select(Provider.id, Provider.display_version, Provider.created_at, workspace_count(),
+                              _total(kind)).where(*_where(kind)))
+
+
 def status_snapshot(scope: Scope) -> tuple[int, list[Shown], str]:
     """The scope's total, its rows' versions and workspace counts, and their fingerprint,
     read in one query so that the fingerprint matches the versions exactly."""
-    rows = db.session.execute(scope.limit(
-        select(Provider.id, Provider.display_version, Provider.created_at, workspace_count(),
-               func.count().over()).where(*scope.where())
-    )).all()
+    rows = db.session.execute(_snapshot_statement(scope.kind), scope.params).all()
     total = rows[0][4] if rows else 0
     shown = [Shown(r[0], r[1] or 0, r[3]) for r in rows]
     digest = sum(_row_hash(r[0], r[1] or 0, r[3], int(r[2].timestamp()) if r[2] else 0) for r in rows)
