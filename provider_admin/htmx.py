@@ -5,8 +5,11 @@ from flask import make_response, redirect, render_template, request
 
 
 def is_fragment_request() -> bool:
-    """An HTMX request that wants a fragment (boosted navigation wants the page)."""
-    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
+    """An HTMX request that wants a fragment. Boosted navigation wants the page, and so does a
+    history restore (Back to a pushed URL that htmx no longer has in its cache)."""
+    headers = request.headers
+    return (headers.get("HX-Request") == "true" and headers.get("HX-Boosted") != "true"
+            and headers.get("HX-History-Restore-Request") != "true")
 
 
 def render(page: str, fragment: str, status: int = 200, **context):

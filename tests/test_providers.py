@@ -532,3 +532,9 @@ def test_last_checked_is_a_time_element_kept_current_in_cached_rows(admin, clien
     later = utcnow() + timedelta(hours=2)
     monkeypatch.setattr(templating, "datetime", type("clock", (), {"now": staticmethod(lambda tz: later)}))
     assert ">2 hours ago</time>" in client.get("/manage/providers/").text
+
+
+def test_back_to_a_pushed_url_gets_the_whole_page(admin, client):
+    # htmx asks for a pushed URL again, with this header, when its history cache misses.
+    page = client.get("/manage/providers/new", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
+    assert "<html" in page.get_data(as_text=True) and "Create provider" in page.get_data(as_text=True)
