@@ -16,7 +16,7 @@ Measured in the same run (the machine is shared and noisy, so only ratios are ju
   raw      GET /version against the same servers with `pool` threads (urllib3,
            keep-alive), before and after the sweeps: what the servers can serve.
   healthy  a sweep of the healthy providers only: Sweeper(app).tick() every --tick s
-           until each was checked once -> healthy checks/s.
+           until the result of each was written once -> healthy checks/s.
   full     a sweep of all providers, dead ones included -> sweep time.
 Targets: full sweep <= 1.25 x ceil(dead / pool) x timeout, and healthy checks/s >=
 1/3 x raw rate / 3 requests per check. A missed target is reported, not an error: the
@@ -168,9 +168,10 @@ def raw_rate(urls: list[str], threads: int, total: int, limit_s: float = 60.0) -
 
 
 class ErrorCounter(logging.Handler):
-    """Counts the sweeper's logged exceptions: a check that raised ("check of provider X
-    failed": its provider stays claimed until the lease ends) or a claim that raised
-    ("could not claim providers": its providers stay due)."""
+    """Counts the sweeper's logged exceptions: a check that raised or a result that could
+    not be written ("check of provider X failed", "could not write ...": its provider stays
+    claimed until the lease ends) or a claim that raised ("could not claim providers": its
+    providers stay due)."""
 
     def __init__(self):
         super().__init__(logging.ERROR)
@@ -188,15 +189,18 @@ class ErrorCounter(logging.Handler):
 
 class Timers:
     """Wall time spent per check in the HTTP check (jobs.run) and in the rest of
-    Sweeper._check (the database write: apply_result and commit), and per tick (claim and
-    decrypt), whichever thread ticks. Also which providers were checked, and how often."""
+    Sweeper._check (queueing the result), per batch of results written (Sweeper._write:
+    apply the batch and commit, in the results writer thread), and per tick (claim and
+    decrypt), whichever thread ticks. Also which providers' results were written, and how
+    often."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.local = threading.local()
         self.run_s = self.check_s = self.tick_s = self.tick_max = self.nested_tick_s = 0.0
-        self.runs = self.checks = self.ticks = self.claimed = 0
-        self.done: dict[int, int] = {}  # provider id -> checks finished
+        self.write_s = self.write_max = 0.0
+        self.runs = self.checks = self.ticks = self.claimed = self.batches = self.written = 0
+        self.done: dict[int, int] = {}  # provider id -> results written
 
     def wrap_run(self, fn):
         def run(*args, **kwargs):
@@ -220,8 +224,23 @@ class Timers:
                 with self.lock:
                     self.check_s += spent
                     self.checks += 1
-                    self.done[job.provider_id] = self.done.get(job.provider_id, 0) + 1
         return check
+
+    def wrap_write(self, fn):
+        def write(batch):
+            t0 = time.perf_counter()
+            try:
+                return fn(batch)
+            finally:
+                spent = time.perf_counter() - t0
+                with self.lock:
+                    self.write_s += spent
+                    self.write_max = max(self.write_max, spent)
+                    self.batches += 1
+                    self.written += len(batch)
+                    for outcome in batch:
+                        self.done[outcome.provider_id] = self.done.get(outcome.provider_id, 0) + 1
+        return write
 
     def wrap_tick(self, fn):
         def tick():
@@ -242,7 +261,8 @@ class Timers:
 
 
 class Profiler:
-    """Per-thread cProfile of Sweeper._check, plus the ticks; merged at the end."""
+    """Per-thread cProfile of Sweeper._check, the batches written and the ticks; merged at
+    the end."""
 
     def __init__(self):
         self.local = threading.local()
@@ -292,17 +312,19 @@ def sweep(app, expected: int, tick_s: float, max_s: float, profiler: Profiler | 
 
     clear_client_cache()
     errors = ErrorCounter()
-    logger = logging.getLogger("provider_admin.checks.sweeper")
+    logger = logging.getLogger("provider_admin.checks")  # the sweeper and the results
     logger.addHandler(errors)
     sweeper = Sweeper(app, worker="bench")
     timers = Timers()
     original_run = jobs.run
     jobs.run = timers.wrap_run(original_run)  # the sweeper calls jobs.run(...)
-    # Instance attributes: the sweeper submits self._check (and may call self.tick).
-    check, tick = sweeper._check, sweeper.tick
+    # Instance attributes: the sweeper submits self._check, its results writer calls
+    # self._write and then self.tick.
+    check, tick, write = sweeper._check, sweeper.tick, sweeper._write
     if profiler is not None:
-        check, tick = profiler.wrap(check), profiler.wrap(tick)
+        check, tick, write = profiler.wrap(check), profiler.wrap(tick), profiler.wrap(write)
     sweeper._check, sweeper.tick = timers.wrap_check(check), timers.wrap_tick(tick)
+    sweeper._write = timers.wrap_write(write)
     loop_ticks = 0
     cpu0, started = time.process_time(), time.monotonic()
     try:
@@ -376,8 +398,13 @@ def describe(label: str, result: dict, hist: dict, farm_cpu: float, tick_s: floa
     if t.checks:
         busy = (t.check_s + t.nested_tick_s) / (result["pool"] * result["seconds"])
         print(f"    per check, thread wall time: HTTP check {1000 * t.run_s / t.runs:.1f} ms, "
-              f"database write {1000 * (t.check_s - t.run_s) / t.checks:.1f} ms; "
+              f"rest {1000 * (t.check_s - t.run_s) / t.checks:.2f} ms; "
               f"pool threads busy {100 * busy:.0f}% of the sweep")
+    if t.batches:
+        print(f"    database write: {t.written} results in {t.batches} batches (mean "
+              f"{t.written / t.batches:.1f}), {1000 * t.write_s / t.batches:.1f} ms per batch "
+              f"(max {1000 * t.write_max:.1f}), {1000 * t.write_s / t.written:.2f} ms per result; "
+              f"writer busy {100 * t.write_s / result['seconds']:.0f}% of the sweep")
     print(f"    ticks: {t.ticks} ({result['loop_ticks']} by the loop, every {1000 * tick_s:.0f} ms "
           f"+ the tick), mean {1000 * t.tick_s / max(1, t.ticks):.1f} ms, max "
           f"{1000 * t.tick_max:.1f} ms; {t.claimed} claimed")

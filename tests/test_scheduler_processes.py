@@ -63,6 +63,11 @@ def stop(*processes):
 
 @pytest.fixture
 def fifty(app, kube_api, kube_provider):
+    # A cluster answers in about 100 ms, as a remote one does: one process alone would need
+    # more than a tick for a sweep, so there is work to share. (Against an emulator that
+    # answers at once, the first process to tick checks everything before the other ticks.)
+    kube_api.slow("get /version", 0.1)
+    kube_api.slow("get /version/", 0.1)
     providers = []
     for i in range(50):
         kube_api.deploy_marker(f"p{i:02}", namespace=f"ns{i:02}")

@@ -5,9 +5,13 @@ while the other threads go on with the other providers.
 
 The check threads only talk to the clusters. Their results go on a queue that one thread,
 the results writer, applies in batches (one transaction per batch), so the database sees
-one writer per sweeper however many threads check. After each batch the writer claims
+one writer per sweeper however many threads check. Before each batch the writer claims
 work for the threads that have become free, so the throughput is not bound to the tick.
 Claims and batches take turns: only one thread of a sweeper writes at a time.
+
+A sweeper claims up to twice as many providers as it has threads: the second half waits
+in the pool's queue, so a thread that finishes a check starts the next one at once instead
+of waiting for the database.
 """
 import logging
 import os
@@ -37,7 +41,7 @@ class Sweeper:
         self.app = app
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         size = int(app.config["CHECK_POOL_SIZE"])
-        self.free = threading.Semaphore(size)
+        self.free = threading.Semaphore(2 * size)  # claimed checks: running or next in line
         self.pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="provider-check")
         self.size = size
         self.checked = 0  # results written
@@ -53,7 +57,7 @@ class Sweeper:
         """Claim as many due providers as there are free threads and start their checks.
 
         Returns 0 at once while another thread of this sweeper claims or writes: the
-        results writer claims again after each batch.
+        results writer claims again before each batch.
         """
         if self.closed or not self._turn.acquire(blocking=False):
             return 0
@@ -104,7 +108,7 @@ class Sweeper:
         except Exception:
             log.exception("check of provider %s failed", job.provider_name)
         finally:
-            # Free before queueing: the writer's claim after this batch can use the thread.
+            # Free before queueing: the writer's claim before this batch can use the room.
             self.free.release()
         if outcome is not None:
             self._results.put(outcome)
@@ -121,9 +125,9 @@ class Sweeper:
             stop = _STOP in batch
             batch = [outcome for outcome in batch if outcome is not _STOP]
             if batch:
+                self.tick()  # first, so the threads these results freed need not wait
                 with self._turn:
                     self._write(batch)
-                self.tick()
             if stop:
                 return
 
