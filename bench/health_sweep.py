@@ -194,9 +194,11 @@ class Timers:
     decrypt), whichever thread ticks. Also which providers' results were written, and how
     often."""
 
-    def __init__(self):
+    def __init__(self, expected: int):
         self.lock = threading.Lock()
         self.local = threading.local()
+        self.expected = expected
+        self.complete = threading.Event()  # every expected provider's result was written
         self.run_s = self.check_s = self.tick_s = self.tick_max = self.nested_tick_s = 0.0
         self.write_s = self.write_max = 0.0
         self.runs = self.checks = self.ticks = self.claimed = self.batches = self.written = 0
@@ -240,6 +242,8 @@ class Timers:
                     self.written += len(batch)
                     for outcome in batch:
                         self.done[outcome.provider_id] = self.done.get(outcome.provider_id, 0) + 1
+                    if len(self.done) >= self.expected:
+                        self.complete.set()
         return write
 
     def wrap_tick(self, fn):
@@ -315,7 +319,7 @@ def sweep(app, expected: int, tick_s: float, max_s: float, profiler: Profiler | 
     logger = logging.getLogger("provider_admin.checks")  # the sweeper and the results
     logger.addHandler(errors)
     sweeper = Sweeper(app, worker="bench")
-    timers = Timers()
+    timers = Timers(expected)
     original_run = jobs.run
     jobs.run = timers.wrap_run(original_run)  # the sweeper calls jobs.run(...)
     # Instance attributes: the sweeper submits self._check, its results writer calls
@@ -328,10 +332,10 @@ def sweep(app, expected: int, tick_s: float, max_s: float, profiler: Profiler | 
     loop_ticks = 0
     cpu0, started = time.process_time(), time.monotonic()
     try:
-        while len(timers.done) < expected and time.monotonic() - started < max_s:
+        while not timers.complete.is_set() and time.monotonic() - started < max_s:
             sweeper.tick()
             loop_ticks += 1
-            time.sleep(tick_s)
+            timers.complete.wait(tick_s)  # the end of the sweep, not the next tick, stops the clock
         elapsed = time.monotonic() - started
     finally:
         sweeper.shutdown(wait=True)
