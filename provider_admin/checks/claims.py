@@ -4,10 +4,11 @@ A claim is a lease: `claimed_by` and `claimed_until`. The claim also moves `next
 one interval ahead, so no other scheduler takes the provider again in this interval even
 after the claim is released. A scheduler that dies leaves claims that simply expire.
 
-The claim is one statement, `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …`, whose
-UPDATE repeats the due condition: a provider that another claim took (and perhaps already
-checked) between the SELECT and the UPDATE no longer matches, on SQLite as well, where
-there are no row locks to skip.
+The claim is one statement, `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …`, and its
+UPDATE repeats the due condition, so it is a compare-and-set: a provider is taken only
+while it is due and unclaimed, however many ticks or processes claim at once. PostgreSQL
+also skips the rows another claim has locked; SQLite has no row locks, but runs the whole
+statement under its one write lock.
 """
 from datetime import timedelta
 
