@@ -306,3 +306,13 @@ def test_admins_list_the_workspaces_of_one_provider(actions, client, provider, o
     listed = client.get(f"/workspaces/?provider={provider.id}").text
     assert "on-east" in listed and "on-west" not in listed and "On workspace provider" in listed
     assert client.get("/workspaces/?provider=9999").status_code == 404
+
+
+def test_a_deletion_that_ends_before_the_next_page_loads_goes_to_the_list(member, actions, client, provider, org):
+    workspace_id = wait_status(created(actions, provider, org).id, "running", "failed").id
+    response = actions.post(f"/workspaces/{workspace_id}/delete")
+    assert response.status_code == 303 and response.headers["Location"].endswith("?deleting=1")
+    wait_until(lambda: db.session.scalar(sa.select(Workspace.id).filter_by(id=workspace_id)) is None)
+    landed = client.get(response.headers["Location"], follow_redirects=True)
+    assert landed.request.path == "/workspaces/" and "The workspace was deleted." in landed.text
+    assert client.get(f"/workspaces/{workspace_id}").status_code == 404  # without the flag: nothing to say

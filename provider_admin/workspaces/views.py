@@ -1,4 +1,4 @@
-from flask import Response, abort, flash, request, url_for
+from flask import Response, abort, flash, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
@@ -72,9 +72,12 @@ def create():
 @bp.get("/<int:workspace_id>")
 def show(workspace_id: int):
     """The workspace with its build log, which updates live while it builds."""
-    if db.session.get(Workspace, workspace_id) is None and is_fragment_request():
-        # The live page of a workspace whose deletion just finished goes back to the list.
+    if db.session.get(Workspace, workspace_id) is None and (is_fragment_request() or request.args.get("deleting")):
+        # The live page of a workspace whose deletion just finished (or finished before the
+        # page after "Delete" loaded) goes back to the list.
         flash("The workspace was deleted.", "success")
+        if not is_fragment_request():
+            return redirect(url_for(".index"), code=303)
         response = Response(status=200)
         response.headers["HX-Redirect"] = url_for(".index")
         return response
@@ -107,7 +110,7 @@ def delete(workspace_id: int):
         workspace.status, workspace.status_message = "deleting", None
         db.session.commit()
         builds.start(workspace, "teardown")
-        return done(url_for(".show", workspace_id=workspace.id))
+        return done(url_for(".show", workspace_id=workspace.id, deleting=1))
     return render("workspaces/delete.html", "workspaces/_delete.html", workspace=workspace, form=form)
 
 
