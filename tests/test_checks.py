@@ -174,30 +174,30 @@ def test_a_dead_cluster_does_not_delay_the_others(app, kube_api, kube_provider):
     assert all_done < 2.0 + 1.5  # the dead one cost about its timeout
 
 
-def test_badge_poll_is_204_when_nothing_changed_and_sends_only_changed_rows(
-        app, actions, client, kube_api, kube_provider):
+def test_a_scheduled_check_reaches_the_badge_poll(app, actions, client, kube_api, kube_provider):
     actions.login()
-    a, b = kube_provider(kube_api, name="a"), kube_provider(kube_api, name="b")
+    later = utcnow() + timedelta(hours=1)
+    a = kube_provider(kube_api, name="a", next_check_at=later)
+    b = kube_provider(kube_api, name="b")
     page = client.get("/manage/providers/").text
+    url = re.search(r'<div hx-get="([^"]+)" hx-trigger="every', page).group(1).replace("&amp;", "&")
     fp = re.search(r'"fp": "([^"]+)"', page).group(1)
-    known = f"{a.id}.{a.display_version},{b.id}.{b.display_version}"
-    poll = client.get("/manage/providers/status", query_string={"fp": fp, "known": known, "list": 1},
-                      headers={"HX-Request": "true"})
-    assert poll.status_code == 204 and poll.data == b""
+    known = ",".join(".".join(row) for row in re.findall(
+        r'data-provider-id="(\d+)" data-version="(\d+)" data-workspaces="(\d+)"', page))
+    poll = client.get(url, query_string={"fp": fp}, headers={"HX-Request": "true"})
+    assert poll.status_code == 204
     kube_api.deploy_marker("b")
-    check_now(b)
-    poll = client.get("/manage/providers/status", query_string={"fp": fp, "known": known, "list": 1},
-                      headers={"HX-Request": "true"})
-    assert poll.status_code == 200
-    assert f'id="provider-row-{b.id}"' in poll.text and f'id="provider-row-{a.id}"' not in poll.text
-    assert ">Ready<" in poll.text and 'hx-swap-oob="true"' in poll.text
-    new_fp = re.search(r'"fp": "([^"]+)"', poll.text).group(1)
-    assert new_fp != fp
-    # A provider added elsewhere makes the list reload itself.
-    kube_provider(kube_api, name="c")
-    poll = client.get("/manage/providers/status", query_string={"fp": new_fp, "known": known, "list": 1},
-                      headers={"HX-Request": "true"})
-    assert json.loads(poll.headers["HX-Trigger"]) == {"providersChanged": True}
+    sweeper = Sweeper(app, worker="test")
+    try:
+        assert sweeper.tick() == 1  # b only: a is not due
+        wait_for(lambda: sweeper.checked == 1)
+    finally:
+        sweeper.shutdown()
+    poll = client.get(url, query_string={"fp": fp}, headers={"HX-Request": "true"})
+    assert json.loads(poll.headers["HX-Trigger"]) == {"providerStatusStale": True}
+    rows = actions.post(url, {"fp": fp, "known": known}, htmx=True)
+    assert f'id="provider-row-{b.id}"' in rows.text and f'id="provider-row-{a.id}"' not in rows.text
+    assert ">Ready<" in rows.text
 
 
 def test_badge_poll_needs_a_manager(actions, client):
