@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from provider_admin.checks import check_now, job_for
 from provider_admin.checks.claims import claim_due
 from provider_admin.checks.jobs import run
-from provider_admin.checks.results import Outcome, apply_results, save_results
+from provider_admin.checks.results import Outcome, save_results
 from provider_admin.checks.sweeper import Sweeper
 from provider_admin.extensions import db
 from provider_admin.kube import client as kube_client
