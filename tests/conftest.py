@@ -79,6 +79,9 @@ def app(database_url, app_config, tmp_path):
     request_started.connect(_fresh_globals, app)
     with app.app_context():
         yield app
+        builds = app.extensions.get("workspace_builds")
+        if builds is not None:  # a build thread must not outlive its test (and its tables)
+            builds.shutdown(wait=True)
         db.session.remove()
         db.engine.dispose()
 

@@ -358,7 +358,7 @@ def test_a_claim_is_one_statement_that_carries_what_the_check_needs(app, kube_ap
     provider = kube_provider(kube_api, status="ready", last_permissions_check_at=utcnow())
     sent, claimed = statements_during(
         lambda: claim_due("a", 10, interval=30, lease=60, permissions_every=300))
-    assert [words[0] for words in sent] == ["UPDATE", "COMMIT"]
+    assert [words[0] for words in sent] == ["WITH", "COMMIT"]  # WITH oldest_first ... UPDATE
     (row, full), = claimed
     assert full is False  # Ready, permissions just checked: a routine check
     job = job_for(row, full=full)
@@ -482,3 +482,12 @@ def test_every_provider_keeps_its_client_between_checks(app, kube_api, kube_prov
         kube_client.size_client_cache(0)
     assert len(clients[0]) == 70 and clients[1] == clients[0]
     assert scheduled_checks() == {p.id: 2 for p in providers}
+
+
+def test_a_claim_takes_no_more_than_its_limit(app, make_provider):
+    # PostgreSQL once ran the LIMIT subquery of `IN (...)` again for each updated row and
+    # claimed 33 providers for 4 free threads: the rest waited past their interval.
+    for i in range(50):
+        make_provider(f"p{i:02}")
+    sizes = [len(claim_due("a", 4, interval=30, lease=60, permissions_every=300)) for _ in range(14)]
+    assert sizes == [4] * 12 + [2, 0]

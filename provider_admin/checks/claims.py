@@ -37,16 +37,19 @@ def claim_due(worker: str, limit: int, *, interval: float, lease: float,
     now = utcnow()
     due = or_(providers.c.next_check_at.is_(None), providers.c.next_check_at <= now)
     free = or_(providers.c.claimed_until.is_(None), providers.c.claimed_until < now)
+    # Materialized: picked once. As a plain IN (subquery), PostgreSQL may run the LIMIT
+    # subquery again for each row it updates, and then claims far more than `limit`.
     oldest_first = (
         select(providers.c.id).where(due, free)
         .order_by(providers.c.next_check_at.is_not(None), providers.c.next_check_at,
                   providers.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)  # PostgreSQL; SQLite renders no FOR UPDATE
+        .cte("oldest_first").prefix_with("MATERIALIZED")
     )
     rows = db.session.execute(
         update(providers)
-        .where(providers.c.id.in_(oldest_first.scalar_subquery()), due, free)
+        .where(providers.c.id.in_(select(oldest_first.c.id)), due, free)
         .values(claimed_by=worker, claimed_until=now + timedelta(seconds=lease),
                 next_check_at=now + timedelta(seconds=interval))
         .returning(*CLAIMED_COLUMNS)
