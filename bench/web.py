@@ -45,6 +45,9 @@ from bench.common import (ROOT, fernet_key, free_port, make_app, revision,  # no
 
 GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
 PASSWORD = "bench password 123"
+# One browser signs in and then loads the page and polls: Flask-Login's session protection
+# ties the session to the address and User-Agent it signed in from.
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) bench/web.py"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -120,6 +123,7 @@ def sign_in(app) -> tuple[str, str, str, str]:
     path exactly as the page's htmx sends it, the versions the page's rows show)."""
     app.config["WTF_CSRF_ENABLED"] = True
     client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = USER_AGENT
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or \
         re.search(r'name="csrf_token" value="([^"]+)"', page)
@@ -226,7 +230,7 @@ class Target:
 
 
 def get(target: Target, conn: http.client.HTTPConnection | None = None):
-    """One GET; returns (connection to reuse or None, status, body)."""
+    """One GET; returns (connection to reuse or None, status, body, response headers)."""
     if conn is None:
         conn = http.client.HTTPConnection("127.0.0.1", target.server.port, timeout=30)
     conn.request("GET", target.path, headers=target.headers)
@@ -235,7 +239,7 @@ def get(target: Target, conn: http.client.HTTPConnection | None = None):
     if response.will_close:
         conn.close()
         conn = None
-    return conn, response.status, body
+    return conn, response.status, body, response.headers
 
 
 def load(target: Target, seconds: float, concurrency: int, max_requests: int) -> dict:
@@ -250,7 +254,7 @@ def load(target: Target, seconds: float, concurrency: int, max_requests: int) ->
         try:
             while done < per_thread and time.monotonic() < deadline:
                 t0 = time.perf_counter()
-                conn, status, _ = get(target, conn)
+                conn, status, *_ = get(target, conn)
                 busy += time.perf_counter() - t0
                 if status != target.status:
                     errors.append(status)
@@ -283,12 +287,15 @@ def load(target: Target, seconds: float, concurrency: int, max_requests: int) ->
 def check_targets(targets: list[Target], providers: int) -> None:
     """Each target answers what a browser would see, before anything is timed."""
     for target in targets:
-        conn, status, body = get(target)
+        conn, status, body, headers = get(target)
         if conn is not None:
             conn.close()
         if status != target.status:
             raise RuntimeError(f"{target.name}: {target.path[:80]} answered {status}, "
                                f"expected {target.status}: {body[:200]!r}")
+        if target.name != "trivial" and headers.get("Set-Cookie"):
+            raise RuntimeError(f"{target.name} sets a cookie on every request: the session "
+                               f"is written again each time")
         if target.name == "page":
             from provider_admin.providers.queries import PAGE_SIZE
 
@@ -319,7 +326,7 @@ def poll_after_ten_updates(app, server: Gunicorn, headers: dict, poll_path: str,
         db.session.commit()
         db.session.remove()
     results = []
-    conn, status, body = get(Target("poll", server, poll_path, 200, headers))
+    conn, status, *_ = get(Target("poll", server, poll_path, 200, headers))
     results.append(("GET", status, len(poll_path) + len("GET  HTTP/1.1"), 0))
     if conn is not None:
         conn.close()
@@ -335,19 +342,25 @@ def poll_after_ten_updates(app, server: Gunicorn, headers: dict, poll_path: str,
 
 
 def page_cost_in_process(app, cookie: str, count: int = 30) -> dict[str, float]:
-    """CPU ms per page request in this process (test client, no gunicorn), with the rows
-    served from the row cache and with it emptied before every request, i.e. when every row
-    shown has changed since it was last rendered."""
+    """CPU ms per page request in this process (test client, no gunicorn): with the list
+    fragment served again (nothing changed within the second); with the list rendered again
+    from cached rows (it was rendered more than a second ago, or something changed); and with
+    both caches emptied before every request, i.e. when every row shown has changed since it
+    was last rendered."""
     from provider_admin.providers import rows
 
     client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = USER_AGENT
     client.set_cookie("session", cookie, domain="localhost")
     client.get("/manage/providers/")  # warm up
     costs = {}
-    for label, clear in (("cached rows", False), ("every row rendered", True)):
+    for label, lists, cached_rows in (("list kept", True, True), ("list rendered", False, True),
+                                      ("every row rendered", False, False)):
         cpu = 0.0
         for _ in range(count):
-            if clear:
+            if not lists:
+                app.extensions.get("provider_lists", rows.FragmentCache(0)).clear()
+            if not cached_rows:
                 rows.cache.clear()
             started = time.process_time()
             client.get("/manage/providers/")
@@ -363,6 +376,7 @@ def profile_in_process(app, cookie: str, poll_path: str) -> None:
 
     app.config["WTF_CSRF_ENABLED"] = True
     client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = USER_AGENT
     client.set_cookie("session", cookie, domain="localhost")
     for label, path, count in (("page", "/manage/providers/", 50), ("poll", poll_path, 500)):
         client.get(path)  # warm up
@@ -401,7 +415,7 @@ def run(args, folder: str) -> int:
     env = {"BENCH_DATABASE_URL": db_url, "BENCH_SECRET_KEY": secret,
            "BENCH_ENCRYPTION_KEY": key, "PROVIDER_ADMIN_INSTANCE_PATH":
            os.environ["PROVIDER_ADMIN_INSTANCE_PATH"]}
-    headers = {"Cookie": f"session={cookie}"}
+    headers = {"Cookie": f"session={cookie}", "User-Agent": USER_AGENT}
     with Gunicorn("bench.web_apps:trivial()", args.workers, env,
                   os.path.join(folder, "trivial.log")) as trivial_server, \
             Gunicorn("bench.web_apps:admin()", args.workers, env,

@@ -1,6 +1,7 @@
 """The Workspace providers pages: list, create, edit, validation, guards, HTMX and CSRF."""
 import json
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -538,3 +539,84 @@ def test_back_to_a_pushed_url_gets_the_whole_page(admin, client):
     # htmx asks for a pushed URL again, with this header, when its history cache misses.
     page = client.get("/manage/providers/new", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
     assert "<html" in page.get_data(as_text=True) and "Create provider" in page.get_data(as_text=True)
+
+
+# The list fragment, served again for a second ---------------------------------------------
+
+def _statements_of(request):
+    statements = []
+
+    def count_statement(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count_statement)
+    try:
+        response = request()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count_statement)
+    return statements, response
+
+
+def _other_process():
+    """An engine of its own, as another web worker or the scheduler has: this process sees
+    none of its commits."""
+    return sa.create_engine(db.engine.url)
+
+
+def test_a_list_shown_again_within_the_second_reads_only_its_fingerprint(admin, client):
+    _many(60)
+    first = client.get("/manage/providers/").text
+    statements, again = _statements_of(lambda: client.get("/manage/providers/"))
+    assert again.text == first
+    provider_queries = [s for s in statements if "FROM providers" in s or "provider_organizations" in s]
+    assert len(provider_queries) == 1 and "sum(" in provider_queries[0].lower(), provider_queries
+    assert len(statements) <= 2, statements  # the user (Flask-Login), the fingerprint
+
+
+def test_a_change_by_another_process_shows_on_the_next_load(admin, client):
+    _many(3)
+    assert "Cannot connect." not in client.get("/manage/providers/").text
+    other = _other_process()
+    with other.begin() as conn:  # what the scheduler writes when a row's display changes
+        conn.execute(sa.update(Provider).where(Provider.name == "p001").values(
+            status="error", status_message="Cannot connect.",
+            display_version=Provider.display_version + 1))
+    other.dispose()
+    assert "Cannot connect." in client.get("/manage/providers/").text
+
+
+def test_what_the_fingerprint_misses_shows_within_the_list_time(admin, client, make_org, monkeypatch):
+    from provider_admin.providers import rows
+
+    monkeypatch.setattr(rows, "LIST_SECONDS", 0.2)
+    org = make_org("Acme")
+    _many(2, organizations=[org])
+    assert client.get("/manage/providers/").text.count("Acme") == 2
+    other = _other_process()
+    with other.begin() as conn:
+        conn.execute(sa.text("UPDATE organizations SET name = 'Acme Corp'"))
+    other.dispose()
+    time.sleep(0.25)
+    assert client.get("/manage/providers/").text.count("Acme Corp") == 2
+
+
+def test_the_list_kept_carries_nothing_of_the_user(admin, client, actions):
+    _many(3)
+    first = client.get("/manage/providers/").text
+    actions.post("/logout")
+    manager = actions.login("manager")
+    page = client.get("/manage/providers/").text
+    token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+    assert f"{manager.username} · " in page and f"{admin.username} · " not in page
+    listing = re.compile(r'<section id="provider-list".*</section>', re.S)
+    kept = listing.search(page).group(0)
+    assert kept == listing.search(first).group(0)
+    assert token not in kept and "csrf" not in kept.lower() and "admin" not in kept
+
+
+def test_a_search_fragment_is_kept_apart_from_the_page(admin, client, actions):
+    _many(3)
+    client.get("/manage/providers/")
+    fragment = actions.htmx_get("/manage/providers/?q=p001")
+    assert fragment.text.startswith('<section id="provider-list"') and _names(fragment.text) == ["p001"]
+    assert _names(client.get("/manage/providers/").text) == ["p000", "p001", "p002"]

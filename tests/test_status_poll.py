@@ -2,6 +2,7 @@
 a POST of the versions shown, answered with only the changed rows out of band."""
 import json
 import re
+import time
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -218,3 +219,145 @@ def test_long_lists_do_not_grow_the_poll(admin, actions, client):
     answer = post_poll(actions, url, fp, known)
     assert answer.text.count('<tr id="provider-row-') == queries.PAGE_SIZE
     assert get_poll(client, url, poll_of(answer.text)[1]).status_code == 204
+
+
+# The unchanged poll's quick answer ----------------------------------------------------------
+#
+# A 204 says only "nothing changed", so it may rest on the role and active flag read a few
+# seconds ago and on a fingerprint read within FINGERPRINT_SECONDS. Every other answer goes
+# through Flask-Login and the role check as any other request does.
+
+def current_poll(client, make_provider):
+    """A page's poll URL and a fingerprint that is current: the poll would answer 204."""
+    make_provider("east")
+    page = client.get("/manage/providers/").text
+    return poll_of(page)
+
+
+def statements_of(request):
+    """The SQL statements `request()` sends, and its response."""
+    statements = []
+
+    def count_statement(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count_statement)
+    try:
+        response = request()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count_statement)
+    return statements, response
+
+
+def test_the_unchanged_poll_costs_at_most_two_statements_and_sets_no_cookie(admin, app, client,
+                                                                          make_provider):
+    url, fp = current_poll(client, make_provider)
+    app.extensions.pop("recent_users", None)
+    app.extensions.pop("provider_fingerprints", None)
+    # Nothing read lately: the user's role and active flag, then the fingerprint.
+    statements, response = statements_of(lambda: get_poll(client, url, fp))
+    assert response.status_code == 204 and "Set-Cookie" not in response.headers
+    assert len(statements) <= 2, statements
+    assert not any("FROM users" in s and "password_hash" in s for s in statements)  # no ORM load
+    # Polled again within the second: nothing to read.
+    statements, response = statements_of(lambda: get_poll(client, url, fp))
+    assert response.status_code == 204 and "Set-Cookie" not in response.headers
+    assert len(statements) == 0, statements
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_an_anonymous_poll_is_sent_to_sign_in_even_with_a_current_fingerprint(actions, app, client,
+                                                                              make_provider, htmx):
+    actions.login()
+    url, fp = current_poll(client, make_provider)
+    assert get_poll(client, url, fp).status_code == 204
+    actions.post("/logout")
+    headers = {"HX-Request": "true"} if htmx else {}
+    response = client.get(url, query_string={"fp": fp}, headers=headers)
+    if htmx:
+        assert response.status_code == 401 and response.headers["HX-Redirect"].startswith("/login")
+    else:
+        assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_a_member_gets_403_even_with_a_current_fingerprint(actions, client, make_provider):
+    make_provider("east")
+    actions.login("member")
+    fp = queries.status_fingerprint(queries.Scope())
+    for _ in range(2):  # the second time the member's role is known from the first
+        response = get_poll(client, STATUS, fp)
+        assert response.status_code == 403
+
+
+def test_a_deactivated_user_loses_the_data_at_once(admin, actions, client, make_provider):
+    url, fp = current_poll(client, make_provider)
+    known = known_of(client.get("/manage/providers/").text)
+    assert get_poll(client, url, fp).status_code == 204  # the user's active flag is now cached
+    token = actions.token()
+    admin.active = False
+    db.session.commit()
+    # The versions and the "changed" answer go through Flask-Login: refused at once.
+    posted = client.post(url, data={"fp": fp, "known": known},
+                         headers={"HX-Request": "true", "X-CSRFToken": token})
+    assert posted.status_code == 401 and "provider-row-" not in posted.text
+    assert get_poll(client, url, "0-stale").status_code == 401
+    assert client.get("/manage/providers/").status_code == 302
+
+
+def test_the_quick_answer_forgets_a_deactivated_user_within_seconds(admin, app, client, make_provider,
+                                                                    monkeypatch):
+    from provider_admin import web
+
+    url, fp = current_poll(client, make_provider)
+    assert get_poll(client, url, fp).status_code == 204
+    admin.active = False
+    db.session.commit()
+    monkeypatch.setattr(web, "RECENT_USER_SECONDS", 0.0)
+    app.extensions.pop("recent_users", None)  # as when RECENT_USER_SECONDS have passed
+    assert get_poll(client, url, fp).status_code == 401
+
+
+def test_a_demoted_user_gets_403_on_anything_but_the_quick_answer(admin, actions, client, make_provider):
+    url, fp = current_poll(client, make_provider)
+    known = known_of(client.get("/manage/providers/").text)
+    assert get_poll(client, url, fp).status_code == 204
+    admin.role = "member"
+    db.session.commit()
+    assert post_poll(actions, url, fp, known).status_code == 403
+    assert get_poll(client, url, "0-stale").status_code == 403
+
+
+def test_a_change_by_another_process_reaches_the_poll_within_the_cache_time(admin, app, client,
+                                                                           make_provider, monkeypatch):
+    monkeypatch.setattr(queries, "FINGERPRINT_SECONDS", 0.2)
+    url, fp = current_poll(client, make_provider)
+    assert get_poll(client, url, fp).status_code == 204  # read, and kept 0.2 s
+    # Another process's engine: no commit is seen by this one.
+    other = sa.create_engine(db.engine.url)
+    with other.begin() as conn:
+        conn.execute(sa.update(Provider).values(display_version=Provider.display_version + 1))
+    other.dispose()
+    time.sleep(0.25)
+    assert get_poll(client, url, fp).status_code == 200
+
+
+def test_a_commit_in_this_process_reaches_the_poll_at_once(admin, client, make_provider):
+    url, fp = current_poll(client, make_provider)
+    assert get_poll(client, url, fp).status_code == 204
+    bump(db.session.scalar(sa.select(Provider)), status="error")
+    assert get_poll(client, url, fp).status_code == 200
+
+
+class TestTrustedHeader:
+    @pytest.fixture
+    def app_config(self):
+        return {"TRUSTED_HEADER": "X-Forwarded-Email"}
+
+    def test_the_header_wins_over_the_session_on_the_quick_answer(self, actions, client, make_provider):
+        actions.login()
+        member = actions.user("member")
+        url, fp = current_poll(client, make_provider)
+        assert get_poll(client, url, fp).status_code == 204
+        response = client.get(url, query_string={"fp": fp},
+                              headers={"HX-Request": "true", "X-Forwarded-Email": member.email})
+        assert response.status_code == 403

@@ -5,6 +5,7 @@ from flask import Response, flash, request, url_for
 from sqlalchemy import select
 
 from .. import audit, kube
+from ..auth.roles import confirm_roles, recent_role_will_do
 from ..checks import check_now
 from ..checks.jobs import connection_for
 from ..extensions import db
@@ -18,10 +19,15 @@ from .queries import fingerprint as fingerprint_of
 
 
 @bp.get("/status")
+@recent_role_will_do
 def status():
-    """The badge poll: 204 while what the page shows is current, else ask for its versions."""
+    """The badge poll: 204 while what the page shows is current, else ask for its versions.
+    The 204 says only "unchanged", so it may rest on the role seen a few seconds ago."""
     if request.args.get("fp") == status_fingerprint(Scope.from_args(request.args)):
         return Response(status=204)
+    denied = confirm_roles()
+    if denied is not None:
+        return denied
     return Response(status=200, headers={"HX-Trigger": json.dumps({"providerStatusStale": True})})
 
 

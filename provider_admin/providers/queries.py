@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from flask import abort
-from sqlalchemy import BigInteger, bindparam, cast, func, select
+from flask import abort, current_app
+from sqlalchemy import BigInteger, bindparam, cast, event, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import load_only, selectinload
 from sqlalchemy.sql.functions import FunctionElement
@@ -17,6 +19,10 @@ from ..models import Organization, Provider, Status, Workspace, provider_organiz
 
 PAGE_SIZE = 50
 SEARCH_MAX = 64
+# How long the badge poll may answer from a fingerprint already read (see status_fingerprint):
+# well under the poll's interval, so a change elsewhere reaches a page at most this much later.
+FINGERPRINT_SECONDS = 1.0
+FINGERPRINT_CACHE_SIZE = 256
 
 # The columns a row of the list shows (and the fingerprint reads); the rest stay unloaded.
 ROW_COLUMNS = (Provider.name, Provider.namespace, Provider.cluster_address, Provider.status,
@@ -169,14 +175,15 @@ def _total(kind: str):
 def provider_page(scope: Scope) -> ProviderPage:
     """A page of the list in 2 queries: the rows with their workspace and total counts, then
     their organizations' names. A page past the end shows the last one."""
-    rows = db.session.execute(_page_statement(scope.kind), scope.params).all()
+    connection = db.session.connection()  # plain rows: the ORM has no objects to load
+    rows = connection.execute(_page_statement(scope.kind), scope.params).all()
     if not rows and scope.page > 1:
-        total = db.session.scalar(select(_total(scope.kind)), scope.params)
+        total = connection.scalar(select(_total(scope.kind)), scope.params)
         if total:
             return provider_page(Scope(q=scope.q, page=math.ceil(total / PAGE_SIZE)))
     organizations = {row.id: [] for row in rows}
     if rows:
-        for provider_id, name in db.session.execute(_organizations_statement(), {"ids": list(organizations)}):
+        for provider_id, name in connection.execute(_organizations_statement(), {"ids": list(organizations)}):
             organizations[provider_id].append(OrganizationName(name))
     providers = [ProviderRow(row._mapping, organizations[row.id]) for row in rows]
     total = rows[0].total if rows else 0
@@ -279,10 +286,55 @@ def _fingerprint_statement(kind: str):
     return select(_total(kind), digest).select_from(shown)
 
 
-def status_fingerprint(scope: Scope) -> str:
-    """The fingerprint of the scope as it is now, in one aggregate query."""
-    count, value = db.session.execute(_fingerprint_statement(scope.kind), scope.params).one()
+def current_fingerprint(scope: Scope) -> str:
+    """The fingerprint of the scope as it is now, in one aggregate query (on the session's
+    connection, without the ORM's handling of results: there are no objects to load)."""
+    count, value = db.session.connection().execute(_fingerprint_statement(scope.kind), scope.params).one()
     return _fingerprint(count, value)
+
+
+def commits_seen() -> int:
+    """A number that changes whenever a transaction commits in this process."""
+    return _fingerprints().generation
+
+
+def status_fingerprint(scope: Scope) -> str:
+    """The fingerprint of the scope as it is now: as read at most FINGERPRINT_SECONDS ago and
+    before any commit since in this process, else in one aggregate query."""
+    cache = _fingerprints()
+    key = (scope.kind, scope.q, scope.page, scope.provider_id)
+    generation, now = cache.generation, time.monotonic()
+    known = cache.items.get(key)
+    if known is not None and known[0] == generation and known[1] > now:
+        return known[2]
+    fingerprint = current_fingerprint(scope)
+    if len(cache.items) >= FINGERPRINT_CACHE_SIZE:
+        cache.items.clear()
+    cache.items[key] = (generation, now + FINGERPRINT_SECONDS, fingerprint)
+    return fingerprint
+
+
+class _FingerprintCache:
+    """The fingerprints read lately, per scope. Other processes (web workers, the scheduler)
+    write too, so an entry lives FINGERPRINT_SECONDS at most; a commit in this process ends
+    every entry at once."""
+
+    def __init__(self, engine):
+        self.items: dict = {}
+        self._commits = itertools.count(1)
+        self.generation = 0
+        event.listen(engine, "commit", self._committed)
+
+    def _committed(self, connection) -> None:
+        self.generation = next(self._commits)
+
+
+def _fingerprints() -> _FingerprintCache:
+    extensions = current_app.extensions
+    cache = extensions.get("provider_fingerprints")
+    if cache is None:
+        cache = extensions["provider_fingerprints"] = _FingerprintCache(db.engine)
+    return cache
 
 
 @dataclass

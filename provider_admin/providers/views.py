@@ -8,14 +8,15 @@ from ..htmx import done, is_fragment_request, render
 from ..models import Provider
 from . import bp, rows, service  # noqa: F401  (rows: the list's row template global)
 from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
-from .queries import Scope, get_provider_or_404, provider_page, workspace_counts, workspaces_of
+from .queries import Scope, get_provider_or_404, workspace_counts, workspaces_of
 
 
 @bp.get("/")
 def index():
     """The list of providers with their status, a page at a time, searchable by name."""
-    listing = provider_page(Scope.from_args(request.args))
-    return render("providers/index.html", "providers/_list.html", listing=listing)
+    scope = Scope.from_args(request.args)
+    return render("providers/index.html", "providers/_list.html", scope=scope,
+                  list_html=rows.provider_list(scope))
 
 
 @bp.route("/new", methods=["GET", "POST"])
