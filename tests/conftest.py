@@ -149,6 +149,21 @@ def actions(client, app):
     return Actions(client, app)
 
 
+def statements_of(request):
+    """The SQL statements `request()` sends, and its response."""
+    statements = []
+
+    def count_statement(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count_statement)
+    try:
+        response = request()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count_statement)
+    return statements, response
+
+
 def field_error(page: str, field: str) -> str:
     """The error text shown under a form field (empty when there is none)."""
     match = re.search(rf'<div class="error" id="{field}-error">(.*?)</div>', page, re.S)

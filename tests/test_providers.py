@@ -11,6 +11,8 @@ from provider_admin import crypto, scheduling
 from provider_admin.extensions import db
 from provider_admin.models import AuditEvent, Provider, Workspace, utcnow
 
+from .conftest import statements_of
+
 SEED_TOLERATIONS = '''"pod_tolerations": [
     "key": "com.coder.workspace",
     "operator": "Exists",
@@ -543,20 +545,6 @@ def test_back_to_a_pushed_url_gets_the_whole_page(admin, client):
 
 # The list fragment, served again for a second ---------------------------------------------
 
-def _statements_of(request):
-    statements = []
-
-    def count_statement(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count_statement)
-    try:
-        response = request()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count_statement)
-    return statements, response
-
-
 def _other_process():
     """An engine of its own, as another web worker or the scheduler has: this process sees
     none of its commits."""
@@ -566,7 +554,7 @@ def _other_process():
 def test_a_list_shown_again_within_the_second_reads_only_its_fingerprint(admin, client):
     _many(60)
     first = client.get("/manage/providers/").text
-    statements, again = _statements_of(lambda: client.get("/manage/providers/"))
+    statements, again = statements_of(lambda: client.get("/manage/providers/"))
     assert again.text == first
     provider_queries = [s for s in statements if "FROM providers" in s or "provider_organizations" in s]
     assert len(provider_queries) == 1 and "sum(" in provider_queries[0].lower(), provider_queries

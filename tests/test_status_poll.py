@@ -13,6 +13,8 @@ from provider_admin.extensions import db
 from provider_admin.models import Provider, Workspace, utcnow
 from provider_admin.providers import queries
 
+from .conftest import statements_of
+
 STATUS = "/manage/providers/status"
 
 
@@ -232,21 +234,6 @@ def current_poll(client, make_provider):
     make_provider("east")
     page = client.get("/manage/providers/").text
     return poll_of(page)
-
-
-def statements_of(request):
-    """The SQL statements `request()` sends, and its response."""
-    statements = []
-
-    def count_statement(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count_statement)
-    try:
-        response = request()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count_statement)
-    return statements, response
 
 
 def test_the_unchanged_poll_costs_at_most_two_statements_and_sets_no_cookie(admin, app, client,
