@@ -1,7 +1,7 @@
 """Views that show or act on a provider's cluster: its page, the badge poll, deploy."""
 import json
 
-from flask import Response, flash, request, url_for
+from flask import Response, current_app, flash, request, url_for
 from sqlalchemy import select
 
 from .. import audit, kube
@@ -14,7 +14,7 @@ from ..models import Provider, ProviderCheck
 from . import bp
 from .forms import ConfirmForm
 from .queries import Scope, get_provider_or_404, providers_by_id, status_fingerprint, status_snapshot, \
-    workspace_counts
+    workspace_count_of
 from .queries import fingerprint as fingerprint_of
 
 
@@ -63,7 +63,7 @@ def show(provider_id: int):
         .order_by(ProviderCheck.checked_at.desc(), ProviderCheck.id.desc()).limit(20)
     ).all()
     return render("providers/show.html", "providers/_detail.html", provider=provider,
-                  history=history, confirm=ConfirmForm(), count=workspace_counts().get(provider.id, 0))
+                  history=history, confirm=ConfirmForm(), count=workspace_count_of(provider))
 
 
 @bp.get("/<int:provider_id>/manifest.yaml")
@@ -109,8 +109,6 @@ def bootstrap_objects(provider: Provider) -> list[dict]:
 
 
 def _timeout() -> float:
-    from flask import current_app
-
     return float(current_app.config["CHECK_TIMEOUT"])
 
 

@@ -202,12 +202,9 @@ def providers_by_id(ids) -> list[Provider]:
     ))
 
 
-def workspace_counts() -> dict[int, int]:
-    """The workspace count of every provider (1 query)."""
-    rows = db.session.execute(
-        db.select(Workspace.provider_id, func.count()).group_by(Workspace.provider_id)
-    )
-    return dict(rows.all())
+def workspace_count_of(provider: Provider) -> int:
+    """The number of workspaces on one provider (1 query)."""
+    return db.session.scalar(select(func.count()).select_from(Workspace).filter_by(provider_id=provider.id))
 
 
 def workspaces_of(provider: Provider, limit: int = 20) -> list[Workspace]:

@@ -8,7 +8,7 @@ from ..htmx import done, is_fragment_request, render
 from ..models import Provider
 from . import bp, rows, service  # noqa: F401  (rows: the list's row template global)
 from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
-from .queries import Scope, get_provider_or_404, workspace_counts, workspaces_of
+from .queries import Scope, get_provider_or_404, workspace_count_of, workspaces_of
 
 
 @bp.get("/")
@@ -121,7 +121,7 @@ def delete(provider_id: int):
     status = 422 if request.method == "POST" else 200
     return render("providers/delete.html", "providers/_delete.html", status,
                   provider=provider, form=form, blocking=blocking,
-                  total=workspace_counts().get(provider.id, 0))
+                  total=workspace_count_of(provider))
 
 
 def _flash_e2e_notice(changes: dict) -> None:
@@ -163,4 +163,4 @@ def _row(provider):
     if not is_fragment_request():
         return redirect(url_for(".index"), code=303)
     return render("providers/index.html", "providers/_row.html", provider=provider,
-                  count=workspace_counts().get(provider.id, 0), confirm=ConfirmForm())
+                  count=workspace_count_of(provider), confirm=ConfirmForm())
