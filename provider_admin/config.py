@@ -15,6 +15,14 @@ class Defaults:
     WTF_CSRF_TIME_LIMIT = 24 * 3600
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = "auto"  # Secure when the page was served over https
+    SESSION_IDLE_TIMEOUT = 12 * 3600  # seconds without a request before a session ends
+    SESSION_LIFETIME = 24 * 3600  # seconds after sign-in when a session ends, used or not
+    SIGN_IN_MAX_FAILURES = 5  # per account, within 15 minutes, before sign-in is locked
+    SIGN_IN_MAX_FAILURES_PER_ADDRESS = 20  # per client address, likewise
+    SIGN_IN_LOCKOUT = 900  # the longest lock, in seconds (locks double from 30 s)
+    FRAME_ANCESTORS = "'self'"
+    TRUSTED_PROXIES = ""
     AUTO_MIGRATE = True
     RUN_SCHEDULER = False
     TRUSTED_HEADER = None
@@ -61,6 +69,36 @@ def _key_file(instance: Path, name: str, make) -> str:
     return path.read_text().strip()
 
 
+OWNER_ONLY = 0o600
+SECRET_FILES = ("secret_key", "encryption_key", "config.py")
+
+
+def restrict(path: Path) -> None:
+    """Make a file readable by its owner only (the instance folder holds secrets)."""
+    if path.exists() and path.stat().st_mode & 0o077:
+        path.chmod(OWNER_ONLY)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        return None
+    return Path(url.removeprefix("sqlite:///").split("?")[0])
+
+
+def protect_files(instance: Path, database_url: str) -> None:
+    """Keys, the instance config and the SQLite database (created here, before SQLite would
+    create it readable by all) are the owner's only; SQLite gives its journal files the
+    database's permissions."""
+    for name in SECRET_FILES:
+        restrict(instance / name)
+    database = _sqlite_path(database_url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(database, os.O_CREAT | os.O_WRONLY, OWNER_ONLY))
+        for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm", "-journal"))):
+            restrict(path)
+
+
 def load(app, test_config=None) -> None:
     """Fill app.config from the layers, then derive what was not given."""
     app.config.from_object(Defaults)
@@ -72,7 +110,7 @@ def load(app, test_config=None) -> None:
         app.config.update(test_config)
 
     instance = Path(app.instance_path)
-    instance.mkdir(parents=True, exist_ok=True)
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
     app.config.setdefault(
         "SQLALCHEMY_DATABASE_URI", f"sqlite:///{instance / 'provider_admin.sqlite'}"
     )
@@ -85,3 +123,4 @@ def load(app, test_config=None) -> None:
         app.config["ENCRYPTION_KEY"] = _key_file(
             instance, "encryption_key", lambda: Fernet.generate_key().decode()
         )
+    protect_files(instance, app.config["SQLALCHEMY_DATABASE_URI"])

@@ -93,6 +93,9 @@ class User(UserMixin, db.Model):
     role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Every session carries the value it was started with; bumping it ends them all
+    # (sign-out, a password or role change, deactivation).
+    session_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
 
     organizations: Mapped[list[Organization]] = relationship(
         secondary=organization_members, back_populates="members", order_by="Organization.name"
@@ -119,6 +122,17 @@ class User(UserMixin, db.Model):
 
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+
+class SignInThrottle(db.Model):
+    """Failed sign-ins counted per account or client address, shared by every web process."""
+
+    __tablename__ = "sign_in_throttles"
+
+    key: Mapped[str] = mapped_column(String(320), primary_key=True)  # "account:<email>" | "address:<ip>"
+    failures: Mapped[int] = mapped_column(Integer, nullable=False)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class Organization(db.Model):

@@ -1,37 +1,73 @@
-"""Request-level wiring: login, CSRF, proxy headers, template helpers."""
+"""Request-level wiring: login, sessions, CSRF, proxy headers, security headers, template helpers."""
+import ipaddress
+import logging
 import time
 from typing import NamedTuple
 
-from flask import Flask, current_app, request, session
+from flask import Flask, current_app, has_request_context, request, session
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import bindparam, select
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import sessions
 from .extensions import csrf, db, login_manager
 from .models import User
+
+log = logging.getLogger(__name__)
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Signed cookie sessions whose cookie is Secure whenever the page was served over https,
+    directly or behind a proxy that says so (PROXY_FIX), unless configured either way."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        setting = app.config["SESSION_COOKIE_SECURE"]
+        if setting is None or setting == "auto":
+            return has_request_context() and request.is_secure
+        return bool(setting)
 
 
 def init_app(app: Flask) -> None:
     csrf.init_app(app)
+    app.session_interface = SessionInterface()
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to continue."
     login_manager.user_loader(_load_user)
+    app.extensions["trusted_proxies"] = _networks(app.config["TRUSTED_PROXIES"])
     if app.config["TRUSTED_HEADER"]:
         login_manager.request_loader(_load_user_from_header)
+        if not app.extensions["trusted_proxies"]:
+            log.warning("PROVIDER_ADMIN_TRUSTED_HEADER is set but PROVIDER_ADMIN_TRUSTED_PROXIES is empty: "
+                        "the header is ignored until the proxy's addresses are listed.")
     if app.config["PROXY_FIX"]:
         hops = int(app.config["PROXY_FIX_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
-    from . import templating
+    from . import headers, templating
 
+    headers.init_app(app)
     templating.init_app(app)
 
 
+def _networks(setting) -> list:
+    """TRUSTED_PROXIES: addresses or networks, as a list or separated by commas or spaces."""
+    items = setting if isinstance(setting, (list, tuple)) else str(setting or "").replace(",", " ").split()
+    try:
+        return [ipaddress.ip_network(str(item).strip(), strict=False) for item in items if str(item).strip()]
+    except ValueError as error:
+        raise ValueError(f"PROVIDER_ADMIN_TRUSTED_PROXIES: {error}") from None
+
+
 def _load_user(user_id: str) -> User | None:
-    """The user of the session, unless the trusted header names someone else: the proxy's
-    word wins, so a browser shared behind the proxy never acts as its previous user."""
-    user = db.session.get(User, int(user_id))
+    """The user of the session while the session holds (not ended, not idle or too old), unless
+    the trusted header names someone else: the proxy's word wins, so a browser shared behind
+    the proxy never acts as its previous user."""
+    user = db.session.get(User, int(user_id)) if str(user_id).isdigit() else None
+    if user is None or not sessions.holds(user.session_version):
+        session.clear()
+        return None
     email = _header_email(request)
-    if user is not None and email and user.email.lower() != email:
+    if email and user.email.lower() != email:
         return None  # Flask-Login then asks the request loader, i.e. the header
     return user
 
@@ -45,8 +81,25 @@ def _load_user_from_header(req) -> User | None:
 
 
 def _header_email(req) -> str:
+    """The trusted header's e-mail, when the request came straight from a trusted proxy."""
     header = current_app.config["TRUSTED_HEADER"]
-    return req.headers.get(header, "").strip().lower() if header else ""
+    if not header or not _from_trusted_proxy(req):
+        return ""
+    return req.headers.get(header, "").strip().lower()
+
+
+def _from_trusted_proxy(req) -> bool:
+    """Whether the connecting socket (not X-Forwarded-For, which a client can write) is a
+    trusted proxy's."""
+    environ = req.environ
+    peer = environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR", environ.get("REMOTE_ADDR"))
+    try:
+        address = ipaddress.ip_address(str(peer or "").split("%")[0])
+    except ValueError:
+        return False
+    if getattr(address, "ipv4_mapped", None):
+        address = address.ipv4_mapped
+    return any(address in network for network in current_app.extensions["trusted_proxies"])
 
 
 # The signed-in user as seen a few seconds ago ----------------------------------------------
@@ -63,10 +116,12 @@ class RecentUser(NamedTuple):
     role: str
     active: bool
     email: str
+    session_version: int
     expires: float
 
 
-_recent_user_statement = select(User.role, User.active, User.email).where(User.id == bindparam("id"))
+_recent_user_statement = select(User.role, User.active, User.email, User.session_version).where(
+    User.id == bindparam("id"))
 
 
 def recent_session_user() -> RecentUser | None:
@@ -85,9 +140,10 @@ def recent_session_user() -> RecentUser | None:
         if len(recent) >= _RECENT_USERS_MAX:
             recent.clear()
         user = recent[int(user_id)] = RecentUser(
-            row.role, bool(row.active), row.email.lower(), time.monotonic() + RECENT_USER_SECONDS)
+            row.role, bool(row.active), row.email.lower(), row.session_version,
+            time.monotonic() + RECENT_USER_SECONDS)
     email = _header_email(request)
-    if not user.active or (email and email != user.email):
+    if not user.active or (email and email != user.email) or not sessions.holds(user.session_version):
         return None
     return user
 

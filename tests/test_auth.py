@@ -199,7 +199,7 @@ def test_trusted_header_is_ignored_unless_configured(client, actions):
 class TestTrustedHeader:
     @pytest.fixture
     def app_config(self):
-        return {"TRUSTED_HEADER": "X-Forwarded-Email"}
+        return {"TRUSTED_HEADER": "X-Forwarded-Email", "TRUSTED_PROXIES": "127.0.0.1"}
 
     @pytest.mark.parametrize("role, url, status", [
         (Role.ADMIN.value, "/manage/users/", 200),
@@ -265,6 +265,7 @@ class TestTrustedHeader:
 ])
 def test_post_without_valid_token_is_refused_with_a_page(client, actions, data, message):
     actions.login()
+    actions.token()  # a page was shown: the session holds a CSRF secret
     response = client.post("/manage/organizations/", data={"name": "Acme", **data})
     html = response.get_data(as_text=True)
     assert response.status_code == 400

@@ -69,6 +69,7 @@ def test_trusted_header_from_the_environment_signs_in(instance, monkeypatch, dat
     from provider_admin.models import Role, User
 
     monkeypatch.setenv("PROVIDER_ADMIN_TRUSTED_HEADER", "X-Forwarded-Email")
+    monkeypatch.setenv("PROVIDER_ADMIN_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "TESTING": True})
     with app.app_context():
         db.session.add(User(email="root@example.com", username="root", role=Role.ADMIN.value))

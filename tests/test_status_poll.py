@@ -304,14 +304,18 @@ def test_the_quick_answer_forgets_a_deactivated_user_within_seconds(admin, app, 
     assert get_poll(client, url, fp).status_code == 401
 
 
-def test_a_demoted_user_gets_403_on_anything_but_the_quick_answer(admin, actions, client, make_provider):
+def test_a_demoted_user_is_signed_out_on_anything_but_the_quick_answer(admin, actions, client, make_provider):
     url, fp = current_poll(client, make_provider)
     known = known_of(client.get("/manage/providers/").text)
+    token = actions.token()
     assert get_poll(client, url, fp).status_code == 204
-    admin.role = "member"
+    admin.role = "member"  # a role change ends the user's sessions
     db.session.commit()
-    assert post_poll(actions, url, fp, known).status_code == 403
-    assert get_poll(client, url, "0-stale").status_code == 403
+    posted = client.post(url, data={"fp": fp, "known": known},
+                         headers={"HX-Request": "true", "X-CSRFToken": token})
+    assert posted.status_code in (400, 401)  # the session (and its CSRF secret) is gone
+    stale = get_poll(client, url, "0-stale")
+    assert stale.status_code == 401 and stale.headers["HX-Redirect"].startswith("/login")
 
 
 def test_a_change_by_another_process_reaches_the_poll_within_the_cache_time(admin, app, client,
@@ -338,7 +342,7 @@ def test_a_commit_in_this_process_reaches_the_poll_at_once(admin, client, make_p
 class TestTrustedHeader:
     @pytest.fixture
     def app_config(self):
-        return {"TRUSTED_HEADER": "X-Forwarded-Email"}
+        return {"TRUSTED_HEADER": "X-Forwarded-Email", "TRUSTED_PROXIES": "127.0.0.1"}
 
     def test_the_header_wins_over_the_session_on_the_quick_answer(self, actions, client, make_provider):
         actions.login()

@@ -18,9 +18,11 @@ def redact(changes: dict | None) -> dict | None:
     return {k: (REDACTED if k in SECRET_FIELDS else v) for k, v in changes.items()}
 
 
-def record(action: str, target, changes: dict | None = None, *, actor=None) -> None:
+def record(action: str, target, changes: dict | None = None, *, actor=None,
+           target_type: str | None = None) -> None:
     """Add an audit event to the current transaction; it commits with the change itself.
-    `actor` is a user (the signed-in one by default) or, for the app's own changes, a name."""
+    `actor` is a user (the signed-in one by default) or, for the app's own changes, a name;
+    `target_type` defaults to the target's class (sign-ins name their own)."""
     actor = actor or current_user
     actor_id, actor_name = (None, actor) if isinstance(actor, str) else (actor.id, actor.email)
     db.session.add(
@@ -28,7 +30,7 @@ def record(action: str, target, changes: dict | None = None, *, actor=None) -> N
             actor_id=actor_id,
             actor=actor_name,
             action=action,
-            target_type=type(target).__name__.lower(),
+            target_type=target_type or type(target).__name__.lower(),
             target_id=target.id,
             target_name=getattr(target, "name", None) or getattr(target, "email", ""),
             changes=redact(changes),

@@ -1,12 +1,13 @@
 from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 
 from .. import audit
 from ..extensions import db
 from ..models import Role, User
-from . import bp
+from .. import sessions
+from . import bp, signin
 from .forms import LoginForm, SetupForm
 
 
@@ -41,7 +42,7 @@ def setup():
         db.session.flush()
         audit.record("user.create", user, {"role": user.role}, actor=user)
         db.session.commit()
-        login_user(user)
+        sessions.start(user)
         flash("Welcome! You are the site admin.", "success")
         return redirect(url_for("providers.index"), code=303)
     return render_template("auth/setup.html", form=form), 422 if form.errors else 200
@@ -50,22 +51,26 @@ def setup():
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Sign in with email and password."""
-    form = LoginForm()
+    form, status = LoginForm(), 200
     if form.validate_on_submit():
-        user = db.session.scalar(db.select(User).filter_by(email=form.email.data.strip().lower()))
-        if user is None or not user.check_password(form.password.data) or not user.active:
-            form.password.errors.append("Wrong email or password, or the account is deactivated.")
-        else:
-            login_user(user)
+        attempt = signin.attempt(form.email.data, form.password.data, request.remote_addr)
+        db.session.commit()
+        if attempt.user is not None:
+            sessions.start(attempt.user)
             return redirect(_safe_next(request.args.get("next")), code=303)
-    return render_template("auth/login.html", form=form), 422 if form.errors else 200
+        form.password.errors.append(attempt.error)
+        status = attempt.status
+    return render_template("auth/login.html", form=form), status if status != 200 else (422 if form.errors else 200)
 
 
 @bp.post("/logout")
 @login_required
 def logout():
-    """Sign out."""
-    logout_user()
+    """Sign out, here and in every other session of this account."""
+    sessions.end_all(current_user)
+    audit.record("auth.sign_out", current_user, actor=current_user, target_type="sign_in")
+    db.session.commit()
+    sessions.end()
     return redirect(url_for("auth.login"), code=303)
 
 

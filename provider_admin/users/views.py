@@ -3,6 +3,7 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
 from .. import audit
+from .. import sessions
 from ..extensions import db
 from ..htmx import done, render
 from ..models import Organization, Role, User
@@ -45,6 +46,8 @@ def update(user_id: int):
         if changes:  # saving the form unchanged is not a change
             audit.record("user.update", user, changes)
         db.session.commit()
+        if user.id == current_user.id:  # a new password ends one's other sessions, not this one
+            sessions.keep_current(user)
         flash(f"User {user.username} updated.", "success")
         return done(url_for(".index"))
     return render("users/form.html", "users/_form.html", 422 if form.errors else 200, form=form, user=user)

@@ -8,17 +8,21 @@
   // The badge poll, once the server says something changed, posts what the page shows
   // ("id.version.workspaces,...", or "id.version" on a provider's page) so that the server
   // answers with only the rows that changed.
-  window.providerAdmin = {
-    knownVersions: function () {
-      var seen = {};
-      document.querySelectorAll("[data-provider-id][data-version]").forEach(function (el) {
-        var count = el.getAttribute("data-workspaces");
-        seen[el.getAttribute("data-provider-id")] = el.getAttribute("data-version") +
-          (count === null ? "" : "." + count);
-      });
-      return Object.keys(seen).map(function (id) { return id + "." + seen[id]; }).join(",");
+  function knownVersions() {
+    var seen = {};
+    document.querySelectorAll("[data-provider-id][data-version]").forEach(function (el) {
+      var count = el.getAttribute("data-workspaces");
+      seen[el.getAttribute("data-provider-id")] = el.getAttribute("data-version") +
+        (count === null ? "" : "." + count);
+    });
+    return Object.keys(seen).map(function (id) { return id + "." + seen[id]; }).join(",");
+  }
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (event.detail.elt.hasAttribute("data-send-known-versions")) {
+      event.detail.parameters.known = knownVersions();
     }
-  };
+  });
 
   // "Last checked 2 minutes ago" stays true while the page is open: the server renders the
   // text once (rows are cached), the browser keeps it current from the datetime.

@@ -149,6 +149,7 @@ def new_page(browser, live_server, request):
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack}"))
+        page.on("console", lambda message: _policy_violation(message) and errors.append(message.text))
         return page
 
     yield open_page
@@ -166,6 +167,14 @@ def new_page(browser, live_server, request):
     for context in contexts:
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _policy_violation(message) -> bool:
+    """The browser's report of something the Content-Security-Policy blocked (an inline
+    script, eval, a style), or htmx refusing to evaluate an expression."""
+    text = message.text
+    return "Content Security Policy" in text or "evalDisallowed" in text or "eval" in text and \
+        message.type == "error" and "htmx" in text
 
 
 @pytest.fixture
