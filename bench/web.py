@@ -146,7 +146,7 @@ def sign_in(app) -> tuple[str, str, str, str]:
 
 
 def known_versions(page: str) -> str:
-    """What the page's providerAdmin.knownVersions() posts: id.version.workspaces per row."""
+    """What the page's knownVersions() in static/js/app.js posts: id.version.workspaces per row."""
     rows = re.findall(r'data-provider-id="(\d+)" data-version="(\d+)" data-workspaces="(\d+)"', page)
     if not rows:
         raise RuntimeError("the providers page shows no rows")

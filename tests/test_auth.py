@@ -310,3 +310,57 @@ def _query(**params) -> str:
     from urllib.parse import urlencode
 
     return urlencode(params)
+
+
+# --- trusted proxies ---------------------------------------------------------------------
+
+class TestTrustedProxies:
+    @pytest.fixture
+    def app_config(self):
+        return {"TRUSTED_HEADER": "X-Forwarded-Email", "TRUSTED_PROXIES": "10.0.0.5, 192.168.10.0/24, ::1",
+                "PROXY_FIX": True}
+
+    @pytest.mark.parametrize("peer, believed", [
+        ("10.0.0.5", True), ("192.168.10.77", True), ("::1", True), ("::ffff:10.0.0.5", True),
+        ("10.0.0.6", False), ("127.0.0.1", False), ("203.0.113.9", False), ("not-an-address", False),
+    ])
+    def test_the_header_is_believed_only_from_a_listed_proxy(self, client, actions, peer, believed):
+        user = actions.user()
+        response = client.get("/manage/users/", headers={"X-Forwarded-Email": user.email},
+                              environ_base={"REMOTE_ADDR": peer})
+        assert response.status_code == (200 if believed else 302)
+
+    def test_a_forwarded_for_naming_the_proxy_does_not_make_a_client_trusted(self, client, actions):
+        # X-Forwarded-For is the client's word; only the connecting socket counts.
+        user = actions.user()
+        response = client.get("/manage/users/", environ_base={"REMOTE_ADDR": "203.0.113.9"},
+                              headers={"X-Forwarded-Email": user.email, "X-Forwarded-For": "10.0.0.5"})
+        assert response.status_code == 302
+
+    def test_the_proxy_may_forward_the_clients_address(self, client, actions):
+        user = actions.user()
+        response = client.get("/manage/users/", environ_base={"REMOTE_ADDR": "10.0.0.5"},
+                              headers={"X-Forwarded-Email": user.email, "X-Forwarded-For": "203.0.113.9"})
+        assert response.status_code == 200
+
+
+def test_a_trusted_header_without_trusted_proxies_is_ignored_and_says_so(database_url, caplog):
+    from provider_admin import create_app
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "TESTING": True, "SECRET_KEY": "x",
+                      "TRUSTED_HEADER": "X-Forwarded-Email"})
+    assert "TRUSTED_PROXIES is empty: the header is ignored" in caplog.text
+    with app.app_context():
+        db.session.add(User(email="root@example.com", username="root", role=Role.ADMIN.value))
+        db.session.commit()
+        response = app.test_client().get("/manage/users/", headers={"X-Forwarded-Email": "root@example.com"})
+        db.engine.dispose()
+    assert response.status_code == 302
+
+
+def test_a_malformed_trusted_proxy_stops_the_start_with_its_name(database_url):
+    from provider_admin import create_app
+
+    with pytest.raises(ValueError, match="PROVIDER_ADMIN_TRUSTED_PROXIES: .*10.0.0.300"):
+        create_app({"SQLALCHEMY_DATABASE_URI": database_url, "TESTING": True, "SECRET_KEY": "x",
+                    "TRUSTED_PROXIES": "10.0.0.1, 10.0.0.300"})

@@ -30,7 +30,7 @@ def poll_of(html: str) -> tuple[str, str]:
 
 
 def known_of(html: str) -> str:
-    """What providerAdmin.knownVersions() sends for the rows of `html`."""
+    """What knownVersions() in static/js/app.js sends for the rows of `html`."""
     rows = re.findall(r'data-provider-id="(\d+)" data-version="(\d+)" data-workspaces="(\d+)"', html)
     return ",".join(".".join(row) for row in rows)
 
