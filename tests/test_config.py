@@ -169,3 +169,42 @@ def test_workers_starting_together_agree_on_the_key(tmp_path):
             keys = pool.map(_generate, [str(folder)] * 16)
             assert len(set(keys)) == 1 and len(keys[0]) == 64
             assert [p.name for p in folder.iterdir()] == ["secret_key"]  # no temporary files left
+
+
+# --- the instance folder's secrets ------------------------------------------------------
+
+def mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_a_first_start_makes_database_and_keys_readable_by_the_owner_only(tmp_path, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("PROVIDER_ADMIN_INSTANCE_PATH", str(tmp_path / "instance"))
+    old_umask = os.umask(0o022)  # the usual umask, under which SQLite makes its file 0644
+    try:
+        app = create_app()
+        with app.app_context():
+            from provider_admin.extensions import db
+            db.engine.dispose()
+    finally:
+        os.umask(old_umask)
+    instance = tmp_path / "instance"
+    assert mode(instance) == 0o700
+    for name in ("provider_admin.sqlite", "secret_key", "encryption_key"):
+        assert mode(instance / name) == 0o600, name
+
+
+def test_an_existing_world_readable_database_is_restricted_at_start(tmp_path, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    instance = tmp_path / "instance"
+    monkeypatch.setenv("PROVIDER_ADMIN_INSTANCE_PATH", str(instance))
+    app = create_app()
+    with app.app_context():
+        from provider_admin.extensions import db
+        db.engine.dispose()
+    for name in ("provider_admin.sqlite", "encryption_key", "config.py"):
+        (instance / name).touch()
+        (instance / name).chmod(0o644)
+    create_app()
+    for name in ("provider_admin.sqlite", "encryption_key", "config.py"):
+        assert mode(instance / name) == 0o600, name
