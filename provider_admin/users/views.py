@@ -3,10 +3,11 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
 from .. import audit
+from ..database import duplicate_at
 from ..extensions import db
 from ..htmx import done, render
 from ..models import Organization, Role, User
-from . import bp
+from . import admins, bp
 from .forms import UserForm
 
 
@@ -24,14 +25,16 @@ def create():
     """Create a user with a role and organizations."""
     form = _form(UserForm())
     if form.validate_on_submit():
-        user = User()
-        changes = _apply(user, form)
-        db.session.add(user)
-        db.session.flush()
-        audit.record("user.create", user, changes)
-        db.session.commit()
-        flash(f"User {user.username} created.", "success")
-        return done(url_for(".index"))
+        with duplicate_at(form, "email", "username") as refused:
+            user = User()
+            changes = _apply(user, form)
+            db.session.add(user)
+            db.session.flush()
+            audit.record("user.create", user, changes)
+            db.session.commit()
+        if not refused:
+            flash(f"User {user.username} created.", "success")
+            return done(url_for(".index"))
     return render("users/form.html", "users/_form.html", 422 if form.errors else 200, form=form, user=None)
 
 
@@ -41,12 +44,17 @@ def update(user_id: int):
     user = db.session.get(User, user_id) or abort(404)
     form = _form(UserForm(user=user, data=_values(user)))
     if form.validate_on_submit() and not _refuse_self_lockout(user, form):
-        changes = _apply(user, form)
-        if changes:  # saving the form unchanged is not a change
-            audit.record("user.update", user, changes)
-        db.session.commit()
-        flash(f"User {user.username} updated.", "success")
-        return done(url_for(".index"))
+        with duplicate_at(form, "email", "username") as refused:
+            admins.lock()
+            changes = _apply(user, form)
+            if admins.none_left():
+                db.session.rollback()
+                (form.role if changes.get("role") else form.active).errors.append(admins.MESSAGE)
+            else:
+                changes and audit.record("user.update", user, changes)  # saving unchanged is no change
+                db.session.commit()
+                flash(f"User {user.username} updated.", "success")
+                return done(url_for(".index"))
     return render("users/form.html", "users/_form.html", 422 if form.errors else 200, form=form, user=user)
 
 
