@@ -7,23 +7,13 @@ import sqlalchemy as sa
 from provider_admin.extensions import db
 from provider_admin.models import Workspace
 from tests.conftest import field_error
+from tests.test_workspace_identity import org, provider  # noqa: F401  (fixtures)
 from tests.test_workspaces import _objects, created, wait_status, wait_until, workspace_form
 
 
 @pytest.fixture
 def app_config():
     return {"CHECK_TIMEOUT": 5.0}
-
-
-@pytest.fixture
-def org(make_org):
-    return make_org("Acme")
-
-
-@pytest.fixture
-def provider(kube_api, kube_provider, org):
-    kube_api.deploy_marker("east")
-    return kube_provider(kube_api, organizations=[org], status="ready")
 
 
 def without_tokens(text: str) -> str:
