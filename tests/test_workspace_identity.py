@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from provider_admin.extensions import db
 from provider_admin.kube import UID_LABEL
-from provider_admin.models import Provider, Workspace
+from provider_admin.models import AuditEvent, Provider, Workspace
 from tests.conftest import TEST_DATABASE_URL, field_error
 from tests.test_providers import edit_form
 from tests.test_workspaces import _objects, created, wait_status
@@ -106,6 +106,8 @@ def test_a_foreign_object_under_the_workspaces_name_fails_the_build_and_stays(ac
     actions.post(f"/workspaces/{workspace_id}/delete")
     assert wait_status(workspace_id) is None  # its own objects are gone; the foreign one stays
     assert kube_api.get("v1/persistentvolumeclaims", "ws", pvc)["spec"] == {"owner": "alice"}
+    event = db.session.scalar(sa.select(AuditEvent).filter_by(action="workspace.delete"))
+    assert event.changes == {"left_in_cluster": [f"PersistentVolumeClaim {pvc}"], "reason": "not this workspace's"}
 
 
 def test_existing_workspaces_keep_their_names_and_are_torn_down_by_their_id_label(actions, provider, org,

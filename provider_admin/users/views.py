@@ -51,7 +51,8 @@ def update(user_id: int):
                 db.session.rollback()
                 (form.role if changes.get("role") else form.active).errors.append(admins.MESSAGE)
             else:
-                changes and audit.record("user.update", user, changes)  # saving unchanged is no change
+                if changes:  # saving the form unchanged is not a change
+                    audit.record("user.update", user, changes)
                 db.session.commit()
                 flash(f"User {user.username} updated.", "success")
                 return done(url_for(".index"))

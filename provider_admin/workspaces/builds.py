@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Flask, current_app
 from sqlalchemy import event, select
 
+from .. import audit
 from ..checks.jobs import connection_for
 from ..extensions import db
 from ..kube import Connection
@@ -149,6 +150,9 @@ def _teardown(workspace: Workspace) -> None:
     result = kube_workspace.teardown(_connection(workspace), spec_for(workspace), write,
                                      timeout=current_app.config["CHECK_TIMEOUT"])
     if result.ok:
+        if result.left:  # someone else's objects under its names: a trace once the record is gone
+            audit.record("workspace.delete", workspace, {"left_in_cluster": [" ".join(ref) for ref in result.left],
+                                                         "reason": "not this workspace's"}, actor="workspace teardown")
         db.session.delete(workspace)
         db.session.commit()
     else:
