@@ -257,6 +257,18 @@ class Workspace(db.Model):
     disk: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="building")
     status_message: Mapped[str | None] = mapped_column(Text)
+    # A deletion asked for while the build ran: the teardown follows when the build ends.
+    delete_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Identity in the cluster, fixed at creation: a uid that is never reused (in a label on
+    # every object) and the stem of the object names (both set by workspaces.builds at
+    # insert). Rows from before the uid keep their
+    # "ws-<id>-<name>" stem and are known in the cluster by their id label (legacy_labels).
+    uid: Mapped[str] = mapped_column(String(32), unique=True, index=True)  # filled at insert
+    object_base: Mapped[str] = mapped_column(String(63))
+    legacy_labels: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where it was built; teardown and the pod's state go there, never to a provider's new place.
+    namespace: Mapped[str] = mapped_column(String(63))
+    cluster_address: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

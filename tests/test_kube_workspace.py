@@ -1,23 +1,29 @@
 """A workspace's objects: their manifests, building them into a cluster and tearing them down."""
 import dataclasses
+import uuid
 
 import kubernetes_validate
 import pytest
 
 from provider_admin.kube import (
+    UID_LABEL,
     WorkspaceSpec,
     build_workspace,
+    object_base,
     object_names,
+    pod_state,
     teardown_workspace,
     workspace_objects,
 )
+from provider_admin.kube.workspace import owned
 from provider_admin.scheduling import DEFAULT_AFFINITY
 from tests.kube import kube_api  # noqa: F401
 
 SCHEMA_VERSIONS = ["1.33", kubernetes_validate.latest_version()]
 ROLE_ARN = "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}"  # the source document's
 TOLERATION = {"key": "com.coder.workspace", "operator": "Exists", "effect": "NoSchedule"}
-LABELS = {"com.coder.resource": "true", "com.coder.workspace.id": "3",
+UID = "3a7f0c1e9b" + "4" * 22
+LABELS = {"com.coder.resource": "true", UID_LABEL: UID,
           "app.kubernetes.io/managed-by": "provider-admin"}
 NS = "/api/v1/namespaces/ws"
 
@@ -30,7 +36,7 @@ def cluster(kube_api):
 
 def make_spec(**overrides) -> WorkspaceSpec:
     fields = dict(
-        workspace_id=3, name="dev", owner_email="ada@example.com", owner_username="ada",
+        uid=UID, name="dev", owner_email="ada@example.com", owner_username="ada",
         organization_name="Research", provider_name="eu-1", namespace="ws",
         image="codercom/enterprise-base:ubuntu", cpu="2", memory="4Gi", disk="10Gi",
         access_url="https://coder.example.com", e2e_encryption=True, external_ssh=False,
@@ -38,7 +44,9 @@ def make_spec(**overrides) -> WorkspaceSpec:
         annotations={"eks.amazonaws.com/role-arn": ROLE_ARN}, tolerations=[TOLERATION],
         node_selector={"node-pool": "workspaces"}, affinity=None,
     )
-    return WorkspaceSpec(**{**fields, **overrides})
+    fields.update(overrides)
+    fields.setdefault("base_name", f"ws-{fields['uid'][:10]}-{fields['name']}"[:63])
+    return WorkspaceSpec(**fields)
 
 
 PLAIN = dict(annotations=None, service_account=None, storage_class=None, tolerations=None,
@@ -74,7 +82,7 @@ def stored(api, spec) -> dict:
     {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
         "nodeSelectorTerms": [{"matchExpressions": [
             {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-1a"]}]}]}}}},
-    {"name": "a" * 63, "workspace_id": 9_007_199_254_740_991, "cpu": "500m", "memory": "512Mi"},
+    {"name": "a" * 63, "cpu": "500m", "memory": "512Mi"},
     {"annotations": {"a.example.com/user": "{{ .Username }}@{{.OrganizationName}}",
                      "b.example.com/ws": "{{.WorkspaceName}}"}},
 ], ids=["full", "plain", "provider-sa", "custom-affinity", "long-name", "several-annotations"])
@@ -87,23 +95,39 @@ def test_objects_in_build_order_with_labels_everywhere():
     objs = workspace_objects(make_spec())
 
     assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
-        ("ServiceAccount", "ws-3-dev"), ("PersistentVolumeClaim", "ws-3-dev-home"), ("Pod", "ws-3-dev")]
+        ("ServiceAccount", "ws-3a7f0c1e9b-dev"), ("PersistentVolumeClaim", "ws-3a7f0c1e9b-dev-home"), ("Pod", "ws-3a7f0c1e9b-dev")]
     assert all(o["metadata"]["labels"] == LABELS and o["metadata"]["namespace"] == "ws"
                for o in objs)
 
 
-@pytest.mark.parametrize("workspace_id,name", [(3, "a" * 63), (12345678, "x-" * 30 + "abc"),
-                                               (1, "dev")])
-def test_names_are_stable_dns_labels_that_keep_the_id(workspace_id, name):
-    spec = make_spec(workspace_id=workspace_id, name=name)
+@pytest.mark.parametrize("uid,name", [(UID, "a" * 63), ("f" * 32, "x-" * 30 + "abc"), ("0" * 32, "dev")])
+def test_names_are_stable_dns_labels_that_keep_the_uid(uid, name):
+    spec = make_spec(uid=uid, base_name=object_base(uid, name), name=name)
 
     names = object_names(spec)
 
     assert names == object_names(dataclasses.replace(spec, image="other"))
     for value in names.values():
         assert len(value) <= 63 and value[0].isalnum() and value[-1].isalnum()
-        assert value.startswith(f"ws-{workspace_id}-")
+        assert value.startswith(f"ws-{uid[:10]}-")
     assert names["pvc"].endswith("-home") and names["pvc"] != names["pod"]
+
+
+def test_names_never_come_from_a_database_id():
+    # Two workspaces named alike (one made after the other's record was removed and its
+    # id handed out again) get different object names: their uids differ.
+    first, second = (object_base(uuid.uuid4().hex, "dev") for _ in range(2))
+    assert first != second and first.startswith("ws-") and second.endswith("-dev")
+
+
+def test_a_legacy_workspace_keeps_its_names_and_is_known_by_its_id_label():
+    spec = make_spec(base_name="ws-1-dev", legacy_id=1)
+    legacy = {"metadata": {"labels": {"com.coder.workspace.id": "1"}}}
+
+    assert object_names(spec) == {"pod": "ws-1-dev", "pvc": "ws-1-dev-home", "service_account": "ws-1-dev"}
+    assert owned(legacy, spec)
+    assert not owned(legacy, make_spec(base_name="ws-1-dev"))  # a new workspace never adopts it
+    assert not owned({"metadata": {"labels": {"com.coder.workspace.id": "1", UID_LABEL: "x"}}}, spec)
 
 
 @pytest.mark.parametrize("name", ["Dev", "-dev", "dev_1", "", "a" * 64])
@@ -123,7 +147,7 @@ def test_pod_and_claim_carry_the_spec():
                                       "limits": {"cpu": "2", "memory": "4Gi"}}
     assert container["volumeMounts"] == [{"name": "home", "mountPath": "/home/coder"}]
     assert pod["spec"]["volumes"] == [{"name": "home",
-                                       "persistentVolumeClaim": {"claimName": "ws-3-dev-home"}}]
+                                       "persistentVolumeClaim": {"claimName": "ws-3a7f0c1e9b-dev-home"}}]
     assert {v["name"]: v["value"] for v in container["env"]} == {
         "CODER_USER_EMAIL": "ada@example.com", "CODER_USERNAME": "ada",
         "CODER_WORKSPACE_NAME": "dev", "CODER_WORKSPACE_PROVIDER": "eu-1",
@@ -163,11 +187,11 @@ def test_build_creates_the_objects_with_a_rendered_role_arn(kube_api):
     result, log = run_build(kube_api, spec)
 
     assert result.ok, result.message
-    assert result.created == [("ServiceAccount", "ws-3-dev"),
-                              ("PersistentVolumeClaim", "ws-3-dev-home"), ("Pod", "ws-3-dev")]
+    assert result.created == [("ServiceAccount", "ws-3a7f0c1e9b-dev"),
+                              ("PersistentVolumeClaim", "ws-3a7f0c1e9b-dev-home"), ("Pod", "ws-3a7f0c1e9b-dev")]
     assert result.remaining == []
-    assert result.message == ("Created ServiceAccount ws-3-dev, PersistentVolumeClaim "
-                              "ws-3-dev-home, Pod ws-3-dev in namespace ws.")
+    assert result.message == ("Created ServiceAccount ws-3a7f0c1e9b-dev, PersistentVolumeClaim "
+                              "ws-3a7f0c1e9b-dev-home, Pod ws-3a7f0c1e9b-dev in namespace ws.")
     assert kube_api.requests == [f"POST {NS}/serviceaccounts",
                                  f"POST {NS}/persistentvolumeclaims", f"POST {NS}/pods"]
     objs = stored(kube_api, spec)
@@ -175,17 +199,17 @@ def test_build_creates_the_objects_with_a_rendered_role_arn(kube_api):
         "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789123:role/coder-role-ada@example.com"}
     assert objs["pvc"]["spec"]["storageClassName"] == "fast-ssd"
     assert objs["pvc"]["spec"]["resources"] == {"requests": {"storage": "10Gi"}}
-    assert objs["pod"]["spec"]["serviceAccountName"] == "ws-3-dev"  # the per-workspace one
+    assert objs["pod"]["spec"]["serviceAccountName"] == "ws-3a7f0c1e9b-dev"  # the per-workspace one
     assert "automountServiceAccountToken" not in objs["pod"]["spec"]
     assert objs["pod"]["spec"]["affinity"] == DEFAULT_AFFINITY
     assert objs["pod"]["spec"]["tolerations"] == [TOLERATION]
     assert all(o["metadata"]["labels"] == LABELS for o in objs.values())
     assert log == [
-        "Created ServiceAccount ws-3-dev with annotation eks.amazonaws.com/role-arn="
+        "Created ServiceAccount ws-3a7f0c1e9b-dev with annotation eks.amazonaws.com/role-arn="
         "arn:aws:iam::123456789123:role/coder-role-ada@example.com",
-        "Created PersistentVolumeClaim ws-3-dev-home (10Gi, storage class fast-ssd)",
-        "Created Pod ws-3-dev (image codercom/enterprise-base:ubuntu, cpu 2, memory 4Gi, "
-        "service account ws-3-dev)",
+        "Created PersistentVolumeClaim ws-3a7f0c1e9b-dev-home (10Gi, storage class fast-ssd)",
+        "Created Pod ws-3a7f0c1e9b-dev (image codercom/enterprise-base:ubuntu, cpu 2, memory 4Gi, "
+        "service account ws-3a7f0c1e9b-dev)",
     ]
 
 
@@ -216,8 +240,8 @@ def test_without_any_service_account_the_token_is_not_mounted(kube_api):
     assert "storageClassName" not in objs["pvc"]["spec"]
     assert "tolerations" not in objs["pod"]["spec"] and "nodeSelector" not in objs["pod"]["spec"]
     assert log == [
-        "Created PersistentVolumeClaim ws-3-dev-home (10Gi, the cluster default storage class)",
-        "Created Pod ws-3-dev (image codercom/enterprise-base:ubuntu, cpu 2, memory 4Gi, "
+        "Created PersistentVolumeClaim ws-3a7f0c1e9b-dev-home (10Gi, the cluster default storage class)",
+        "Created Pod ws-3a7f0c1e9b-dev (image codercom/enterprise-base:ubuntu, cpu 2, memory 4Gi, "
         "no service account)",
     ]
 
@@ -231,19 +255,19 @@ def test_rebuilding_after_success_is_idempotent(kube_api):
 
     assert first.ok and again.ok
     assert again.created == []
-    assert log == ["ServiceAccount ws-3-dev already exists; keeping it",
-                   "PersistentVolumeClaim ws-3-dev-home already exists; keeping it",
-                   "Pod ws-3-dev already exists; keeping it"]
-    assert again.message.startswith("Created nothing in namespace ws; already present: ")
+    assert log == [f"{ref} already exists from an earlier run of this workspace's build; using it"
+                   for ref in ("ServiceAccount ws-3a7f0c1e9b-dev", "PersistentVolumeClaim ws-3a7f0c1e9b-dev-home",
+                               "Pod ws-3a7f0c1e9b-dev")]
+    assert again.message.startswith("Created nothing in namespace ws; already present from an earlier run: ")
     assert stored(kube_api, spec) == before
     assert not any(r.startswith("DELETE") for r in kube_api.requests)
 
 
 @pytest.mark.parametrize("status,message,expected", [
-    (403, 'pods "ws-3-dev" is forbidden: User "system:serviceaccount:ws:pa" cannot create',
-     "Forbidden (403 on create pods in namespace ws): pods \"ws-3-dev\" is forbidden"),
-    (422, 'Pod "ws-3-dev" is invalid: spec.containers[0].image: Required value',
-     'The cluster rejected the Pod as invalid: Pod "ws-3-dev" is invalid: '
+    (403, 'pods "ws-3a7f0c1e9b-dev" is forbidden: User "system:serviceaccount:ws:pa" cannot create',
+     "Forbidden (403 on create pods in namespace ws): pods \"ws-3a7f0c1e9b-dev\" is forbidden"),
+    (422, 'Pod "ws-3a7f0c1e9b-dev" is invalid: spec.containers[0].image: Required value',
+     'The cluster rejected the Pod as invalid: Pod "ws-3a7f0c1e9b-dev" is invalid: '
      "spec.containers[0].image: Required value"),
 ])
 def test_a_failing_pod_removes_what_the_build_created(cluster, status, message, expected):
@@ -254,53 +278,77 @@ def test_a_failing_pod_removes_what_the_build_created(cluster, status, message, 
     result, log = run_build(kube_api, spec)
 
     assert not result.ok
-    assert result.message.startswith(f"Creating Pod ws-3-dev failed: {expected}")
+    assert result.message.startswith(f"Creating Pod ws-3a7f0c1e9b-dev failed: {expected}")
     assert result.message.endswith("The objects this build created were removed again.")
     assert result.remaining == []
-    assert result.created == [("ServiceAccount", "ws-3-dev"),
-                              ("PersistentVolumeClaim", "ws-3-dev-home")]
+    assert result.created == [("ServiceAccount", "ws-3a7f0c1e9b-dev"),
+                              ("PersistentVolumeClaim", "ws-3a7f0c1e9b-dev-home")]
     assert stored(kube_api, spec) == {"sa": None, "pvc": None, "pod": None}
-    assert log[2].startswith(f"Creating Pod ws-3-dev failed: {expected}")
+    assert log[2].startswith(f"Creating Pod ws-3a7f0c1e9b-dev failed: {expected}")
     assert log[3:] == [
-        "Removing what this build created: PersistentVolumeClaim ws-3-dev-home, "
-        "ServiceAccount ws-3-dev",
-        "Removed PersistentVolumeClaim ws-3-dev-home",
-        "Removed ServiceAccount ws-3-dev",
+        "Removing what this build created: PersistentVolumeClaim ws-3a7f0c1e9b-dev-home, "
+        "ServiceAccount ws-3a7f0c1e9b-dev",
+        "Removed PersistentVolumeClaim ws-3a7f0c1e9b-dev-home",
+        "Removed ServiceAccount ws-3a7f0c1e9b-dev",
     ]
-    assert kube_api.requests[-2:] == [f"DELETE {NS}/persistentvolumeclaims/ws-3-dev-home",
-                                      f"DELETE {NS}/serviceaccounts/ws-3-dev"]
+    assert kube_api.requests[-2:] == [f"DELETE {NS}/persistentvolumeclaims/ws-3a7f0c1e9b-dev-home",
+                                      f"DELETE {NS}/serviceaccounts/ws-3a7f0c1e9b-dev"]
 
 
 def test_a_failing_cleanup_says_exactly_what_remains(cluster):
     kube_api = cluster
     kube_api.refuse("POST", f"{NS}/pods", 500, "etcdserver: leader changed")
-    kube_api.refuse("DELETE", f"{NS}/persistentvolumeclaims/ws-3-dev-home", 403, "no delete")
+    kube_api.refuse("DELETE", f"{NS}/persistentvolumeclaims/ws-3a7f0c1e9b-dev-home", 403, "no delete")
     spec = make_spec()
 
     result, log = run_build(kube_api, spec)
 
     assert not result.ok
-    assert result.remaining == [("PersistentVolumeClaim", "ws-3-dev-home")]
+    assert result.remaining == [("PersistentVolumeClaim", "ws-3a7f0c1e9b-dev-home")]
     assert "etcdserver: leader changed" in result.message
     assert result.message.endswith("Removing what this build created failed; still in "
-                                   "namespace ws: PersistentVolumeClaim ws-3-dev-home.")
-    assert log[-2].startswith("Could not remove PersistentVolumeClaim ws-3-dev-home: Forbidden")
-    assert log[-1] == "Removed ServiceAccount ws-3-dev"  # the cleanup goes on past a refusal
+                                   "namespace ws: PersistentVolumeClaim ws-3a7f0c1e9b-dev-home.")
+    assert log[-2].startswith("Could not remove PersistentVolumeClaim ws-3a7f0c1e9b-dev-home: Forbidden")
+    assert log[-1] == "Removed ServiceAccount ws-3a7f0c1e9b-dev"  # the cleanup goes on past a refusal
     assert stored(kube_api, spec)["sa"] is None and stored(kube_api, spec)["pvc"] is not None
 
 
-def test_objects_of_an_earlier_build_are_never_removed(cluster):
+def test_objects_of_an_earlier_build_are_adopted_and_never_removed(cluster):
     kube_api = cluster
-    kube_api.put("v1/persistentvolumeclaims", "ws", "ws-3-dev-home", {"spec": {"old": "data"}})
+    kube_api.put("v1/persistentvolumeclaims", "ws", "ws-3a7f0c1e9b-dev-home",
+                 {"metadata": {"name": "ws-3a7f0c1e9b-dev-home", "labels": {UID_LABEL: UID}},
+                  "spec": {"old": "data"}})
     kube_api.refuse("POST", f"{NS}/pods", 403, "forbidden")
     spec = make_spec(annotations=None)
 
     result, log = run_build(kube_api, spec)
 
     assert not result.ok and result.created == [] and result.remaining == []
-    assert log[0] == "PersistentVolumeClaim ws-3-dev-home already exists; keeping it"
-    assert kube_api.get("v1/persistentvolumeclaims", "ws", "ws-3-dev-home")["spec"] == {"old": "data"}
+    assert log[0] == ("PersistentVolumeClaim ws-3a7f0c1e9b-dev-home already exists from an earlier "
+                      "run of this workspace's build; using it")
+    assert kube_api.get("v1/persistentvolumeclaims", "ws", "ws-3a7f0c1e9b-dev-home")["spec"] == {"old": "data"}
     assert not any(r.startswith("DELETE") for r in kube_api.requests)
+
+
+@pytest.mark.parametrize("labels", [None, {UID_LABEL: "someone-else"}, {"com.coder.workspace.id": "3"}],
+                         ids=["unlabelled", "another-uid", "a-reused-id"])
+def test_a_foreign_object_with_the_same_name_stops_the_build(kube_api, labels):
+    foreign = {"metadata": {"name": "ws-3a7f0c1e9b-dev-home", **({"labels": labels} if labels else {})},
+               "spec": {"owner": "alice"}}
+    kube_api.put("v1/persistentvolumeclaims", "ws", "ws-3a7f0c1e9b-dev-home", foreign)
+    spec = make_spec()
+
+    result, log = run_build(kube_api, spec)
+
+    assert not result.ok
+    assert result.message.startswith("PersistentVolumeClaim ws-3a7f0c1e9b-dev-home already exists and "
+                                     "belongs to something else; nothing was changed.")
+    assert result.message.endswith("The objects this build created were removed again.")
+    assert not any("keeping it" in line for line in log)
+    assert kube_api.get("v1/persistentvolumeclaims", "ws", "ws-3a7f0c1e9b-dev-home")["spec"] == {"owner": "alice"}
+    assert stored(kube_api, spec)["pod"] is None and stored(kube_api, spec)["sa"] is None
+    assert not any(r.endswith("/persistentvolumeclaims/ws-3a7f0c1e9b-dev-home") and r.startswith("DELETE")
+                   for r in kube_api.requests)
 
 
 def test_a_lost_answer_is_reported_not_guessed(kube_api):
@@ -311,9 +359,9 @@ def test_a_lost_answer_is_reported_not_guessed(kube_api):
 
     assert not result.ok
     assert "did not answer within 0.5 s" in result.message
-    assert "so Pod ws-3-dev may exist: deleting the workspace removes it." in result.message
-    assert result.remaining == [("Pod", "ws-3-dev")]
-    assert log[-1] == "Pod ws-3-dev may exist anyway: the cluster's answer was lost"
+    assert "so Pod ws-3a7f0c1e9b-dev may exist: deleting the workspace removes it." in result.message
+    assert result.remaining == [("Pod", "ws-3a7f0c1e9b-dev")]
+    assert log[-1] == "Pod ws-3a7f0c1e9b-dev may exist anyway: the cluster's answer was lost"
     assert stored(kube_api, spec)["pvc"] is None  # what it surely created is gone again
 
 
@@ -363,34 +411,52 @@ def test_teardown_deletes_everything_then_finds_it_gone(kube_api):
 
     assert result.ok and result.remaining == []
     assert result.message == "Deleted the workspace's objects from namespace ws."
-    assert log == ["Deleted Pod ws-3-dev", "Deleted PersistentVolumeClaim ws-3-dev-home",
-                   "Deleted ServiceAccount ws-3-dev"]
+    assert log == ["Deleted Pod ws-3a7f0c1e9b-dev", "Deleted PersistentVolumeClaim ws-3a7f0c1e9b-dev-home",
+                   "Deleted ServiceAccount ws-3a7f0c1e9b-dev"]
     assert stored(kube_api, spec) == {"sa": None, "pvc": None, "pod": None}
     assert again.ok
 
 
-def test_teardown_with_names_of_a_workspace_whose_spec_is_gone(kube_api):
+def test_teardown_leaves_a_same_named_object_that_is_not_its_own(kube_api):
     spec = make_spec()
     run_build(kube_api, spec)
+    kube_api.put("v1/pods", "ws", "ws-3a7f0c1e9b-dev", {"metadata": {"name": "ws-3a7f0c1e9b-dev",
+                 "labels": {UID_LABEL: "f" * 32}}, "spec": {"owner": "alice"}})
     log = Recorder()
 
-    result = teardown_workspace(kube_api.connection(), object_names(spec), log)
+    result = teardown_workspace(kube_api.connection(), spec, log)
 
-    assert result.ok and stored(kube_api, spec) == {"sa": None, "pvc": None, "pod": None}
-    assert len(log) == 3
+    assert result.ok and result.left == [("Pod", "ws-3a7f0c1e9b-dev")]
+    assert result.message == ("Deleted the workspace's objects from namespace ws. Left in place, "
+                              "not this workspace's: Pod ws-3a7f0c1e9b-dev.")
+    assert log[0] == (f"Pod ws-3a7f0c1e9b-dev is not this workspace's (it lacks the label {UID_LABEL}="
+                      f"{UID}); left in place")
+    assert kube_api.get("v1/pods", "ws", "ws-3a7f0c1e9b-dev")["spec"] == {"owner": "alice"}
+    assert stored(kube_api, spec)["pvc"] is None and stored(kube_api, spec)["sa"] is None
+    assert f"DELETE {NS}/pods/ws-3a7f0c1e9b-dev" not in kube_api.requests
+
+
+def test_the_pod_state_of_someone_elses_pod_is_not_shown(kube_api):
+    spec = make_spec()
+    kube_api.put("v1/pods", "ws", "ws-3a7f0c1e9b-dev", {"metadata": {"name": "ws-3a7f0c1e9b-dev"},
+                 "status": {"phase": "Running"}})
+
+    state = pod_state(kube_api.connection(), spec)
+
+    assert state.phase is None and "is not this workspace's" in state.detail
 
 
 def test_teardown_without_annotations_tolerates_a_forbidden_service_account(cluster):
     kube_api = cluster
     spec = make_spec(annotations=None)
     run_build(kube_api, spec)
-    kube_api.refuse("DELETE", f"{NS}/serviceaccounts/ws-3-dev", 403, "no service accounts")
+    kube_api.refuse("DELETE", f"{NS}/serviceaccounts/ws-3a7f0c1e9b-dev", 403, "no service accounts")
     log = Recorder()
 
     result = teardown_workspace(kube_api.connection(), spec, log)
 
     assert result.ok, result.message
-    assert log == ["Deleted Pod ws-3-dev", "Deleted PersistentVolumeClaim ws-3-dev-home"]
+    assert log == ["Deleted Pod ws-3a7f0c1e9b-dev", "Deleted PersistentVolumeClaim ws-3a7f0c1e9b-dev-home"]
 
 
 def test_teardown_with_the_cluster_down_reports_what_remains(kube_api):
@@ -403,10 +469,10 @@ def test_teardown_with_the_cluster_down_reports_what_remains(kube_api):
     result = teardown_workspace(conn, spec, log, timeout=1)
 
     assert not result.ok
-    assert result.remaining == [("Pod", "ws-3-dev"), ("PersistentVolumeClaim", "ws-3-dev-home"),
-                                ("ServiceAccount", "ws-3-dev")]
-    assert result.message == ("Could not delete everything; still in namespace ws: Pod ws-3-dev, "
-                              "PersistentVolumeClaim ws-3-dev-home, ServiceAccount ws-3-dev.")
+    assert result.remaining == [("Pod", "ws-3a7f0c1e9b-dev"), ("PersistentVolumeClaim", "ws-3a7f0c1e9b-dev-home"),
+                                ("ServiceAccount", "ws-3a7f0c1e9b-dev")]
+    assert result.message == ("Could not delete everything; still in namespace ws: Pod ws-3a7f0c1e9b-dev, "
+                              "PersistentVolumeClaim ws-3a7f0c1e9b-dev-home, ServiceAccount ws-3a7f0c1e9b-dev.")
     assert len(log) == 1 and "was refused" in log[0]  # one refusal, no waiting on the rest
     kube_api.start()
     assert teardown_workspace(conn, spec, Recorder()).ok
@@ -416,11 +482,11 @@ def test_teardown_with_one_refusal_deletes_the_rest(cluster):
     kube_api = cluster
     spec = make_spec()
     run_build(kube_api, spec)
-    kube_api.refuse("DELETE", f"{NS}/pods/ws-3-dev", 403, "pods is forbidden")
+    kube_api.refuse("DELETE", f"{NS}/pods/ws-3a7f0c1e9b-dev", 403, "pods is forbidden")
 
     result = teardown_workspace(kube_api.connection(), spec, Recorder())
 
-    assert not result.ok and result.remaining == [("Pod", "ws-3-dev")]
+    assert not result.ok and result.remaining == [("Pod", "ws-3a7f0c1e9b-dev")]
     assert stored(kube_api, spec)["pvc"] is None and stored(kube_api, spec)["pod"] is not None
 
 
@@ -429,6 +495,6 @@ def test_a_gateway_timeout_counts_as_a_lost_answer(cluster):
 
     result, _ = run_build(cluster, make_spec(annotations=None))
 
-    assert result.remaining == [("Pod", "ws-3-dev")]
+    assert result.remaining == [("Pod", "ws-3a7f0c1e9b-dev")]
     assert "may exist: deleting the workspace removes it." in result.message
-    assert cluster.get("v1/persistentvolumeclaims", "ws", "ws-3-dev-home") is None
+    assert cluster.get("v1/persistentvolumeclaims", "ws", "ws-3a7f0c1e9b-dev-home") is None

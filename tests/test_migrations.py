@@ -96,3 +96,66 @@ def test_first_start_creates_and_migrates_the_embedded_database(tmp_path, monkey
         assert tables(db.engine) == MODEL_TABLES | {"alembic_version"}
         db.engine.dispose()
     create_app({"SECRET_KEY": "x", "ENCRYPTION_KEY": ENCRYPTION_KEY})  # the next start finds it up to date
+
+
+@pytest.fixture
+def database_before_0006(tmp_path):
+    """An empty database of its own: a SQLite file, or a fresh schema in the PostgreSQL one."""
+    from .conftest import TEST_DATABASE_URL, _driver
+
+    if not TEST_DATABASE_URL:
+        yield f"sqlite:///{tmp_path / 'old.sqlite'}"
+        return
+    engine = sa.create_engine(_driver(TEST_DATABASE_URL))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA IF EXISTS upgrade_test CASCADE; CREATE SCHEMA upgrade_test"))
+    yield _driver(TEST_DATABASE_URL) + "?options=-csearch_path%3Dupgrade_test"
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA upgrade_test CASCADE"))
+    engine.dispose()
+
+
+def test_upgrade_keeps_the_names_and_place_of_existing_workspaces(database_before_0006):
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_before_0006, "AUTO_MIGRATE": False,
+                      "TESTING": True, "SECRET_KEY": "x", "ENCRYPTION_KEY": ENCRYPTION_KEY})
+    with app.app_context():
+        flask_db(app, "upgrade", "0003")
+        with db.engine.begin() as conn:
+            now = "2026-01-01 00:00:00+00:00"
+            conn.execute(sa.text(
+                "INSERT INTO users (id, email, username, role, active, created_at) "
+                "VALUES (1, 'ada@example.com', 'ada', 'member', true, :now)"), {"now": now})
+            conn.execute(sa.text("INSERT INTO organizations (id, name, created_at) VALUES (1, 'Acme', :now)"),
+                         {"now": now})
+            conn.execute(sa.text(
+                "INSERT INTO providers (id, name, cluster_address, namespace, is_builtin, e2e_encryption, "
+                "external_ssh, cordoned, status, consecutive_failures, display_version, created_at, "
+                "updated_at, version) VALUES (1, 'east', 'https://k8s.example.com', 'ws', false, false, "
+                "false, false, 'ready', 0, 1, :now, :now, 1)"), {"now": now})
+            for workspace_id, name in ((1, "dev"), (7, "a" * 63)):
+                conn.execute(sa.text(
+                    "INSERT INTO workspaces (id, name, owner_id, organization_id, provider_id, image, cpu, "
+                    "memory, disk, status, created_at, updated_at) VALUES (:id, :name, 1, 1, 1, 'img', '1', "
+                    "'1Gi', '1Gi', 'running', :now, :now)"), {"id": workspace_id, "name": name, "now": now})
+
+        flask_db(app, "upgrade")
+
+        rows = db.session.execute(sa.text(
+            "SELECT id, uid, object_base, legacy_labels, namespace, cluster_address, delete_requested "
+            "FROM workspaces ORDER BY id")).mappings().all()
+        assert [(r["object_base"], bool(r["legacy_labels"]), r["namespace"], r["cluster_address"],
+                 bool(r["delete_requested"])) for r in rows] == [
+            ("ws-1-dev", True, "ws", "https://k8s.example.com", False),
+            (("ws-7-" + "a" * 63)[:63], True, "ws", "https://k8s.example.com", False)]
+        assert len({r["uid"] for r in rows}) == 2 and all(len(r["uid"]) == 32 for r in rows)
+        assert schema_differences(db.engine) == []
+        from provider_admin.kube import object_names
+        from provider_admin.workspaces.builds import spec_for
+
+        workspace = db.session.get(models.Workspace, 1)
+        assert object_names(spec_for(workspace)) == {"pod": "ws-1-dev", "pvc": "ws-1-dev-home",
+                                                     "service_account": "ws-1-dev"}
+        assert spec_for(workspace).legacy_id == 1
+        db.session.remove()
+        flask_db(app, "downgrade", "0003")
+        db.engine.dispose()

@@ -102,7 +102,6 @@ def test_the_live_log_stops_polling_when_the_build_is_done(member, actions, prov
     ({"cordoned": True, "cordon_reason": "upgrade"}, "cordoned: upgrade"),
     ({"status": "error"}, "not ready (Error)"),
     ({"status": "pending"}, "not ready (Pending)"),
-    ({"organizations": []}, "not available to this organization"),
 ])
 def test_ineligible_providers_are_explained_and_refused(member, actions, provider, org, change,
                                                         message):

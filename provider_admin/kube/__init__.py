@@ -37,10 +37,12 @@ from .inventory import Names, service_accounts, storage_classes
 from .manifest import bootstrap_manifest, to_yaml
 from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
 from .workspace import (
+    UID_LABEL,
     BuildResult,
     PodState,
     TeardownResult,
     WorkspaceSpec,
+    object_base,
     object_names,
     pod_state,
     workspace_objects,
@@ -50,10 +52,10 @@ from .workspace import teardown as teardown_workspace
 
 __all__ = [
     "ALREADY_ABSENT", "ALREADY_PRESENT", "CATEGORIES", "CREATED", "DELETED", "HINTS_UNAVAILABLE",
-    "MARKER_KEY", "MARKER_NAME", "BuildResult", "PodState", "CheckResult", "ClientConfigError", "Connection",
+    "MARKER_KEY", "MARKER_NAME", "UID_LABEL", "BuildResult", "PodState", "CheckResult", "ClientConfigError", "Connection",
     "KubeconfigError", "Names", "NotInClusterError", "Permission", "TeardownResult", "WorkspaceSpec",
     "bootstrap_manifest", "build_workspace", "check", "clear_client_cache", "deploy", "describe",
-    "in_cluster_connection", "kubeconfig_contexts", "object_names", "parse_kubeconfig", "pod_state",
+    "in_cluster_connection", "kubeconfig_contexts", "object_base", "object_names", "parse_kubeconfig", "pod_state",
     "required_permissions", "scheduling_hints", "service_accounts", "storage_classes", "succeeded",
     "teardown_workspace", "to_yaml", "token_expiry", "undeploy", "workspace_objects",
 ]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import urllib3.exceptions as u3
@@ -21,7 +22,11 @@ from .manifest import DNS_LABEL
 from .permissions import MANAGED_BY_LABEL
 
 RESOURCE_LABEL = "com.coder.resource"  # what the default affinity's label selector matches
-WORKSPACE_ID_LABEL = "com.coder.workspace.id"
+# Every object carries its workspace's uid, which is never reused: a build adopts, a teardown
+# deletes and the pod card reads only objects that carry it.
+UID_LABEL = "provider-admin.io/workspace-uid"
+# What objects of workspaces built before the uid label carry instead: the database id.
+LEGACY_ID_LABEL = "com.coder.workspace.id"
 # kind -> (plural, key in object_names); all core (v1), namespaced; teardown goes in this order.
 KINDS = {"Pod": ("pods", "pod"), "PersistentVolumeClaim": ("persistentvolumeclaims", "pvc"),
          "ServiceAccount": ("serviceaccounts", "service_account")}
@@ -35,7 +40,8 @@ _logger = logging.getLogger(__name__)
 class WorkspaceSpec:
     """Everything a workspace's objects are made from; the provider's fields are as stored."""
 
-    workspace_id: int
+    uid: str  # never reused; in UID_LABEL on every object
+    base_name: str  # object_base() at creation, stored with the workspace
     name: str  # a DNS-1123 label
     owner_email: str
     owner_username: str
@@ -55,6 +61,7 @@ class WorkspaceSpec:
     tolerations: list | None = None
     node_selector: dict | None = None
     affinity: dict | None = None  # None: the default affinity; {}: none
+    legacy_id: int | None = None  # built before UID_LABEL: its objects carry this id instead
 
 
 @dataclass
@@ -70,16 +77,41 @@ class TeardownResult:
     ok: bool
     message: str
     remaining: list[Ref] = field(default_factory=list)
+    left: list[Ref] = field(default_factory=list)  # same-named objects that are not its own
+
+
+def object_base(uid: str, name: str) -> str:
+    """The stem of a new workspace's object names: "ws-", ten hex digits of its uid, its name.
+    From the uid, never from a database id, which SQLite may hand out again."""
+    _check_name(name)
+    if not re.fullmatch(r"[0-9a-f]{10,}", uid or ""):
+        raise ValueError(f"The workspace uid {uid!r} is not a hex string.")
+    return f"ws-{uid[:10]}-{name}"[:63]
 
 
 def object_names(spec: WorkspaceSpec) -> dict[str, str]:
-    """Names from the id and name only, so a re-run or a teardown finds them: at most 63
-    characters (a pod's name is its hostname); the id prefix survives truncation."""
-    if not DNS_LABEL.match(spec.name or ""):
-        raise ValueError(f"The workspace name {spec.name!r} is not a valid DNS-1123 label.")
-    base = f"ws-{int(spec.workspace_id)}-{spec.name}"
+    """Names from the stored stem, so a re-run or a teardown finds them: at most 63
+    characters (a pod's name is its hostname); the uid prefix survives truncation."""
+    _check_name(spec.name)
+    base = spec.base_name or ""
+    if not DNS_LABEL.match(base[:63].rstrip("-")):
+        raise ValueError(f"The object name stem {base!r} is not a valid DNS-1123 label.")
     pod = base[:63].rstrip("-")
     return {"pod": pod, "pvc": base[:58].rstrip("-") + "-home", "service_account": pod}
+
+
+def _check_name(name: str) -> None:
+    if not DNS_LABEL.match(name or ""):
+        raise ValueError(f"The workspace name {name!r} is not a valid DNS-1123 label.")
+
+
+def owned(obj: dict, spec: WorkspaceSpec) -> bool:
+    """Whether an object found in the cluster is this workspace's: it carries its uid (or,
+    built before the uid label, its id and no uid at all)."""
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    if UID_LABEL in labels or spec.legacy_id is None:
+        return labels.get(UID_LABEL) == spec.uid
+    return labels.get(LEGACY_ID_LABEL) == str(spec.legacy_id)
 
 
 def rendered_annotations(spec: WorkspaceSpec) -> dict[str, str]:
@@ -108,8 +140,7 @@ def workspace_objects(spec: WorkspaceSpec) -> list[dict]:
 
 
 def _object(kind: str, name: str, spec: WorkspaceSpec, annotations: dict | None = None) -> dict:
-    labels = {RESOURCE_LABEL: "true", WORKSPACE_ID_LABEL: str(spec.workspace_id),
-              **MANAGED_BY_LABEL}
+    labels = {RESOURCE_LABEL: "true", UID_LABEL: spec.uid, **MANAGED_BY_LABEL}
     meta = {"name": name, "namespace": spec.namespace, "labels": labels}
     if annotations:
         meta["annotations"] = annotations
@@ -148,8 +179,9 @@ def _pod_spec(spec: WorkspaceSpec, claim: str, service_account: str | None) -> d
 
 
 def build(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0) -> BuildResult:
-    """Create the objects in order; 409 keeps the existing object, so a re-run is harmless.
-    On a failure, whatever this build created is removed again, in reverse order."""
+    """Create the objects in order. An object that exists already is adopted only when it is
+    this workspace's own (a re-run after a restart); anything else stops the build. On a
+    failure, whatever this build created is removed again, in reverse order."""
     say = _safe(log)
     try:
         objs = workspace_objects(spec)
@@ -164,20 +196,37 @@ def build(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0)
         if status in (200, 201, 202):
             created.append(ref)
             say(_created_line(obj))
-        elif status == 409:
-            say(f"{_show(ref)} already exists; keeping it")
-        else:
-            say(f"Creating {_show(ref)} failed: {reason}")
-            return _undo(api, conn, spec.namespace, say, timeout, created, ref, reason, maybe)
+            continue
+        if status == 409:
+            refusal = _not_adoptable(api, conn, spec, ref, timeout)
+            if refusal is None:
+                say(f"{_show(ref)} already exists from an earlier run of this workspace's build; "
+                    "using it")
+                continue
+            say(refusal)
+            return _undo(api, conn, spec.namespace, say, timeout, created, ref, refusal, False)
+        say(f"Creating {_show(ref)} failed: {reason}")
+        return _undo(api, conn, spec.namespace, say, timeout, created, ref,
+                     f"Creating {_show(ref)} failed: {reason.rstrip('.')}.", maybe)
     message = f"Created {_list(created) or 'nothing'} in namespace {spec.namespace}"
     existing = [ref for ref in refs if ref not in created]
-    message += f"; already present: {_list(existing)}." if existing else "."
+    message += f"; already present from an earlier run: {_list(existing)}." if existing else "."
     return BuildResult(True, message, created)
 
 
-def _undo(api, conn, namespace, say, timeout, created, failed: Ref, reason: str,
+def _not_adoptable(api, conn, spec: WorkspaceSpec, ref: Ref, timeout: float) -> str | None:
+    """None when the existing object is this workspace's own; else why the build stops."""
+    status, obj, reason = _read(api, conn, spec.namespace, ref, timeout)
+    if status == 200 and owned(obj, spec):
+        return None
+    if status == 200:
+        return f"{_show(ref)} already exists and belongs to something else; nothing was changed."
+    return (f"{_show(ref)} already exists, and whose it is could not be read "
+            f"({reason.rstrip('.') if reason else 'it is gone again'}); nothing was changed.")
+
+
+def _undo(api, conn, namespace, say, timeout, created, failed: Ref, message: str,
           maybe: bool) -> BuildResult:
-    message = f"Creating {_show(failed)} failed: {reason.rstrip('.')}."
     remaining: list[Ref] = []
     if created:
         say(f"Removing what this build created: {_list(created[::-1])}")
@@ -194,29 +243,45 @@ def _undo(api, conn, namespace, say, timeout, created, failed: Ref, reason: str,
     return BuildResult(False, message, created, remaining)
 
 
-def teardown(conn: Connection, spec_or_names: WorkspaceSpec | Mapping[str, str | None],
-             log: Log, timeout: float = 5.0) -> TeardownResult:
-    """Delete the pod, the home volume claim and the service account; 404 counts as deleted.
-    With a WorkspaceSpec without annotations the account is tried in case an earlier setting
-    made one, but its absence or a 403 is no failure. With names (from object_names; in
-    conn.namespace) each non-empty one must go. `remaining`: what was not confirmed deleted."""
+def teardown(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0) -> TeardownResult:
+    """Delete the pod, the home volume claim and the service account, each only when it
+    carries this workspace's label: a same-named object without it is left and reported.
+    Without annotations the account is tried in case an earlier setting made one, but its
+    absence or a 403 is no failure. `remaining`: own objects not confirmed deleted."""
     say = _safe(log)
-    spec = spec_or_names if isinstance(spec_or_names, WorkspaceSpec) else None
     try:
-        names = object_names(spec) if spec else dict(spec_or_names)
-        namespace = spec.namespace if spec else conn.namespace
-        refs = [(kind, str(names[key])) for kind, (_, key) in KINDS.items() if names.get(key)]
-        optional = {r for r in refs if r[0] == "ServiceAccount" and spec and not spec.annotations}
+        names, namespace = object_names(spec), spec.namespace
+        refs = [(kind, names[key]) for kind, (_, key) in KINDS.items()]
+        optional = {r for r in refs if r[0] == "ServiceAccount" and not spec.annotations}
         api = get_client(conn)
     except Exception as exc:  # an invalid name, certificates that do not load, bad data
         say(f"Cannot delete: {e.snippet(exc) or type(exc).__name__}")
         return TeardownResult(False, f"Cannot delete: {e.snippet(exc) or type(exc).__name__}")
-    remaining = [r for r in _delete(api, conn, namespace, refs, say, timeout, "delete", optional)
-                 if r not in optional]
+    remaining, left = [], []
+    for index, ref in enumerate(refs):
+        status, obj, reason = _read(api, conn, namespace, ref, timeout)
+        if status == 404 or (ref in optional and status == 403):
+            if ref not in optional:  # an account that was never made is not news
+                say(f"{_show(ref)} was already gone")
+        elif status != 200:
+            say(f"Could not read {_show(ref)}: {reason}")
+            if status is None:  # out of reach: the rest would only wait for the same timeout
+                remaining += [r for r in refs[index:] if r not in optional]
+                break
+            remaining += [] if ref in optional else [ref]
+        elif not owned(obj, spec):
+            say(f"{_show(ref)} is not this workspace's (it lacks the label {UID_LABEL}="
+                f"{spec.uid}); left in place")
+            left.append(ref)
+        else:
+            remaining += _delete(api, conn, namespace, [ref], say, timeout, "delete", optional)
+    remaining = [r for r in remaining if r not in optional]
+    note = f" Left in place, not this workspace's: {_list(left)}." if left else ""
     if remaining:
         return TeardownResult(False, f"Could not delete everything; still in namespace "
-                                     f"{namespace}: {_list(remaining)}.", remaining)
-    return TeardownResult(True, f"Deleted the workspace's objects from namespace {namespace}.")
+                                     f"{namespace}: {_list(remaining)}.{note}", remaining, left)
+    return TeardownResult(True, f"Deleted the workspace's objects from namespace {namespace}.{note}",
+                          left=left)
 
 
 def _delete(api, conn, namespace: str, refs: list[Ref], say, timeout: float, verb: str,
@@ -258,6 +323,27 @@ def _request(api, conn: Connection, method: str, namespace: str, ref: Ref, timeo
         reason = f"The cluster rejected the {kind} as invalid: {e.server_message(text)}"
     # 504: the API server stopped waiting, but the write may still be applied
     return status, reason, status == 504
+
+
+def _read(api, conn: Connection, namespace: str, ref: Ref,
+          timeout: float) -> tuple[int | None, dict | None, str]:
+    """GET one object: (status or None, the object when 200, the reason of a failure)."""
+    (kind, name), plural = ref, KINDS[ref[0]][0]
+    try:
+        status, text = send(api, "GET", f"/api/v1/namespaces/{q(namespace)}/{plural}/{q(name)}",
+                            timeout=timeout)
+    except Exception as exc:
+        found = e.classify_transport(exc, conn, timeout)
+        return None, None, found[1] if found else f"The request failed: {e.snippet(exc)}"
+    if status >= 400:
+        return status, None, e.classify_http(status, text, f"get {plural} in namespace {namespace}")[1]
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        return 502, None, f"The cluster's answer is not a {kind}."
+    return status, obj, ""
 
 
 def _sent(exc: BaseException) -> bool:  # False if the request surely never reached the server
@@ -314,22 +400,20 @@ def pod_state(conn: Connection, spec: WorkspaceSpec, timeout: float = 5.0) -> Po
     back: an unschedulable pod (the provider's scheduling), an image that will not pull, a
     crashing container."""
     namespace, pod = spec.namespace, object_names(spec)["pod"]
-    path = f"/api/v1/namespaces/{q(namespace)}/pods/{q(pod)}"
     try:
-        status, text = send(get_client(conn), "GET", path, timeout=timeout)
-    except Exception as exc:
-        found = e.classify_transport(exc, conn, timeout)
-        return PodState(None, found[1] if found else f"The request failed: {e.snippet(exc)}")
+        status, obj, reason = _read(get_client(conn), conn, namespace, ("Pod", pod), timeout)
+    except Exception as exc:  # certificates that do not load
+        return PodState(None, f"The request failed: {e.snippet(exc)}")
     if status == 404:
         return PodState(None, f"Pod {pod} is not in namespace {namespace}: it was deleted "
                               "from the cluster. Delete the workspace and create it again.")
-    if status >= 400:
-        return PodState(None, e.classify_http(status, text, f"get pods in namespace {namespace}")[1])
-    try:
-        pod_status = (json.loads(text) or {}).get("status") or {}
-    except (ValueError, AttributeError):
-        return PodState(None, "The cluster's answer is not a Pod.")
-    return _pod_state(pod_status)
+    if status != 200:
+        return PodState(None, reason)
+    if not owned(obj, spec):
+        return PodState(None, f"Pod {pod} in namespace {namespace} is not this workspace's (it "
+                              f"lacks the label {UID_LABEL}={spec.uid}).")
+    pod_status = obj.get("status")
+    return _pod_state(pod_status if isinstance(pod_status, dict) else {})
 
 
 def _pod_state(status: dict) -> PodState:

@@ -3,6 +3,7 @@ from sqlalchemy import func
 from sqlalchemy.orm import selectinload
 
 from .. import audit
+from ..database import duplicate_at
 from ..extensions import db
 from ..htmx import done, render
 from ..models import Organization, User, Workspace, organization_members, provider_organizations
@@ -27,13 +28,15 @@ def index():
     """List organizations and create new ones."""
     form = OrganizationForm()
     if form.validate_on_submit():
-        organization = Organization(name=form.name.data)
-        db.session.add(organization)
-        db.session.flush()
-        audit.record("organization.create", organization, {"name": organization.name})
-        db.session.commit()
-        flash(f"Organization {organization.name} created.", "success")
-        return done(url_for(".index"))
+        with duplicate_at(form, "name") as refused:
+            organization = Organization(name=form.name.data)
+            db.session.add(organization)
+            db.session.flush()
+            audit.record("organization.create", organization, {"name": organization.name})
+            db.session.commit()
+        if not refused:
+            flash(f"Organization {organization.name} created.", "success")
+            return done(url_for(".index"))
     organizations = db.session.scalars(db.select(Organization).order_by(Organization.name)).all()
     return render(
         "organizations/index.html", "organizations/_list.html", 422 if form.errors else 200,
@@ -52,11 +55,13 @@ def update(organization_id: int):
     ) or abort(404)
     form = OrganizationForm(organization=organization, obj=organization)
     if form.validate_on_submit() and form.name.data != organization.name:
-        audit.record("organization.update", organization, {"name": {"from": organization.name, "to": form.name.data}})
-        organization.name = form.name.data
-        db.session.commit()
-        flash("Organization renamed.", "success")
-        return done(url_for(".update", organization_id=organization.id))
+        with duplicate_at(form, "name") as refused:
+            audit.record("organization.update", organization, {"name": {"from": organization.name, "to": form.name.data}})
+            organization.name = form.name.data
+            db.session.commit()
+        if not refused:
+            flash("Organization renamed.", "success")
+            return done(url_for(".update", organization_id=organization.id))
     return _page(organization, form, AddMemberForm(formdata=None), 422 if form.errors else 200)
 
 

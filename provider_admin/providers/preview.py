@@ -12,6 +12,7 @@ from . import bp, service
 from .forms import SCHEDULING_PARSERS, ProviderForm
 from .queries import get_provider_or_404
 
+SAMPLE_UID = "0" * 32  # the preview's sample workspace
 HINT_TIMEOUT = 3.0  # seconds per request: hints are advice, never worth a slow page
 
 PREVIEW_KINDS = ("ServiceAccount", "Pod")
@@ -55,7 +56,8 @@ def sample_objects(form: ProviderForm) -> list[dict]:
     organizations = [label for value, label in form.organizations.choices or []
                      if value in (form.organizations.data or [])]
     spec = kube_workspace.WorkspaceSpec(
-        workspace_id=0, name="sample", owner_email=current_user.email,
+        uid=SAMPLE_UID, base_name=kube_workspace.object_base(SAMPLE_UID, "sample"), name="sample",
+        owner_email=current_user.email,
         owner_username=current_user.username,
         organization_name=organizations[0] if organizations else "example-org",
         provider_name=form.name.data or "new-provider", namespace=form.namespace.data or "default",

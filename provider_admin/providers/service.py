@@ -6,7 +6,7 @@ from sqlalchemy import func
 from .. import crypto, scheduling
 from ..kube import token_expiry
 from ..extensions import db
-from ..models import Organization, Provider, Workspace
+from ..models import Organization, Provider, User, Workspace
 
 PLAIN_FIELDS = (
     "name", "cluster_address", "namespace", "e2e_encryption", "external_ssh",
@@ -60,6 +60,36 @@ def allowlist_errors(provider: Provider, new_ids: set[int]) -> list[str]:
                 "delete them before removing it from the allowlist."
             )
     return errors
+
+
+def location_errors(provider: Provider, form) -> dict[str, str]:
+    """A workspace's objects stay where they were built, and its teardown goes there: while a
+    provider has workspaces, its namespace and cluster address cannot change (a new token for
+    the same address can). Returns the message per form field."""
+    if provider.id is None:
+        return {}
+    address = (form.kube_connection.server if form.kube_connection is not None
+               else (form.cluster_address.data or "").strip() or None)
+    address_field = "kubeconfig" if form.kube_connection is not None else "cluster_address"
+    changed = [(field, label) for field, label, old, new in (
+        ("namespace", "Namespace", provider.namespace, (form.namespace.data or "").strip()),
+        (address_field, "Cluster address", provider.cluster_address,
+         provider.cluster_address if provider.is_builtin else address),
+    ) if old != new]
+    if not changed:
+        return {}
+    rows = db.session.execute(
+        db.select(User.username, Workspace.name).join(Workspace.owner)
+        .filter(Workspace.provider_id == provider.id).order_by(User.username, Workspace.name)
+    ).all()
+    if not rows:
+        return {}
+    listed = ", ".join(f"{row.username}/{row.name}" for row in rows[:10])
+    listed += f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+    runs = f"{len(rows)} workspace runs" if len(rows) == 1 else f"{len(rows)} workspaces run"
+    return {field: f"{label} cannot change while {runs} here: {listed}. Their objects stay where "
+                   f"they were built: delete the workspaces first, or add a provider for the new place."
+            for field, label in changed}
 
 
 def apply(provider: Provider, form) -> dict:

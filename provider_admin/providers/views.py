@@ -3,6 +3,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .. import audit, scheduling
 from ..checks import check_now
+from ..database import duplicate_at
 from ..extensions import db
 from ..htmx import done, is_fragment_request, render
 from ..models import Provider
@@ -25,12 +26,15 @@ def create():
     form = ProviderForm(data={"affinity": scheduling.dumps(scheduling.DEFAULT_AFFINITY)})
     form.organizations.choices = service.organization_choices()
     if form.validate_on_submit():
-        provider = Provider()
-        changes = service.apply(provider, form)
-        db.session.add(provider)
-        db.session.flush()
-        audit.record("provider.create", provider, changes)
-        db.session.commit()
+        with duplicate_at(form, "name") as refused:
+            provider = Provider()
+            changes = service.apply(provider, form)
+            db.session.add(provider)
+            db.session.flush()
+            audit.record("provider.create", provider, changes)
+            db.session.commit()
+        if refused:
+            return _form(form, None)
         check_now(provider, trigger="save")
         flash(f"Provider {provider.name} created.", "success")
         _flash_e2e_notice(changes)
@@ -47,15 +51,20 @@ def update(provider_id: int):
     if not form.validate_on_submit():
         return _form(form, provider)
     form.organizations.errors = service.allowlist_errors(provider, set(form.organizations.data))
-    if form.organizations.errors:
+    for field, message in (moved := service.location_errors(provider, form)).items():
+        getattr(form, field).errors.append(message)
+    if form.organizations.errors or moved:
         return _form(form, provider)
     try:
-        changes = service.apply(provider, form)
-        audit.record("provider.update", provider, changes)
-        db.session.commit()
+        with duplicate_at(form, "name") as refused:
+            changes = service.apply(provider, form)
+            audit.record("provider.update", provider, changes)
+            db.session.commit()
     except (service.Conflict, StaleDataError):
         db.session.rollback()
         return _conflict(form, provider_id)
+    if refused:
+        return _form(form, provider)
     check_now(provider, trigger="save")
     flash(f"Provider {provider.name} updated.", "success")
     _flash_e2e_notice(changes)

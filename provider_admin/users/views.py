@@ -4,10 +4,11 @@ from sqlalchemy.orm import selectinload
 
 from .. import audit
 from .. import sessions
+from ..database import duplicate_at
 from ..extensions import db
 from ..htmx import done, render
 from ..models import Organization, Role, User
-from . import bp
+from . import admins, bp
 from .forms import UserForm
 
 
@@ -25,14 +26,16 @@ def create():
     """Create a user with a role and organizations."""
     form = _form(UserForm())
     if form.validate_on_submit():
-        user = User()
-        changes = _apply(user, form)
-        db.session.add(user)
-        db.session.flush()
-        audit.record("user.create", user, changes)
-        db.session.commit()
-        flash(f"User {user.username} created.", "success")
-        return done(url_for(".index"))
+        with duplicate_at(form, "email", "username") as refused:
+            user = User()
+            changes = _apply(user, form)
+            db.session.add(user)
+            db.session.flush()
+            audit.record("user.create", user, changes)
+            db.session.commit()
+        if not refused:
+            flash(f"User {user.username} created.", "success")
+            return done(url_for(".index"))
     return render("users/form.html", "users/_form.html", 422 if form.errors else 200, form=form, user=None)
 
 
@@ -42,14 +45,20 @@ def update(user_id: int):
     user = db.session.get(User, user_id) or abort(404)
     form = _form(UserForm(user=user, data=_values(user)))
     if form.validate_on_submit() and not _refuse_self_lockout(user, form):
-        changes = _apply(user, form)
-        if changes:  # saving the form unchanged is not a change
-            audit.record("user.update", user, changes)
-        db.session.commit()
-        if user.id == current_user.id:  # a new password ends one's other sessions, not this one
-            sessions.keep_current(user)
-        flash(f"User {user.username} updated.", "success")
-        return done(url_for(".index"))
+        with duplicate_at(form, "email", "username") as refused:
+            admins.lock()
+            changes = _apply(user, form)
+            if admins.none_left():
+                db.session.rollback()
+                (form.role if changes.get("role") else form.active).errors.append(admins.MESSAGE)
+            else:
+                if changes:  # saving the form unchanged is not a change
+                    audit.record("user.update", user, changes)
+                db.session.commit()
+                if user.id == current_user.id:  # a new password ends one's other sessions, not this one
+                    sessions.keep_current(user)
+                flash(f"User {user.username} updated.", "success")
+                return done(url_for(".index"))
     return render("users/form.html", "users/_form.html", 422 if form.errors else 200, form=form, user=user)
 
 

@@ -1,23 +1,43 @@
 """Building and tearing down workspaces in the background, one log line at a time."""
+import dataclasses
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask, current_app
+from sqlalchemy import event, select
 
+from .. import audit
 from ..checks.jobs import connection_for
 from ..extensions import db
-from ..models import BuildLogLine, Workspace, utcnow
+from ..kube import Connection
 from ..kube import workspace as kube_workspace
+from ..models import BuildLogLine, Provider, Workspace, utcnow
 
 log = logging.getLogger(__name__)
+
+
+@event.listens_for(Workspace, "before_insert")
+def _identity_and_location(mapper, connection, workspace: Workspace) -> None:
+    """Every new workspace gets object names from its uid and remembers where it is built
+    (its provider's namespace and cluster address now), whichever code path creates it."""
+    workspace.uid = workspace.uid or uuid.uuid4().hex
+    workspace.object_base = workspace.object_base or kube_workspace.object_base(workspace.uid, workspace.name)
+    if workspace.namespace is None:
+        provider_id = workspace.provider.id if workspace.provider else workspace.provider_id
+        where = connection.execute(select(Provider.namespace, Provider.cluster_address)
+                                   .where(Provider.id == provider_id)).one()
+        workspace.namespace, workspace.cluster_address = where.namespace, where.cluster_address
 
 
 def spec_for(workspace: Workspace) -> kube_workspace.WorkspaceSpec:
     provider = workspace.provider
     return kube_workspace.WorkspaceSpec(
-        workspace_id=workspace.id, name=workspace.name, owner_email=workspace.owner.email,
+        uid=workspace.uid, base_name=workspace.object_base,
+        legacy_id=workspace.id if workspace.legacy_labels else None,
+        name=workspace.name, owner_email=workspace.owner.email,
         owner_username=workspace.owner.username, organization_name=workspace.organization.name,
-        provider_name=provider.name, namespace=provider.namespace, image=workspace.image,
+        provider_name=provider.name, namespace=workspace.namespace, image=workspace.image,
         cpu=workspace.cpu, memory=workspace.memory, disk=workspace.disk,
         access_url=provider.access_url or current_app.config["SITE_ACCESS_URL"],
         e2e_encryption=provider.e2e_encryption, external_ssh=provider.external_ssh,
@@ -35,17 +55,56 @@ def start(workspace: Workspace, action: str) -> None:
     pool.submit(_run, app, workspace.id, action)
 
 
+def delete_or_queue(workspace: Workspace) -> str | None:
+    """Start the teardown ("started"), or queue it behind a running build ("queued"); None
+    when a deletion runs already. Both are conditional writes, so a build ending at the same
+    moment or a second click cannot lose the request or start two teardowns."""
+    if workspace.status == "building" and _write_if(workspace, ("building",), delete_requested=True):
+        return "queued"
+    if not _write_if(workspace, ("running", "failed"), status="deleting", status_message=None):
+        return None
+    start(workspace, "teardown")
+    return "started"
+
+
+def _write_if(workspace: Workspace, statuses: tuple[str, ...], **values) -> bool:
+    written = db.session.execute(db.update(Workspace).where(
+        Workspace.id == workspace.id, Workspace.status.in_(statuses)).values(**values))
+    db.session.commit()
+    db.session.refresh(workspace)
+    return written.rowcount == 1
+
+
 def _run(app: Flask, workspace_id: int, action: str) -> None:
     with app.app_context():
         try:
-            (_build if action == "build" else _teardown)(db.session.get(Workspace, workspace_id))
-        except Exception:
-            log.exception("%s of workspace %s failed", action, workspace_id)
-            db.session.rollback()
-            _finish(db.session.get(Workspace, workspace_id), "failed",
-                    f"The {action} stopped on an internal error; see the server log.")
+            _step(workspace_id, action)
+            if action == "build" and _start_queued_deletion(workspace_id):
+                _step(workspace_id, "teardown")
         finally:
             db.session.remove()
+
+
+def _step(workspace_id: int, action: str) -> None:
+    try:
+        (_build if action == "build" else _teardown)(db.session.get(Workspace, workspace_id))
+    except Exception:
+        log.exception("%s of workspace %s failed", action, workspace_id)
+        db.session.rollback()
+        _finish(db.session.get(Workspace, workspace_id), "failed",
+                f"The {action} stopped on an internal error; see the server log.")
+
+
+def _start_queued_deletion(workspace_id: int) -> bool:
+    """Read after the build's final status is committed: a deletion queued while it said
+    "building" is seen here, and a later one finds it no longer building and starts itself."""
+    db.session.expire_all()
+    workspace = db.session.get(Workspace, workspace_id)
+    if workspace is None or not workspace.delete_requested:
+        return False
+    workspace.status, workspace.status_message, workspace.delete_requested = "deleting", None, False
+    _writer(workspace)("The build has ended: starting the deletion queued while it ran")
+    return True
 
 
 def _writer(workspace: Workspace):
@@ -55,20 +114,45 @@ def _writer(workspace: Workspace):
     return write
 
 
+def _connection(workspace: Workspace) -> Connection:
+    """The provider's credentials, aimed at the namespace the workspace was built in."""
+    return dataclasses.replace(connection_for(workspace.provider), namespace=workspace.namespace)
+
+
+def location_problem(workspace: Workspace) -> str | None:
+    """Why the workspace's objects cannot be reached through its provider now (it points
+    elsewhere than where they were built), or None. Nothing is ever deleted elsewhere."""
+    provider = workspace.provider
+    if (provider.namespace, provider.cluster_address) == (workspace.namespace, workspace.cluster_address):
+        return None
+    return (f"This workspace was built in namespace {workspace.namespace} at "
+            f"{workspace.cluster_address or 'the in-cluster API'}, but provider {provider.name} now "
+            f"points to namespace {provider.namespace} at {provider.cluster_address or 'the in-cluster API'}.")
+
+
 def _build(workspace: Workspace) -> None:
     write = _writer(workspace)
-    write(f"Building on provider {workspace.provider.name}, namespace {workspace.provider.namespace}")
-    result = kube_workspace.build(connection_for(workspace.provider), spec_for(workspace), write,
+    write(f"Building on provider {workspace.provider.name}, namespace {workspace.namespace}")
+    result = kube_workspace.build(_connection(workspace), spec_for(workspace), write,
                                   timeout=current_app.config["CHECK_TIMEOUT"])
     _finish(workspace, "running" if result.ok else "failed", None if result.ok else result.message)
 
 
 def _teardown(workspace: Workspace) -> None:
     write = _writer(workspace)
-    write("Deleting the workspace's objects from the cluster")
-    result = kube_workspace.teardown(connection_for(workspace.provider), spec_for(workspace), write,
+    problem = location_problem(workspace)
+    if problem:
+        problem += (" Nothing was deleted: point the provider back to where the workspace was "
+                    "built, or ask a site admin to remove the record.")
+        write(problem)
+        return _finish(workspace, "failed", problem)
+    write(f"Deleting the workspace's objects from namespace {workspace.namespace}")
+    result = kube_workspace.teardown(_connection(workspace), spec_for(workspace), write,
                                      timeout=current_app.config["CHECK_TIMEOUT"])
     if result.ok:
+        if result.left:  # someone else's objects under its names: a trace once the record is gone
+            audit.record("workspace.delete", workspace, {"left_in_cluster": [" ".join(ref) for ref in result.left],
+                                                         "reason": "not this workspace's"}, actor="workspace teardown")
         db.session.delete(workspace)
         db.session.commit()
     else:
@@ -82,7 +166,6 @@ def _finish(workspace: Workspace | None, status: str, message: str | None) -> No
     db.session.commit()
 
 
-
 def settle_if_interrupted(workspace: Workspace) -> None:
     """A build or deletion whose thread died with its server (a restart, a crash) would say
     Building or Deleting forever. Each step logs within a few timeouts, so a long silence
@@ -94,14 +177,18 @@ def settle_if_interrupted(workspace: Workspace) -> None:
     if silent_for < max(120.0, 20 * timeout):
         return
     what = "build" if workspace.status == "building" else "deletion"
+    workspace.delete_requested = False  # nothing will end the build to start it: delete anew
     _finish(workspace, "failed", f"The {what} stopped without finishing (the server was restarted while it "
                                  "ran). Delete the workspace to remove whatever it made in the cluster.")
 
 
 def pod_state(workspace: Workspace) -> kube_workspace.PodState:
     """The phase of the workspace's pod as the cluster reports it now (one request)."""
+    problem = location_problem(workspace)
+    if problem:
+        return kube_workspace.PodState(None, problem + " Its pod is not looked for elsewhere.")
     timeout = min(3.0, float(current_app.config["CHECK_TIMEOUT"]))
-    return kube_workspace.pod_state(connection_for(workspace.provider), spec_for(workspace), timeout=timeout)
+    return kube_workspace.pod_state(_connection(workspace), spec_for(workspace), timeout=timeout)
 
 
 def object_list(workspace: Workspace) -> list[str]:

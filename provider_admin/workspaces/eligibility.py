@@ -2,7 +2,7 @@
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import Organization, Provider, Status
+from ..models import Organization, Provider, Status, User
 
 
 def reason_not_eligible(provider: Provider, organization: Organization | None) -> str | None:
@@ -16,8 +16,12 @@ def reason_not_eligible(provider: Provider, organization: Organization | None) -
     return None
 
 
-def providers_for(organization: Organization | None) -> list[tuple[Provider, str | None]]:
-    providers = db.session.scalars(
-        db.select(Provider).options(selectinload(Provider.organizations)).order_by(Provider.name)
-    )
-    return [(p, reason_not_eligible(p, organization)) for p in providers]
+def providers_for(organization: Organization | None, user: User) -> list[tuple[Provider, str | None]]:
+    """The providers the form offers, each with its reason when it cannot be chosen. A member
+    is offered only those allowlisted for the organization: the others are not theirs to see."""
+    query = db.select(Provider).options(selectinload(Provider.organizations)).order_by(Provider.name)
+    if not user.can_manage:
+        if organization is None:
+            return []
+        query = query.filter(Provider.organizations.any(Organization.id == organization.id))
+    return [(p, reason_not_eligible(p, organization)) for p in db.session.scalars(query)]

@@ -1,8 +1,9 @@
-from flask import Response, abort, flash, redirect, request, url_for
+from flask import Response, abort, flash, redirect, request, session, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
 from .. import audit
+from ..database import duplicate_at
 from ..extensions import db
 from ..htmx import done, is_fragment_request, render
 from ..models import Organization, Provider, Workspace
@@ -10,6 +11,9 @@ from ..providers.forms import ConfirmForm
 from . import bp, builds
 from .eligibility import providers_for, reason_not_eligible
 from .forms import WorkspaceForm
+
+
+DELETING = "deleting_workspaces"  # session key: ids whose deletion this browser started
 
 
 def get_workspace_or_404(workspace_id: int) -> Workspace:
@@ -46,24 +50,23 @@ def create():
     organizations = current_user.organizations
     form.organization.choices = [(o.id, o.name) for o in organizations]
     organization = _chosen(organizations, form.organization.data or request.args.get("organization", type=int))
-    choices = providers_for(organization)
+    choices = providers_for(organization, current_user)
     form.provider.choices = [(p.id, p.name) for p, _ in choices]
     if request.method == "POST" and form.validate():
         provider = next(p for p, _ in choices if p.id == form.provider.data)
         reason = reason_not_eligible(provider, organization)
-        duplicate = db.session.scalar(db.select(Workspace.id).filter_by(owner_id=current_user.id, name=form.name.data))
         if reason:
             form.provider.errors.append(f"{provider.name} cannot take new workspaces: {reason}.")
-        elif duplicate:
-            form.name.errors.append("You already have a workspace with this name.")
         else:
-            workspace = Workspace(name=form.name.data, owner=current_user, organization=organization,
-                                  provider=provider, image=form.image.data, cpu=form.cpu.data,
-                                  memory=form.memory.data, disk=form.disk.data, status="building")
-            db.session.add(workspace)
-            db.session.commit()
-            builds.start(workspace, "build")
-            return done(url_for(".show", workspace_id=workspace.id))
+            with duplicate_at(form, "name", message="You already have a workspace with this name.") as refused:
+                workspace = Workspace(name=form.name.data, owner=current_user, organization=organization,
+                                      provider=provider, image=form.image.data, cpu=form.cpu.data,
+                                      memory=form.memory.data, disk=form.disk.data, status="building")
+                db.session.add(workspace)
+                db.session.commit()
+            if not refused:
+                builds.start(workspace, "build")
+                return done(url_for(".show", workspace_id=workspace.id))
     status = 422 if request.method == "POST" else 200
     return render("workspaces/new.html", "workspaces/_form.html", status, form=form, choices=choices,
                   organization=organization)
@@ -72,9 +75,10 @@ def create():
 @bp.get("/<int:workspace_id>")
 def show(workspace_id: int):
     """The workspace with its build log, which updates live while it builds."""
-    if db.session.get(Workspace, workspace_id) is None and (is_fragment_request() or request.args.get("deleting")):
-        # The live page of a workspace whose deletion just finished (or finished before the
-        # page after "Delete" loaded) goes back to the list.
+    if db.session.get(Workspace, workspace_id) is None and workspace_id in session.get(DELETING, []) \
+            and (is_fragment_request() or request.args.get("deleting")):
+        # The live page of a workspace whose deletion (asked for in this session) just finished,
+        # or finished before the page after "Delete" loaded, goes back to the list.
         flash("The workspace was deleted.", "success")
         if not is_fragment_request():
             return redirect(url_for(".index"), code=303)
@@ -100,18 +104,25 @@ def pod(workspace_id: int):
 
 @bp.route("/<int:workspace_id>/delete", methods=["GET", "POST"])
 def delete(workspace_id: int):
-    """Delete a workspace: its objects are removed from the cluster, then the record."""
+    """Delete a workspace: its objects are removed from the cluster, then the record. While it
+    builds, the deletion is queued and starts when the build ends."""
     workspace = get_workspace_or_404(workspace_id)
     if workspace.owner_id != current_user.id and not current_user.is_admin:
         abort(403)
     builds.settle_if_interrupted(workspace)
     form = ConfirmForm()
-    if form.validate_on_submit() and not workspace.busy:
-        workspace.status, workspace.status_message = "deleting", None
-        db.session.commit()
-        builds.start(workspace, "teardown")
-        return done(url_for(".show", workspace_id=workspace.id, deleting=1))
-    return render("workspaces/delete.html", "workspaces/_delete.html", workspace=workspace, form=form)
+    if form.validate_on_submit():
+        outcome = builds.delete_or_queue(workspace)
+        if outcome:
+            # Only a deletion asked for in this session may later be announced as done.
+            session[DELETING] = (session.get(DELETING, []) + [workspace.id])[-20:]
+        if outcome == "queued":
+            flash("Deletion queued: it starts when the build finishes.", "info")
+            return done(url_for(".show", workspace_id=workspace.id))
+        if outcome == "started":
+            return done(url_for(".show", workspace_id=workspace.id, deleting=1))
+    status = 409 if request.method == "POST" and form.validate() else 200  # a deletion runs already
+    return render("workspaces/delete.html", "workspaces/_delete.html", status, workspace=workspace, form=form)
 
 
 @bp.route("/<int:workspace_id>/forget", methods=["GET", "POST"])
