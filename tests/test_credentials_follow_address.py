@@ -402,6 +402,29 @@ def test_a_hostile_answer_shows_short_and_escaped(app, actions, client, kube_api
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
+def test_hints_quote_the_cluster_in_short_excerpts():
+    from provider_admin.kube.hints import hints_from
+
+    long = "z" * 5000
+    nodes = [{"metadata": {"name": f"n{i}", "labels": {"topology.kubernetes.io/zone": f"{long}{i}",
+                                                        "disk": long}},
+              "spec": {"taints": [{"key": long, "effect": "NoSchedule"}]}} for i in range(3)]
+    hints = hints_from(nodes, [{"metadata": {"name": "gold" + long}}], node_selector={"disk": "ssd"},
+                       tolerations=None, storage_class="silver", affinity_stored=None)
+    assert len(hints) == 2 and "z" * 200 not in "".join(hints)
+    nodes[0]["metadata"]["labels"]["disk"] = "ssd"
+    hints = hints_from(nodes, [{"metadata": {"name": "gold" + long}}], node_selector=None,
+                       tolerations=[{"operator": "Exists"}], storage_class="gold" + long,
+                       affinity_stored=None)
+    assert "availability zones" in hints[0] and "z" * 200 not in hints[0]
+
+
+def test_suggested_names_are_names_a_cluster_can_have(kube_api):
+    for name in ("standard", "x" * 300, "two\nlines"):
+        kube_api.put("storage.k8s.io/v1/storageclasses", None, name)
+    assert kube.storage_classes(kube_api.connection(), 2).names == ["standard"]
+
+
 def test_a_huge_answer_is_an_error_of_its_own_not_read_whole(kube_api):
     kube_api.respond("get /version", 200, body=b"{" + b" " * (MAX_RESPONSE_BYTES + 10) + b"}")
     result = kube.check(kube_api.connection(), provider_name="east", storage_class=None,
