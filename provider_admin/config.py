@@ -39,6 +39,9 @@ class Defaults:
     CHECK_LEASE = 120
     CHECK_HISTORY = 50
     MAX_FORM_FIELD_BYTES = 64 * 1024
+    # Cluster addresses on link-local networks or cloud metadata services are refused (the
+    # token would go to whatever answers there) unless this is true.
+    ALLOW_LINK_LOCAL_CLUSTERS = False
     BUILTIN_PROVIDER = None  # a name: registers the in-cluster provider when running in Kubernetes
     BUILTIN_NAMESPACE = None  # its workspaces' namespace; default: the pod's own
 

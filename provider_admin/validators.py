@@ -44,6 +44,21 @@ def absolute_url(*schemes: str):
     return check
 
 
+def cluster_address(form, field) -> None:
+    """The address credentials are sent to: the rule of `kube.check_address`, normalized."""
+    from flask import current_app
+
+    from .kube import AddressError, check_address
+
+    if not (field.data or "").strip():
+        return
+    try:
+        field.data = check_address(
+            field.data, allow_link_local=current_app.config["ALLOW_LINK_LOCAL_CLUSTERS"])
+    except AddressError as error:
+        raise ValidationError(str(error))
+
+
 def pem_certificates(form, field) -> None:
     from cryptography import x509
 

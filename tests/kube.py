@@ -255,6 +255,13 @@ class KubeAPI:
             return (self.k ** next(self._priority))[criteria] << status << payload
         return self._call(script)
 
+    def redirect(self, criteria, location: str, status: int = 302):
+        """Answer matching requests with a redirect to `location` (another server, say)."""
+        def script():
+            return (self.k ** next(self._priority))[criteria] << status << kmock.headers(
+                {"Location": location}) << b""
+        return self._call(script)
+
     def refuse(self, method: str, path: str, status: int, message: str):
         """respond() for one method and path, e.g. refuse("POST", "/api/v1/namespaces/ws/pods", 403, "no")."""
         return self.respond(f"{method.lower()} {path}", status, message)

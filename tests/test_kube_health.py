@@ -359,7 +359,7 @@ def test_every_category_is_known():
     assert set(CATEGORIES) == {
         "ready", "unreachable", "tls", "unauthorized", "token_expired", "forbidden",
         "missing_permission", "api_unhealthy", "not_deployed", "marker_conflict",
-        "storage_class_missing", "service_account_missing", "error"}
+        "storage_class_missing", "service_account_missing", "address_refused", "error"}
 
 
 def test_a_dead_cluster_does_not_delay_a_healthy_one_in_a_thread_pool(deployed):

@@ -129,8 +129,8 @@ def test_new_provider_needs_a_token(admin, actions):
 @pytest.mark.parametrize("field, value, message", [
     ("name", "", "This field is required"),
     ("name", "x" * 65, "between 1 and 64"),
-    ("cluster_address", "http://k8s.example.com", "absolute https URL"),
-    ("cluster_address", "k8s.example.com", "absolute https URL"),
+    ("cluster_address", "http://k8s.example.com", "the token would travel in clear"),
+    ("cluster_address", "k8s.example.com", "must be an https URL"),
     ("cluster_address", "", "cluster address is required"),
     ("kubeconfig", EXEC_KUBECONFIG, "not supported"),
     ("kubeconfig", "{not: [yaml", "kubeconfig"),

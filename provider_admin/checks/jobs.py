@@ -1,4 +1,5 @@
 """A check job: the plain values a check needs, so that it can run in any thread."""
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ def connection_for(provider: Provider) -> kube.Connection:
 
     `provider` may also be a row with the same column names, such as a claim returns.
     """
+    blocked = () if current_app.config["ALLOW_LINK_LOCAL_CLUSTERS"] else kube.BLOCKED_NETWORKS
     if provider.is_builtin:
-        return kube.in_cluster_connection(namespace=provider.namespace)
+        conn = kube.in_cluster_connection(namespace=provider.namespace)
+        return dataclasses.replace(conn, blocked_networks=blocked)
     secret = json.loads(crypto.decrypt(provider.credentials_encrypted) or "{}")
     return kube.Connection(
         server=provider.cluster_address or "",
@@ -37,6 +40,7 @@ def connection_for(provider: Provider) -> kube.Connection:
         token=secret.get("token"),
         client_cert=secret.get("client_cert"),
         client_key=secret.get("client_key"),
+        blocked_networks=blocked,
     )
 
 

@@ -11,9 +11,12 @@ back; nothing outside this package imports the `kubernetes` client. No Flask, no
 """
 from .client import ClientConfigError, clear_client_cache
 from .connection import (
+    BLOCKED_NETWORKS,
+    AddressError,
     Connection,
     KubeconfigError,
     NotInClusterError,
+    check_address,
     in_cluster_connection,
     kubeconfig_contexts,
     parse_kubeconfig,
@@ -51,11 +54,12 @@ from .workspace import build as build_workspace
 from .workspace import teardown as teardown_workspace
 
 __all__ = [
-    "ALREADY_ABSENT", "ALREADY_PRESENT", "CATEGORIES", "CREATED", "DELETED", "HINTS_UNAVAILABLE",
-    "MARKER_KEY", "MARKER_NAME", "UID_LABEL", "BuildResult", "PodState", "CheckResult", "ClientConfigError", "Connection",
-    "KubeconfigError", "Names", "NotInClusterError", "Permission", "TeardownResult", "WorkspaceSpec",
-    "bootstrap_manifest", "build_workspace", "check", "clear_client_cache", "deploy", "describe",
-    "in_cluster_connection", "kubeconfig_contexts", "object_base", "object_names", "parse_kubeconfig", "pod_state",
+    "ALREADY_ABSENT", "ALREADY_PRESENT", "AddressError", "BLOCKED_NETWORKS", "CATEGORIES", "CREATED", "DELETED",
+    "HINTS_UNAVAILABLE", "MARKER_KEY", "MARKER_NAME", "UID_LABEL", "BuildResult", "PodState", "CheckResult",
+    "ClientConfigError", "Connection", "KubeconfigError", "Names", "NotInClusterError", "Permission", "TeardownResult",
+    "WorkspaceSpec", "bootstrap_manifest", "build_workspace", "check", "check_address", "clear_client_cache", "deploy",
+    "describe", "in_cluster_connection", "kubeconfig_contexts", "object_base", "object_names", "parse_kubeconfig",
+    "pod_state",
     "required_permissions", "scheduling_hints", "service_accounts", "storage_classes", "succeeded",
     "teardown_workspace", "to_yaml", "token_expiry", "undeploy", "workspace_objects",
 ]

@@ -7,9 +7,14 @@ connection reuse its connection pool. The sweeper sizes the cache from the numbe
 providers (`size_client_cache`), so that every provider keeps its client between checks.
 Certificates stay in memory: PEM CA data goes to the client as data, and a client
 certificate is loaded into an SSLContext from a temporary file that is removed at once.
+
+Every connection a client opens checks the address it reached before the request (and its
+token) is written: a name that resolves to a link-local or metadata address is refused
+(`BlockedPeerError`), whatever the form was told. Redirects are never followed.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 import tempfile
@@ -19,16 +24,36 @@ from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util.ssl_ import create_urllib3_context
 
-from .connection import Connection
+from .connection import SETTING, Connection, peer_refusal
 
 USER_AGENT = "provider-admin"
 DEFAULT_CACHE_SIZE = 64
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # an answer past this is an error, never read whole
 
 
 class ClientConfigError(ValueError):
     """The connection's certificates cannot be loaded (bad PEM); the message says which."""
+
+
+class BlockedPeerError(OSError):
+    """The connection reached an address credentials may not go to; nothing was sent."""
+
+    def __init__(self, host: str, refusal: str):
+        super().__init__(
+            f"{host} resolves to {refusal}: Provider Admin refused to connect and sent nothing "
+            f"(credentials go there only when the {SETTING} setting allows it). "
+            "Use the cluster's own address.")
+
+
+class ResponseTooLarge(Exception):
+    """The API server answered more than MAX_RESPONSE_BYTES."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"The API server answered with more than {limit // (1024 * 1024)} MiB; "
+                         "the answer was not read.")
 
 
 def request_timeout(timeout: float) -> tuple[float, float]:
@@ -55,7 +80,17 @@ def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
         method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
     )
     response = api.call_api(method, url, headers, data, _request_timeout=request_timeout(timeout))
-    return response.status, (response.read() or b"").decode("utf-8", "replace")
+    raw = response.response  # not read yet: the client asks urllib3 not to preload
+    try:
+        data = raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True) or b""
+    except BaseException:
+        raw.close()
+        raise
+    if len(data) > MAX_RESPONSE_BYTES:
+        raw.close()  # drop the connection rather than drain the rest
+        raise ResponseTooLarge(MAX_RESPONSE_BYTES)
+    raw.release_conn()
+    return response.status, data.decode("utf-8", "replace")
 
 
 def build_client(conn: Connection) -> k8s.ApiClient:
@@ -72,11 +107,58 @@ def build_client(conn: Connection) -> k8s.ApiClient:
         config.api_key_prefix = {"BearerToken": "Bearer"}
     api = k8s.ApiClient(config)
     api.user_agent = USER_AGENT
+    unguarded = api.rest_client.pool_manager
+    api.rest_client.pool_manager = _GuardedPoolManager(conn.blocked_networks,
+                                                       **unguarded.connection_pool_kw)
+    unguarded.clear()
     if conn.client_cert and conn.client_key:
         pool_kw = api.rest_client.pool_manager.connection_pool_kw
         pool_kw["ssl_context"] = _client_cert_context(conn)
         pool_kw.update(ca_certs=None, ca_cert_data=None, cert_file=None, key_file=None)
     return api
+
+
+class _PeerCheck:
+    """Checks the address a new socket reached before anything is written to it."""
+
+    def __init__(self, *args, blocked_networks: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.blocked_networks = blocked_networks
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        refusal = None
+        if self.blocked_networks:
+            peer = sock.getpeername()[0]
+            refusal = peer_refusal(ipaddress.ip_address(peer.split("%")[0]), self.blocked_networks)
+        if refusal:
+            sock.close()
+            raise BlockedPeerError(self.host, refusal)
+        return sock
+
+
+class _GuardedHTTPConnection(_PeerCheck, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_PeerCheck, HTTPSConnection):
+    pass
+
+
+class _GuardedPoolManager(urllib3.PoolManager):
+    """A PoolManager whose connections refuse peers in `blocked_networks`."""
+
+    connection_classes = {"http": _GuardedHTTPConnection, "https": _GuardedHTTPSConnection}
+
+    def __init__(self, blocked_networks: tuple[str, ...], **connection_pool_kw):
+        super().__init__(**connection_pool_kw)
+        self.blocked_networks = tuple(blocked_networks)
+
+    def _new_pool(self, scheme, host, port, request_context=None):
+        pool = super()._new_pool(scheme, host, port, request_context)
+        pool.ConnectionCls = self.connection_classes[scheme]
+        pool.conn_kw = {**pool.conn_kw, "blocked_networks": self.blocked_networks}
+        return pool
 
 
 def _check_pem(pem: str, what: str) -> None:

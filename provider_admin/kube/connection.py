@@ -8,17 +8,44 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import json
 import os
-from collections.abc import Mapping
+import re
+import socket
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import yaml
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 FLATTEN_HINT = "export it with `kubectl config view --raw --flatten --minify`"
 CREDENTIALS_HINT = "use a service account token or a client certificate"
+
+
+# Addresses a token must never be sent to unless ALLOW_LINK_LOCAL_CLUSTERS says so: link-local
+# networks (where clouds answer instance metadata, credentials included) and the metadata
+# services' other well-known addresses.
+LINK_LOCAL_NETWORKS = ("169.254.0.0/16", "fe80::/10")
+METADATA_NETWORKS = (
+    "100.100.100.200/32",  # Alibaba Cloud
+    "192.0.0.192/32",  # Oracle Cloud Classic
+    "fd00:ec2::254/128",  # AWS over IPv6
+    "fd00:ec2::23/128",  # AWS time sync and DNS
+)
+BLOCKED_NETWORKS = LINK_LOCAL_NETWORKS + METADATA_NETWORKS
+METADATA_NAMES = frozenset({
+    "metadata", "metadata.google.internal", "metadata.goog", "instance-data",
+    "instance-data.ec2.internal", "metadata.azure.internal", "metadata.tencentyun.com",
+})
+SETTING = "ALLOW_LINK_LOCAL_CLUSTERS"
+_NUMERIC_HOST = re.compile(r"^[0-9a-fx.]+$", re.I)
+
+
+class AddressError(ValueError):
+    """A cluster address that credentials may not be sent to; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -32,16 +59,103 @@ class Connection:
     client_cert: str | None = None
     client_key: str | None = field(default=None, repr=False)
     in_cluster: bool = False
+    # Peers the client refuses to send a request to, checked on every new connection (a
+    # name may resolve to a metadata address): CIDR strings, () when the setting allows them.
+    blocked_networks: tuple[str, ...] = BLOCKED_NETWORKS
 
     def fingerprint(self) -> str:
         """A hash of every field, secrets included: equal connections share a client."""
         parts = [self.server, self.namespace, self.ca_cert, self.token,
-                 self.client_cert, self.client_key, str(self.in_cluster)]
+                 self.client_cert, self.client_key, str(self.in_cluster),
+                 list(self.blocked_networks)]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 class KubeconfigError(ValueError):
     """A pasted kubeconfig cannot be used; the message is shown to the admin as is."""
+
+
+def check_address(address: str, *, allow_link_local: bool = False,
+                  what: str = "The cluster address") -> str:
+    """The address credentials may be sent to, without a trailing slash; else AddressError.
+
+    One rule for a form's cluster address and a kubeconfig's server: https only, no user
+    name, query or fragment (a path is fine: API servers behind a prefix), a valid host and
+    port, and no link-local or cloud metadata host unless `allow_link_local`.
+    """
+    value = (address or "").strip()
+    if any(c.isspace() or not c.isprintable() or c == "\\" for c in value):
+        raise AddressError(f"{what} has spaces, control characters or a backslash in it.")
+    try:
+        parts = urlsplit(value)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise AddressError(
+            f"{what} is not a valid URL: check the host (an IPv6 address goes in [brackets]) "
+            "and the port (a number from 1 to 65535).") from None
+    if parts.scheme.lower() == "http":
+        raise AddressError(f"{what} is http://: the token would travel in clear. "
+                           "Use the API server's https:// address.")
+    if parts.scheme.lower() != "https" or not host:
+        raise AddressError(f"{what} must be an https URL, e.g. https://k8s.example.com:6443")
+    if "@" in parts.netloc:
+        raise AddressError(f"{what} must not carry a user name or password (user@host): "
+                           "credentials go in the token or the kubeconfig's user.")
+    if parts.query or "?" in value or parts.fragment or "#" in value:
+        raise AddressError(f"{what} must not have a query (?...) or a fragment (#...).")
+    if port == 0:
+        raise AddressError(f"{what} has port 0: use the API server's port, e.g. 6443.")
+    refusal = host_refusal(host, () if allow_link_local else BLOCKED_NETWORKS)
+    if refusal and refusal.startswith("the unspecified"):
+        raise AddressError(f"{what} is {refusal}, which no cluster can be reached at.")
+    if refusal:
+        raise AddressError(f"{what} points to {refusal}, where credentials must not go "
+                           f"unless the {SETTING} setting allows it. Use the cluster's own address.")
+    return value.rstrip("/")
+
+
+def host_refusal(host: str, blocked: Iterable[str]) -> str | None:
+    """Why credentials may not go to `host` (a name or a literal address), or None.
+
+    Only what the host says literally: a name's addresses are checked when connecting.
+    """
+    name = host.lower().rstrip(".")
+    ip = _literal_ip(name)
+    if ip is None:
+        if name in METADATA_NAMES and tuple(blocked):
+            return f"a cloud metadata service ({name})"
+        return None
+    if ip.is_unspecified:
+        return f"the unspecified address {ip} (\"this host\")"
+    return peer_refusal(ip, blocked)
+
+
+def peer_refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                 blocked: Iterable[str]) -> str | None:
+    """Why credentials may not go to the address `ip`, or None when it is not `blocked`."""
+    mapped = getattr(ip, "ipv4_mapped", None)
+    ip = mapped or ip
+    if not any(ip in ipaddress.ip_network(net) for net in blocked):
+        return None
+    if ip == ipaddress.ip_address("169.254.169.254") or any(
+            ip in ipaddress.ip_network(net) for net in METADATA_NETWORKS):
+        return f"a cloud metadata address ({ip})"
+    if ip.is_link_local:
+        return f"a link-local address ({ip})"
+    return f"a blocked address ({ip})"
+
+
+def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.match(host):  # 2852039166, 0xa9fea9fe, 169.254.43518: IPv4 all the same
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            pass
+    return None
 
 
 class NotInClusterError(RuntimeError):
@@ -53,14 +167,15 @@ def kubeconfig_contexts(text: str) -> list[str]:
     return [c["name"] for c in _named_list(_load(text), "contexts")]
 
 
-def parse_kubeconfig(text: str, context: str | None = None) -> tuple[Connection, list[str]]:
+def parse_kubeconfig(text: str, context: str | None = None, *,
+                     allow_link_local: bool = False) -> tuple[Connection, list[str]]:
     """Resolve one context of a pasted kubeconfig into a Connection.
 
     Returns ``(connection, contexts)``: ``contexts`` lists every context name in the file
     so a form can offer them. ``connection.namespace`` is the context's namespace, or ""
     when the context sets none (the caller fills in its own). ``context=None`` picks the
-    current-context, or the only context. Raises KubeconfigError with a message that says
-    what is wrong and how to fix it.
+    current-context, or the only context. The server must pass `check_address`. Raises
+    KubeconfigError with a message that says what is wrong and how to fix it.
     """
     config = _load(text)
     contexts = _named_list(config, "contexts")
@@ -80,7 +195,7 @@ def parse_kubeconfig(text: str, context: str | None = None) -> tuple[Connection,
     ctx_body = ctx.get("context") or {}
     cluster = _find(_named_list(config, "clusters"), ctx_body.get("cluster"), "cluster")
     user = _find(_named_list(config, "users"), ctx_body.get("user"), "user")
-    server, ca_cert = _cluster_fields(cluster)
+    server, ca_cert = _cluster_fields(cluster, allow_link_local)
     token, client_cert, client_key = _user_fields(user)
     conn = Connection(
         server=server,
@@ -195,7 +310,7 @@ def _find(items: list[dict], name: object, what: str, available: list[str] | Non
     raise KubeconfigError(f"The kubeconfig refers to a {what} '{name}' that it does not define.")
 
 
-def _cluster_fields(cluster: dict) -> tuple[str, str | None]:
+def _cluster_fields(cluster: dict, allow_link_local: bool) -> tuple[str, str | None]:
     name, body = cluster["name"], cluster.get("cluster") or {}
     if body.get("insecure-skip-tls-verify"):
         raise KubeconfigError(
@@ -206,10 +321,15 @@ def _cluster_fields(cluster: dict) -> tuple[str, str | None]:
     if body.get("certificate-authority") and not body.get("certificate-authority-data"):
         _file_error("cluster", name, "certificate-authority", body["certificate-authority"])
     server = str(body.get("server") or "").strip()
-    if not server.startswith(("https://", "http://")):
+    if not server:
         raise KubeconfigError(f"Cluster '{name}' has no https:// server address.")
+    try:
+        server = check_address(server, allow_link_local=allow_link_local,
+                               what=f"The server of cluster '{name}'")
+    except AddressError as exc:
+        raise KubeconfigError(str(exc)) from None
     ca = body.get("certificate-authority-data")
-    return server.rstrip("/"), (_pem(ca, f"cluster '{name}'", "certificate-authority-data")
+    return server, (_pem(ca, f"cluster '{name}'", "certificate-authority-data")
                                 if ca else None)
 
 

@@ -1,7 +1,7 @@
 """Turn what the client raises into a category and a short message that says how to fix it.
 
-Messages are plain text; anything quoted from the cluster is truncated and left unescaped
-(the app escapes it when rendering).
+Messages are plain text; anything quoted from the cluster is a short excerpt on one line,
+without control characters, and left unescaped (the app escapes it when rendering).
 """
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import json
 import re
 import socket
 import ssl
+import unicodedata
 from http.client import HTTPException
 from urllib.parse import urlsplit
 
 import urllib3.exceptions as u3
 from kubernetes.client.exceptions import ApiException
 
+from .client import BlockedPeerError, ResponseTooLarge
 from .connection import Connection
 
 READY = "ready"
@@ -29,22 +31,27 @@ NOT_DEPLOYED = "not_deployed"
 MARKER_CONFLICT = "marker_conflict"
 STORAGE_CLASS_MISSING = "storage_class_missing"
 SERVICE_ACCOUNT_MISSING = "service_account_missing"
+ADDRESS_REFUSED = "address_refused"
 ERROR = "error"
 CATEGORIES = (READY, UNREACHABLE, TLS, UNAUTHORIZED, TOKEN_EXPIRED, FORBIDDEN, MISSING_PERMISSION,
               API_UNHEALTHY, NOT_DEPLOYED, MARKER_CONFLICT, STORAGE_CLASS_MISSING,
-              SERVICE_ACCOUNT_MISSING, ERROR)
+              SERVICE_ACCOUNT_MISSING, ADDRESS_REFUSED, ERROR)
 
-SNIPPET_LENGTH = 200
+SNIPPET_LENGTH = 150  # what is quoted from a cluster's answer: an excerpt, never a body
+SNIPPET_SCAN = 64 * 1024  # characters of a body looked at for it (past any <head> and <style>)
 CA_HINT = ("set the cluster's CA certificate on the provider (certificate-authority-data "
            "from its kubeconfig, base64-decoded)")
 
 
 def snippet(text: object, limit: int = SNIPPET_LENGTH, *, body: bool = False) -> str:
-    """One line of at most `limit` characters; a response `body` loses its HTML tags."""
-    text = str(text or "")
+    """One line of at most `limit` characters without control characters (line breaks,
+    escapes, bidi overrides); a response `body` loses its HTML tags."""
+    text = str(text or "")[:SNIPPET_SCAN]
     if body and "<" in text and ">" in text:
         text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S | re.I)
         text = re.sub(r"<[^>]*>", " ", text)
+    text = "".join(" " if c.isspace() or unicodedata.category(c) in ("Cc", "Cf") else c
+                   for c in text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
@@ -90,6 +97,11 @@ def classify_transport(
     address = urlsplit(conn.server).netloc or conn.server
     host = urlsplit(conn.server).hostname or address
     chain = list(_chain(exc))
+    for e in chain:
+        if isinstance(e, BlockedPeerError):
+            return ADDRESS_REFUSED, str(e)
+        if isinstance(e, ResponseTooLarge):
+            return ERROR, f"{e} ({address})"
     if any(isinstance(e, (u3.NameResolutionError, socket.gaierror)) for e in chain):
         return UNREACHABLE, (
             f"Cannot resolve the host name {host} (DNS lookup failed). Check the cluster address."

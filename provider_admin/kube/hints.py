@@ -2,7 +2,8 @@
 
 Each hint names a setting that would leave workspace pods or volumes Pending, and what to
 change. They are advice for the edit form and the provider page: `scheduling_hints()` never
-raises, and says so in a single note when it cannot read what it needs.
+raises, and says so in a single note when it cannot read what it needs. What they quote from
+the cluster (names, labels, taints) is a short excerpt.
 """
 from __future__ import annotations
 
@@ -88,8 +89,9 @@ def hints_from(nodes: list[dict], classes: list[dict], *, node_selector: dict | 
         which = "Every node that matches the node selector" if selector else "Every node"
         hints.append(
             f"{which} has a taint that the pod tolerations do not tolerate: "
-            f"{', '.join(taints)}. Workspace pods would stay Pending: add a toleration for "
-            f"{'it' if len(taints) == 1 else 'them'}, e.g. {_example_toleration(taints[0])}."
+            f"{e.snippet(', '.join(taints))}. Workspace pods would stay Pending: add a toleration "
+            f"for {'it' if len(taints) == 1 else 'them'}, e.g. "
+            f"{e.snippet(_example_toleration(taints[0]))}."
         )
     sc_hint, sc = _storage_class(classes, storage_class)
     if sc_hint:
@@ -97,11 +99,11 @@ def hints_from(nodes: list[dict], classes: list[dict], *, node_selector: dict | 
     zones = sorted({z for z in (_zone(n) for n in candidates) if z})
     mode = (sc or {}).get("volumeBindingMode") or ""
     if sc and affinity_stored is None and len(zones) > 1 and mode in ("", "Immediate"):
-        which = (f"storage class {_name(sc)}" if storage_class
-                 else f"cluster's default storage class {_name(sc)}")
+        which = (f"storage class {e.snippet(_name(sc))}" if storage_class
+                 else f"cluster's default storage class {e.snippet(_name(sc))}")
         binding = "volumeBindingMode Immediate" if mode else "volumeBindingMode unset: Immediate"
         hints.append(
-            f"The nodes span {len(zones)} availability zones ({', '.join(zones)}) and the "
+            f"The nodes span {len(zones)} availability zones ({e.snippet(', '.join(zones))}) and the "
             f"{which} binds volumes as soon as they are claimed ({binding}). With Coder's "
             "default affinity this can cause pods to become saturated in a single zone and "
             "become unschedulable, because persistent disks are often zonal. Set Affinity to "
@@ -151,7 +153,7 @@ def _selector_hint(selector: dict, nodes: list[dict]) -> str:
         if not found:
             problems.append(f"no node has the label {key}")
         elif value not in found:
-            problems.append(f"{key} is {' or '.join(found)} on the nodes, never {value}")
+            problems.append(f"{key} is {e.snippet(' or '.join(found))} on the nodes, never {value}")
     why = "; ".join(problems) or "no single node has all of these labels"
     return (f"No node matches the pod node selector {json.dumps(selector, sort_keys=True)} "
             f"({why}): workspace pods would stay Pending. Fix the node selector or label the "
@@ -161,7 +163,7 @@ def _selector_hint(selector: dict, nodes: list[dict]) -> str:
 def _storage_class(classes: list[dict], name: str | None) -> tuple[str | None, dict | None]:
     """(hint, the StorageClass the home volumes would get)."""
     names = sorted(_name(c) for c in classes)
-    have = f" (it has: {', '.join(names)})" if names else " (it has none)"
+    have = f" (it has: {e.snippet(', '.join(names))})" if names else " (it has none)"
     if name:
         found = next((c for c in classes if _name(c) == name), None)
         if found is None:

@@ -8,6 +8,8 @@ from . import errors as e
 from .client import get_client, quote_segment, send
 from .connection import Connection
 
+MAX_NAME = 253  # the longest Kubernetes object name
+
 
 @dataclass
 class Names:
@@ -39,4 +41,6 @@ def _list(conn: Connection, path: str, timeout: float) -> Names:
         items = json.loads(text).get("items") or []
     except (ValueError, AttributeError):
         return Names(error="the cluster's answer was not a list")
-    return Names(names=sorted(str((i.get("metadata") or {}).get("name", "")) for i in items if i))
+    names = (str((i.get("metadata") or {}).get("name", "")) for i in items if isinstance(i, dict))
+    # A name a real cluster cannot have (too long, several lines) is no suggestion to offer.
+    return Names(names=sorted(n for n in names if n and n == e.snippet(n, MAX_NAME)))

@@ -15,7 +15,7 @@ import urllib3.exceptions as u3
 from provider_admin import scheduling
 
 from . import errors as e
-from .client import get_client, send
+from .client import BlockedPeerError, get_client, send
 from .client import quote_segment as q
 from .connection import Connection
 from .manifest import DNS_LABEL
@@ -347,7 +347,8 @@ def _read(api, conn: Connection, namespace: str, ref: Ref,
 
 
 def _sent(exc: BaseException) -> bool:  # False if the request surely never reached the server
-    never = (u3.NewConnectionError, u3.ConnectTimeoutError, u3.SSLError, ConnectionRefusedError)
+    never = (u3.NewConnectionError, u3.ConnectTimeoutError, u3.SSLError, ConnectionRefusedError,
+             BlockedPeerError)
     return not any(isinstance(x, never) for x in e._chain(exc)) and "SSLError" not in str(exc)
 
 
@@ -417,7 +418,7 @@ def pod_state(conn: Connection, spec: WorkspaceSpec, timeout: float = 5.0) -> Po
 
 
 def _pod_state(status: dict) -> PodState:
-    phase = status.get("phase") or "Pending"
+    phase = e.snippet(status.get("phase") or "Pending", 32)
     conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
     ready = (conditions.get("Ready") or {}).get("status") == "True"
     scheduled = conditions.get("PodScheduled") or {}
@@ -428,7 +429,7 @@ def _pod_state(status: dict) -> PodState:
         waiting = ((container or {}).get("state") or {}).get("waiting") or {}
         if waiting.get("reason") and waiting["reason"] not in ("ContainerCreating", "PodInitializing"):
             why = ": ".join(p for p in (waiting["reason"], waiting.get("message")) if p)
-            return PodState(phase, f"Container {container.get('name')} is waiting: {e.snippet(why)}")
+            return PodState(phase, f"Container {e.snippet(container.get('name'), 63)} is waiting: {e.snippet(why)}")
     if phase == "Failed":
         return PodState(phase, e.snippet(status.get("message") or status.get("reason") or "The pod failed."))
     return PodState(phase, "", ready)

@@ -1,3 +1,4 @@
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -12,7 +13,8 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import scheduling
-from ..validators import absolute_url, dns_label, dns_subdomain, pem_certificates
+from ..validators import absolute_url, cluster_address, dns_label, dns_subdomain, pem_certificates
+from . import service
 
 SCHEDULING_PARSERS = {
     "pod_tolerations": scheduling.parse_tolerations,
@@ -25,6 +27,14 @@ SCHEDULING_PARSERS = {
 class CheckboxListField(SelectMultipleField):
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
+
+
+class SecretTextAreaField(TextAreaField):
+    """A textarea whose content is never sent back to the browser (a kubeconfig holds keys):
+    after an error it is empty, and the user pastes it again, as with a password."""
+
+    def _value(self) -> str:
+        return ""
 
 
 class JSONField(TextAreaField):
@@ -41,15 +51,13 @@ class JSONField(TextAreaField):
 
 class ProviderForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(min=1, max=64)])
-    cluster_address = URLField(
-        "Cluster address", validators=[Length(max=2048), absolute_url("https")]
-    )
+    cluster_address = URLField("Cluster address", validators=[Length(max=2048), cluster_address])
     namespace = StringField("Namespace", validators=[DataRequired(), dns_label])
     ca_certificate = TextAreaField(
         "CA certificate", validators=[Optional(), Length(max=64 * 1024), pem_certificates]
     )
     token = PasswordField("Service account token", validators=[Length(max=16 * 1024)])
-    kubeconfig = TextAreaField("Kubeconfig", validators=[Length(max=256 * 1024)])
+    kubeconfig = SecretTextAreaField("Kubeconfig", validators=[Length(max=256 * 1024)])
     kubeconfig_context = StringField("Context", validators=[Length(max=253)])
     organizations = CheckboxListField("Organizations", coerce=int)
     e2e_encryption = BooleanField("Enable end-to-end encryption")
@@ -100,19 +108,25 @@ class ProviderForm(FlaskForm):
             return
         context = (self.kubeconfig_context.data or "").strip() or None
         try:
-            self.kube_connection, _ = parse_kubeconfig(field.data, context)
+            self.kube_connection, _ = parse_kubeconfig(
+                field.data, context, allow_link_local=current_app.config["ALLOW_LINK_LOCAL_CLUSTERS"])
         except KubeconfigError as error:
             raise ValidationError(str(error))
 
     def validate_token(self, field) -> None:
         field.data = (field.data or "").strip()
-        has_other = (self.provider is not None and self.provider.has_credentials) or (
-            (self.kubeconfig.data or "").strip()) or self.in_cluster
-        if not field.data and not has_other:
+        pasted = bool((self.kubeconfig.data or "").strip())
+        kept = self.provider is not None and self.provider.has_credentials and not self.in_cluster
+        if not field.data and not (kept or pasted or self.in_cluster):
             raise ValidationError(
                 "A service account token is required to reach the cluster (or paste a kubeconfig).")
         if any(c.isspace() for c in field.data):
             raise ValidationError("A token has no spaces or line breaks; paste it in one piece.")
+        if kept and not field.data and not pasted:
+            changed = service.connection_changes(self.provider, self.cluster_address.data,
+                                                 self.ca_certificate.data, self.kubeconfig_context.data)
+            if changed:
+                raise ValidationError(service.credentials_required_message(self.provider, changed))
 
 
 class CordonForm(FlaskForm):

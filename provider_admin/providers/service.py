@@ -1,5 +1,6 @@
 """Provider changes: form to model, the guards, and what the audit log records."""
 import json
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func
 
@@ -23,6 +24,7 @@ def form_data(provider: Provider) -> dict:
     """The values an edit form starts with (never the credentials)."""
     data = {field: getattr(provider, field) for field in PLAIN_FIELDS}
     data["ca_certificate"] = provider.ca_cert
+    data["kubeconfig_context"] = provider.kubeconfig_context
     data["organizations"] = [org.id for org in provider.organizations]
     data["version"] = provider.version
     for field in SCHEDULING_FIELDS:
@@ -31,6 +33,45 @@ def form_data(provider: Provider) -> dict:
             value = scheduling.effective_affinity(value)
         data[field] = scheduling.dumps(value)
     return data
+
+
+def connection_changes(provider: Provider, address: str | None, ca_cert: str | None,
+                       context: str | None) -> list[str]:
+    """What of the provider's connection these values change, e.g. ["cluster address"].
+
+    Stored credentials are only ever sent to the address they were entered for: a change
+    here needs them entered again. Spelling does not count (a trailing slash, the case of
+    the host, the line breaks of a PEM), so saving an unchanged form never asks for them.
+    """
+    changed = []
+    if _address_key(address) != _address_key(provider.cluster_address):
+        changed.append("cluster address")
+    if "".join((ca_cert or "").split()) != "".join((provider.ca_cert or "").split()):
+        changed.append("CA certificate")
+    if (context or "").strip() != (provider.kubeconfig_context or "").strip():
+        changed.append("kubeconfig context")
+    return changed
+
+
+def credentials_required_message(provider: Provider, changed: list[str]) -> str:
+    """What to say at the token field when `connection_changes` found something."""
+    what = ", ".join(changed[:-1]) + " and " + changed[-1] if len(changed) > 1 else changed[0]
+    if "kubeconfig context" in changed or provider.credentials_kind == "client_cert":
+        again = "paste the kubeconfig again (or enter a service account token)"
+    else:
+        again = "enter the service account token again (or paste a kubeconfig)"
+    return (f"The {what} changed: {again} — stored credentials are only sent to the address "
+            "they were entered for.")
+
+
+def _address_key(address: str | None) -> str:
+    value = (address or "").strip()
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"),
+                       parts.query, parts.fragment))
 
 
 def organization_choices() -> list[tuple[int, str]]:
@@ -97,6 +138,9 @@ def apply(provider: Provider, form) -> dict:
     if provider.id is not None and str(provider.version) != (form.version.data or ""):
         raise Conflict()
     before = _snapshot(provider)
+    new_credentials = bool(form.token.data) or form.kube_connection is not None
+    moved = provider.id is not None and connection_changes(
+        provider, form.cluster_address.data, form.ca_certificate.data, form.kubeconfig_context.data)
     for field in PLAIN_FIELDS:
         value = getattr(form, field).data
         setattr(provider, field, value.strip() or None if isinstance(value, str) else value)
@@ -105,6 +149,11 @@ def apply(provider: Provider, form) -> dict:
         _apply_kubeconfig(provider, form.kube_connection, form.kubeconfig_context.data)
     elif form.token.data:
         _set_credentials(provider, {"token": form.token.data})
+        provider.kubeconfig_context = None
+    elif moved and provider.has_credentials:
+        # The form refuses this; should a caller skip it, the credentials stay behind.
+        provider.credentials_encrypted = provider.credentials_kind = None
+        provider.token_expires_at = None
     for field in SCHEDULING_FIELDS:
         value = getattr(form, field).parsed
         if field == "affinity" and value == scheduling.DEFAULT_AFFINITY:
@@ -115,8 +164,10 @@ def apply(provider: Provider, form) -> dict:
         org for org in db.session.scalars(db.select(Organization).filter(Organization.id.in_(wanted)))
     ]
     changes = _diff(before, _snapshot(provider))
-    if form.token.data or form.kube_connection is not None:
+    if new_credentials:
         changes["credentials"] = "(changed)"
+    elif moved and before["credentials"]:
+        changes["credentials"] = "(removed: the connection changed)"
     provider.display_version = (provider.display_version or 0) + 1
     return changes
 
@@ -140,6 +191,8 @@ def _apply_kubeconfig(provider: Provider, conn, context: str | None) -> None:
 def _snapshot(provider: Provider) -> dict:
     snap = {field: getattr(provider, field) for field in PLAIN_FIELDS + SCHEDULING_FIELDS}
     snap["ca_certificate"] = provider.ca_cert
+    snap["kubeconfig_context"] = provider.kubeconfig_context
+    snap["credentials"] = provider.has_credentials
     snap["organizations"] = sorted(org.name for org in provider.organizations)
     return snap
 
