@@ -18,6 +18,7 @@ from .connection import (
     kubeconfig_contexts,
     parse_kubeconfig,
     token_expiry,
+    token_expiry_phrase,
 )
 from .deploy import (
     ALREADY_ABSENT,
@@ -55,5 +56,5 @@ __all__ = [
     "bootstrap_manifest", "build_workspace", "check", "clear_client_cache", "deploy", "describe",
     "in_cluster_connection", "kubeconfig_contexts", "object_names", "parse_kubeconfig", "pod_state",
     "required_permissions", "scheduling_hints", "service_accounts", "storage_classes", "succeeded",
-    "teardown_workspace", "to_yaml", "token_expiry", "undeploy", "workspace_objects",
+    "teardown_workspace", "to_yaml", "token_expiry", "token_expiry_phrase", "undeploy", "workspace_objects",
 ]
