@@ -56,9 +56,11 @@ SETTINGS = documented_settings()
 
 def literal(default: str):
     """The value a default cell states: one `literal` (parsed like the environment's values),
-    unset (None), or UNSET when the cell describes something instead."""
+    unset (None), empty (""), or UNSET when the cell describes something instead."""
     if default.lower() == "unset":
         return None
+    if default.lower() == "empty":
+        return ""
     found = re.fullmatch(r"`([^`]*)`", default)
     if not found:
         return UNSET
