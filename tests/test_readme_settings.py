@@ -30,6 +30,7 @@ UNSET = object()
 class Setting(NamedTuple):
     variable: str  # as documented: PROVIDER_ADMIN_CHECK_INTERVAL, DATABASE_URL
     default: str  # the default column's text
+    meaning: str
 
     @property
     def key(self) -> str:
@@ -47,11 +48,19 @@ def documented_settings() -> list[Setting]:
         if len(cells) < 3 or not line.lstrip().startswith("|"):
             continue
         for variable in re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0]):  # a merged row may name two
-            settings.append(Setting(variable, cells[1]))
+            settings.append(Setting(variable, cells[1], cells[2]))
     return settings
 
 
 SETTINGS = documented_settings()
+
+
+def parsed(text: str):
+    """A value as the app parses it from the environment."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def literal(default: str):
@@ -62,16 +71,15 @@ def literal(default: str):
     if default.lower() == "empty":
         return ""
     found = re.fullmatch(r"`([^`]*)`", default)
-    if not found:
-        return UNSET
-    try:
-        return json.loads(found.group(1))
-    except ValueError:
-        return found.group(1)
+    return parsed(found.group(1)) if found else UNSET
 
 
-def another(value):
-    """A value of the same kind, different from `value`."""
+def another(value, meaning: str):
+    """A value to set: the meaning's example ("e.g. `…`") when it has one, since a setting may
+    be validated at start; else a value of the same kind, different from `value`."""
+    example = re.search(r"e\.g\. `([^`]+)`", meaning)
+    if example and parsed(example.group(1)) != value:
+        return parsed(example.group(1))
     if isinstance(value, bool):
         return not value
     if isinstance(value, (int, float)):
@@ -228,6 +236,6 @@ def test_a_documented_setting_is_read_with_its_documented_default(setting, envir
         f"{setting.variable}: its default {setting.default!r} is not a value; add a check of "
         "what it does to EFFECTS")
     assert create_app().config.get(setting.key) == default, f"{setting.variable}'s default"
-    value = another(default)
+    value = another(default, setting.meaning)
     monkeypatch.setenv(setting.variable, in_environment(value))
     assert create_app().config[setting.key] == value
