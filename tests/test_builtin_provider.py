@@ -125,3 +125,23 @@ def test_outside_kubernetes_the_check_says_so(app, monkeypatch):
     check_now(provider, trigger="manual")
     db.session.refresh(provider)
     assert provider.status == "error" and "Not running inside Kubernetes" in provider.status_message
+
+
+def test_workers_starting_together_apply_the_settings_once(app, monkeypatch):
+    # Another worker applies the same new namespace between this one's read and its write.
+    import sqlalchemy as sa
+
+    record = builtin.audit.record
+
+    def another_worker_first(*args, **kwargs):
+        other = sa.create_engine(db.engine.url)
+        with other.begin() as connection:
+            connection.execute(sa.update(Provider).where(Provider.is_builtin.is_(True)).values(
+                namespace="workspaces", version=Provider.version + 1))
+        other.dispose()
+        record(*args, **kwargs)
+
+    monkeypatch.setattr(builtin.audit, "record", another_worker_first)
+    provider = builtin.ensure("in-cluster", "workspaces")
+    assert provider is not None and provider.namespace == "workspaces"
+    assert db.session.scalar(db.select(AuditEvent).filter_by(action="provider.update")) is None

@@ -8,6 +8,7 @@ import logging
 
 from flask import Flask
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm.exc import StaleDataError
 
 from .. import audit, kube
 from ..extensions import db
@@ -60,7 +61,11 @@ def ensure(name: str, namespace: str | None = None) -> Provider | None:
         existing.name, existing.namespace = name, namespace
         existing.display_version += 1
         audit.record("provider.update", existing, changes, actor=ACTOR)
-        db.session.commit()
+        try:
+            db.session.commit()
+        except StaleDataError:  # another worker starting at the same moment applied them
+            db.session.rollback()
+            return db.session.scalar(db.select(Provider).filter_by(is_builtin=True))
         log.info("The built-in provider follows its settings: %s.", ", ".join(
             f"{field} {change['from']} -> {change['to']}" for field, change in changes.items()))
     return existing
