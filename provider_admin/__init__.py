@@ -1,5 +1,4 @@
 """Provider Admin: a web admin for the Kubernetes clusters that host developer workspaces."""
-import os
 from pathlib import Path
 
 from flask import Flask
@@ -9,14 +8,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the application: config, extensions, blueprints, database."""
+    from . import config, database, errors, web
+
     app = Flask(
         __name__,
         instance_relative_config=True,
-        instance_path=os.environ.get("PROVIDER_ADMIN_INSTANCE_PATH") or None,
+        instance_path=config.instance_path(ROOT),
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    from . import config, database, errors, web
     from .checks import scheduler
     from .providers import builtin
 

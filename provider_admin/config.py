@@ -24,7 +24,7 @@ class Defaults:
     FRAME_ANCESTORS = "'self'"
     TRUSTED_PROXIES = ""
     AUTO_MIGRATE = True
-    RUN_SCHEDULER = False
+    RUN_SCHEDULER = None  # None: only under `flask run` (see checks.scheduler)
     TRUSTED_HEADER = None
     PROXY_FIX = False
     PROXY_FIX_HOPS = 1
@@ -44,6 +44,13 @@ class Defaults:
     ALLOW_LINK_LOCAL_CLUSTERS = False
     BUILTIN_PROVIDER = None  # a name: registers the in-cluster provider when running in Kubernetes
     BUILTIN_NAMESPACE = None  # its workspaces' namespace; default: the pod's own
+
+
+def instance_path(root: Path) -> str:
+    """PROVIDER_ADMIN_INSTANCE_PATH, resolved against the working directory when relative;
+    by default the `instance` folder of the project (next to app.py)."""
+    given = os.environ.get("PROVIDER_ADMIN_INSTANCE_PATH")
+    return os.path.abspath(given) if given else str(root / "instance")
 
 
 def normalize_database_url(url: str) -> str:
@@ -107,8 +114,10 @@ def load(app, test_config=None) -> None:
     app.config.from_object(Defaults)
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env("PROVIDER_ADMIN")
-    if os.environ.get("DATABASE_URL"):
-        app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    # DATABASE_URL: the environment's, else one set in config.py (or PROVIDER_ADMIN_DATABASE_URL).
+    database_url = os.environ.get("DATABASE_URL") or app.config.get("DATABASE_URL")
+    if database_url:
+        app.config["SQLALCHEMY_DATABASE_URI"] = database_url
     if test_config:
         app.config.update(test_config)
 

@@ -18,6 +18,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
+    inspect,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -187,6 +189,9 @@ class Provider(db.Model):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     # Bumped whenever anything shown in the provider's row changes; the badge poll compares it.
     display_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Bumped whenever anything a check depends on changes (see CHECKED_FIELDS): a check's
+    # result applies only while the provider is still at the generation it was computed for.
+    check_generation: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     # Scheduler claim (lease) and next due time.
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
@@ -218,6 +223,30 @@ class Provider(db.Model):
         return self.credentials_encrypted is not None
 
 
+# What a health check depends on. A change to any of these, whichever code path writes it,
+# starts a new check generation: the checks under way for the old values are superseded.
+CHECKED_FIELDS = (
+    "name", "cluster_address", "ca_cert", "credentials_encrypted", "namespace", "storage_class",
+    "service_account", "service_account_annotations", "is_builtin",
+)
+
+
+@event.listens_for(Provider, "before_update")
+def _start_check_generation(mapper, connection, provider: Provider) -> None:
+    state = inspect(provider)
+    changed = {name for name in CHECKED_FIELDS if state.attrs[name].history.has_changes()}
+    if not changed:
+        return
+    provider.check_generation = Provider.check_generation + 1  # in the UPDATE itself
+    # Due at once, and free: a claim taken for the old settings no longer holds it back.
+    provider.next_check_at = provider.claimed_by = provider.claimed_until = None
+    if "credentials_encrypted" in changed:
+        # Warnings about the old credentials (such as its token's expiry) go with them.
+        provider.status_warnings = None
+        if provider.status == Status.READY.value:
+            provider.status_message = None
+
+
 class ProviderCheck(db.Model):
     """One health-check result; the history is trimmed to CHECK_HISTORY rows per provider."""
 
@@ -234,6 +263,8 @@ class ProviderCheck(db.Model):
     trigger: Mapped[str] = mapped_column(String(16), default="scheduled")
     worker: Mapped[str | None] = mapped_column(String(128))  # which scheduler process checked
     duration_ms: Mapped[float | None] = mapped_column(Float)
+    # Computed for connection settings changed since: recorded, but not applied to the status.
+    superseded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     provider: Mapped[Provider] = relationship(back_populates="checks")
 

@@ -3,6 +3,9 @@ from datetime import datetime, timezone
 
 from flask import Flask, get_flashed_messages
 
+from .kube import token_expiry_phrase
+from .kube.health import TOKEN_WARNING_DAYS
+
 
 def time_ago(value: datetime | None) -> str:
     if value is None:
@@ -25,5 +28,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.add_extension("jinja2.ext.do")
     app.add_template_filter(time_ago)
     app.add_template_filter(iso)
+    app.add_template_filter(token_expiry_phrase, "token_expiry")
+    app.add_template_global(TOKEN_WARNING_DAYS, "TOKEN_WARNING_DAYS")
     app.add_template_global(get_flashed_messages)
     app.add_template_global(lambda: datetime.now(timezone.utc), "now")

@@ -270,6 +270,10 @@ class KubeAPI:
         """Delay matching requests by `seconds` before answering them normally."""
         self._call(self.k.delays.append, (kmock.Criteria.guess(criteria), seconds))
 
+    def unslow(self) -> None:
+        """Undo slow() for the requests to come; the ones already waiting still wait."""
+        self._call(self.k.delays.clear)
+
     def deny(self, verb: str, resource: str) -> None:
         """SelfSubjectAccessReviews for verb+resource answer allowed=false."""
         self.denied.add((verb, resource))

@@ -41,12 +41,38 @@ def test_registered_once_in_the_pods_namespace(app, database_url):
     assert provider.credentials_encrypted is None  # nothing stored: the pod's token is read per use
     event = db.session.scalar(db.select(AuditEvent).filter_by(action="provider.create"))
     assert event.actor == "system (PROVIDER_ADMIN_BUILTIN_PROVIDER)" and event.actor_id is None
-
-    provider.name = "home"  # an admin's rename survives the next start
-    db.session.commit()
-    create_app({**app.config, "BUILTIN_PROVIDER": "in-cluster"})
+    create_app({**app.config, "BUILTIN_PROVIDER": "in-cluster"})  # the next start: nothing to do
     db.session.expire_all()
-    assert db.session.scalars(db.select(Provider.name).filter_by(is_builtin=True)).all() == ["home"]
+    assert db.session.scalars(db.select(Provider.name).filter_by(is_builtin=True)).all() == ["in-cluster"]
+    assert db.session.scalar(db.select(db.func.count()).select_from(AuditEvent)) == 1
+
+
+def test_its_settings_apply_at_every_start_and_are_audited(app):
+    provider = the_builtin()
+    generation = provider.check_generation
+    create_app({**app.config, "BUILTIN_PROVIDER": "home", "BUILTIN_NAMESPACE": "workspaces"})
+    db.session.expire_all()
+    provider = the_builtin()
+    assert (provider.name, provider.namespace) == ("home", "workspaces")
+    assert provider.check_generation == generation + 1  # checks of the old namespace are superseded
+    event = db.session.scalar(db.select(AuditEvent).filter_by(action="provider.update"))
+    assert event.actor == "system (PROVIDER_ADMIN_BUILTIN_PROVIDER)"
+    assert event.changes == {"name": {"from": "in-cluster", "to": "home"},
+                             "namespace": {"from": "ws", "to": "workspaces"}}
+    # Without PROVIDER_ADMIN_BUILTIN_NAMESPACE it goes back to the pod's namespace.
+    create_app({**app.config, "BUILTIN_PROVIDER": "home", "BUILTIN_NAMESPACE": None})
+    db.session.expire_all()
+    assert the_builtin().namespace == "ws"
+
+
+def test_outside_kubernetes_it_is_not_registered(app, monkeypatch, caplog):
+    db.session.delete(the_builtin())
+    db.session.commit()
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    create_app({**app.config, "BUILTIN_PROVIDER": "in-cluster"})
+    assert the_builtin() is None
+    assert "The built-in provider 'in-cluster' is not registered or updated: Not running inside " \
+           "Kubernetes: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set." in caplog.text
 
 
 def test_deploy_and_check_with_the_pods_service_account(app, actions, pod):
@@ -99,3 +125,23 @@ def test_outside_kubernetes_the_check_says_so(app, monkeypatch):
     check_now(provider, trigger="manual")
     db.session.refresh(provider)
     assert provider.status == "error" and "Not running inside Kubernetes" in provider.status_message
+
+
+def test_workers_starting_together_apply_the_settings_once(app, monkeypatch):
+    # Another worker applies the same new namespace between this one's read and its write.
+    import sqlalchemy as sa
+
+    record = builtin.audit.record
+
+    def another_worker_first(*args, **kwargs):
+        other = sa.create_engine(db.engine.url)
+        with other.begin() as connection:
+            connection.execute(sa.update(Provider).where(Provider.is_builtin.is_(True)).values(
+                namespace="workspaces", version=Provider.version + 1))
+        other.dispose()
+        record(*args, **kwargs)
+
+    monkeypatch.setattr(builtin.audit, "record", another_worker_first)
+    provider = builtin.ensure("in-cluster", "workspaces")
+    assert provider is not None and provider.namespace == "workspaces"
+    assert db.session.scalar(db.select(AuditEvent).filter_by(action="provider.update")) is None

@@ -29,8 +29,10 @@ def scheduled(app, provider):
     from provider_admin.checks import apply_result, job_for
     from provider_admin.checks.jobs import run
 
-    result, duration = run(job_for(provider, full=False), app.config["CHECK_TIMEOUT"])
-    apply_result(provider.id, result, trigger="scheduled", full=False, duration_ms=duration)
+    job = job_for(provider, full=False)
+    result, duration = run(job, app.config["CHECK_TIMEOUT"])
+    apply_result(provider.id, result, trigger="scheduled", full=False, duration_ms=duration,
+                 generation=job.generation)
     db.session.commit()
     db.session.refresh(provider)
     return result
@@ -380,7 +382,8 @@ def test_a_batch_of_results_is_four_statements_and_one_commit(app, kube_api, kub
     outcomes = []
     for row, full in claim_due("w", 10, interval=30, lease=60, permissions_every=300):
         result, duration = run(job_for(row, full=full), app.config["CHECK_TIMEOUT"])
-        outcomes.append(Outcome(row.id, result, "scheduled", full, duration, "w"))
+        outcomes.append(Outcome(row.id, result, "scheduled", full, duration, "w",
+                                generation=row.check_generation))
     sent, applied = statements_during(lambda: save_results(outcomes))
     assert applied == outcomes
     assert [words[0] for words in sent] == ["SELECT", "UPDATE", "INSERT", "DELETE", "COMMIT"]
@@ -426,7 +429,8 @@ def test_a_result_that_cannot_be_written_does_not_lose_the_others(app, kube_api,
         outcomes = []
         for row, full in claimed:
             result, duration = run(job_for(row, full=full), app.config["CHECK_TIMEOUT"])
-            outcomes.append(Outcome(row.id, result, "scheduled", full, duration, "a"))
+            outcomes.append(Outcome(row.id, result, "scheduled", full, duration, "a",
+                                    generation=row.check_generation))
         written = save_results(outcomes)
     finally:
         db.session.rollback()

@@ -159,3 +159,27 @@ def test_upgrade_keeps_the_names_and_place_of_existing_workspaces(database_befor
         db.session.remove()
         flask_db(app, "downgrade", "0003")
         db.engine.dispose()
+
+
+def test_check_generation_upgrades_a_database_with_providers_and_checks(empty_sqlite_app):
+    flask_db(empty_sqlite_app, "upgrade", "0003")
+    with db.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO providers (id, name, namespace, is_builtin, e2e_encryption, external_ssh, "
+            "cordoned, status, consecutive_failures, display_version, created_at, updated_at, version) "
+            "VALUES (1, 'east', 'ws', 0, 0, 0, 0, 'ready', 0, 3, '2026-11-01', '2026-11-01', 4)"))
+        connection.execute(sa.text(
+            "INSERT INTO provider_checks (provider_id, checked_at, ok, category, message, trigger) "
+            "VALUES (1, '2026-11-01', 1, 'ready', 'Ready', 'scheduled')"))
+    flask_db(empty_sqlite_app, "upgrade")
+    with db.engine.connect() as connection:
+        assert connection.execute(sa.text(
+            "SELECT name, version, check_generation FROM providers")).one() == ("east", 4, 1)
+        assert connection.execute(sa.text("SELECT superseded FROM provider_checks")).scalar() == 0
+    assert schema_differences(db.engine) == []
+    from provider_admin.models import Provider
+
+    provider = db.session.get(Provider, 1)
+    provider.namespace = "elsewhere"  # the upgraded row takes part in the generations
+    db.session.commit()
+    assert provider.check_generation == 2

@@ -19,13 +19,14 @@ from ..models import Provider, Status, utcnow
 
 providers = Provider.__table__
 
-# What a check job needs: the connection, what to check, and whether it is a full check.
+# What a check job needs: the connection, what to check, whether it is a full check, and the
+# generation of the settings it is computed for.
 CLAIMED_COLUMNS = (
     providers.c.id, providers.c.name, providers.c.namespace, providers.c.cluster_address,
     providers.c.ca_cert, providers.c.credentials_encrypted, providers.c.is_builtin,
     providers.c.storage_class, providers.c.service_account,
     providers.c.service_account_annotations, providers.c.status,
-    providers.c.last_permissions_check_at,
+    providers.c.last_permissions_check_at, providers.c.check_generation,
 )
 
 

@@ -14,6 +14,7 @@ from ..models import Provider
 @dataclass(frozen=True)
 class CheckJob:
     provider_id: int
+    generation: int  # the provider's check_generation when the job was made
     provider_name: str
     connection: kube.Connection | None
     connection_error: str | None
@@ -53,6 +54,7 @@ def job_for(provider: Provider, *, full: bool) -> CheckJob:
         error = str(exc)
     return CheckJob(
         provider_id=provider.id,
+        generation=provider.check_generation,
         provider_name=provider.name,
         connection=connection,
         connection_error=error,
@@ -89,8 +91,10 @@ def check_now(provider: Provider, trigger: str = "manual") -> kube.CheckResult:
     """
     from .results import apply_result
 
-    result, duration = run(job_for(provider, full=True), current_app.config["CHECK_TIMEOUT"])
-    apply_result(provider.id, result, trigger=trigger, full=True, duration_ms=duration)
+    job = job_for(provider, full=True)
+    result, duration = run(job, current_app.config["CHECK_TIMEOUT"])
+    apply_result(provider.id, result, trigger=trigger, full=True, duration_ms=duration,
+                 generation=job.generation)
     db.session.commit()
     db.session.refresh(provider)
     return result

@@ -6,14 +6,21 @@ check never bumps the optimistic-lock version of an admin's open edit form.
 Results are written in batches, whatever their number in four statements: a SELECT of the
 providers' current status, one UPDATE executed for each result, one INSERT of the history
 rows and one DELETE that trims the history of the providers in the batch.
+
+A result applies only to the settings it was computed for: the UPDATE is a compare-and-set
+on the provider's check generation, which every change of what a check depends on bumps
+(see `models.CHECKED_FIELDS`). A result that lost the race, because an admin saved new
+settings while it was under way, changes nothing but the history, where it is marked
+superseded. The INSERT reads the generation after the UPDATE, whose row lock (PostgreSQL) or
+write lock (SQLite) it runs under, so the history says exactly which results applied.
 """
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
 
 from .. import kube
 from ..extensions import db
@@ -39,6 +46,7 @@ class Outcome:
     full: bool
     duration_ms: float | None = None
     worker: str | None = None
+    generation: int = field(kw_only=True)  # the provider's check_generation it was computed for
 
 
 def _param(column):
@@ -53,13 +61,15 @@ def _unless_null(column):
 # Every result sets the same columns, so one statement serves a whole batch.
 _UPDATE_HEALTH = (
     update(providers)
-    .where(providers.c.id == _param(providers.c.id))
+    .where(providers.c.id == _param(providers.c.id),
+           providers.c.check_generation == _param(providers.c.check_generation))
     .values({
         **{name: _param(providers.c[name]) for name in SHOWN + (
             "consecutive_failures", "last_checked_at", "next_check_at")},
         "claimed_by": None,
         "claimed_until": None,
-        "token_expires_at": _unless_null(providers.c.token_expires_at),
+        # Read from the very token checked: NULL when it has no expiry (or is not a JWT).
+        "token_expires_at": _param(providers.c.token_expires_at),
         "last_permissions_check_at": _unless_null(providers.c.last_permissions_check_at),
         "last_ready_at": _unless_null(providers.c.last_ready_at),
         # Relative, so a manual check written meanwhile is never hidden from the badge poll.
@@ -68,10 +78,21 @@ _UPDATE_HEALTH = (
 )
 
 
+_HISTORY_COLUMNS = ("provider_id", "checked_at", "ok", "category", "message", "trigger",
+                    "duration_ms", "worker")
+_INSERT_HISTORY = insert(checks).values({
+    **{name: bindparam(f"h_{name}", type_=checks.c[name].type) for name in _HISTORY_COLUMNS},
+    "superseded": select(providers.c.check_generation != bindparam("h_generation", type_=Integer))
+    .where(providers.c.id == bindparam("h_provider_id")).scalar_subquery(),
+})
+
+
 def apply_result(provider_id: int, result: kube.CheckResult, *, trigger: str, full: bool,
-                 duration_ms: float | None = None, worker: str | None = None) -> None:
+                 generation: int, duration_ms: float | None = None,
+                 worker: str | None = None) -> None:
     """Record one result in the current transaction (the caller commits)."""
-    apply_results([Outcome(provider_id, result, trigger, full, duration_ms, worker)])
+    apply_results([Outcome(provider_id, result, trigger, full, duration_ms, worker,
+                           generation=generation)])
 
 
 def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
@@ -83,7 +104,7 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
     ids = sorted({o.provider_id for o in outcomes})
     current = {row.id: row._asdict() for row in db.session.execute(
         select(providers.c.id, providers.c.consecutive_failures, providers.c.last_checked_at,
-               *(providers.c[name] for name in SHOWN))
+               providers.c.check_generation, *(providers.c[name] for name in SHOWN))
         .where(providers.c.id.in_(ids)))}
     now = utcnow()
     changes, history, applied = [], [], []
@@ -91,18 +112,21 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
         row = current.get(outcome.provider_id)
         if row is None:  # deleted while it was being checked
             continue
-        values = _new_values(row, outcome, now, config)
-        row.update(values)  # a second result for the same provider follows the first
-        changes.append({f"p_{name}": value for name, value in values.items()})
+        if outcome.generation == row["check_generation"]:
+            values = _new_values(row, outcome, now, config)
+            row.update(values)  # a second result for the same provider follows the first
+            changes.append({f"p_{name}": value for name, value in values.items()})
         result = outcome.result
-        history.append({"provider_id": outcome.provider_id, "checked_at": now, "ok": result.ok,
-                        "category": result.category, "message": result.message,
-                        "trigger": outcome.trigger, "duration_ms": outcome.duration_ms,
-                        "worker": outcome.worker})
+        history.append({"h_provider_id": outcome.provider_id, "h_checked_at": now,
+                        "h_ok": result.ok, "h_category": result.category,
+                        "h_message": result.message, "h_trigger": outcome.trigger,
+                        "h_duration_ms": outcome.duration_ms, "h_worker": outcome.worker,
+                        "h_generation": outcome.generation})
         applied.append(outcome)
     if applied:
-        db.session.execute(_UPDATE_HEALTH, changes)
-        db.session.execute(insert(checks), history)
+        if changes:
+            db.session.execute(_UPDATE_HEALTH, changes)
+        db.session.execute(_INSERT_HISTORY, history)
         _trim_history(sorted({o.provider_id for o in applied}), config["CHECK_HISTORY"])
     return applied
 
@@ -138,17 +162,21 @@ def _new_values(row: dict, outcome: Outcome, now, config) -> dict:
               "kube_version": result.kube_version or row["kube_version"],
               **_status_values(row, result, outcome.trigger, config)}
     failures = values["consecutive_failures"]
-    wait = config["CHECK_INTERVAL"] if failures == 0 else min(
+    # Back off from a failing cluster, not from one waiting to be deployed: after
+    # `kubectl apply` it turns Ready within one interval.
+    waiting = failures == 0 or values["status"] == Status.PENDING.value
+    wait = config["CHECK_INTERVAL"] if waiting else min(
         config["CHECK_INTERVAL"] * 2 ** (failures - 1), config["CHECK_BACKOFF_MAX"])
     stale = row["last_checked_at"] is None or now - row["last_checked_at"] > STALE_DISPLAY
     changed = any(row[name] != values[name] for name in SHOWN)
     return {
         **values,
         "id": outcome.provider_id,
+        "check_generation": outcome.generation,
         "last_checked_at": now,
         "next_check_at": now + timedelta(seconds=wait),
-        # NULL keeps the stored value (see _unless_null).
         "token_expires_at": result.token_expires_at,
+        # NULL keeps the stored value (see _unless_null).
         "last_permissions_check_at": now if outcome.full else None,
         "last_ready_at": now if values["status"] == Status.READY.value else None,
         "bump": int(changed or stale),
@@ -156,10 +184,9 @@ def _new_values(row: dict, outcome: Outcome, now, config) -> dict:
 
 
 def _status_values(row: dict, result: kube.CheckResult, trigger: str, config) -> dict:
-    if result.ok:
-        message = "; ".join(result.warnings) if result.warnings else None
+    if result.ok:  # its warnings are shown from status_warnings, once
         return {"status": Status.READY.value, "status_category": result.category,
-                "status_message": message, "consecutive_failures": 0}
+                "status_message": None, "consecutive_failures": 0}
     failures = row["consecutive_failures"] + 1
     if result.category == "not_deployed":
         return {"status": Status.PENDING.value, "status_category": result.category,

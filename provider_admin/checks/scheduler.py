@@ -27,14 +27,17 @@ def start_in_process(app: Flask) -> BackgroundScheduler:
     """Run the checks in a background thread of this process."""
     scheduler = BackgroundScheduler(daemon=True)
     app.extensions["check_sweeper"] = _schedule(scheduler, app)
+    app.extensions["check_scheduler"] = scheduler
     scheduler.start()
     log.info("health-check scheduler started in-process")
     return scheduler
 
 
 def init_app(app: Flask) -> None:
-    """Start in-process when configured, or under `flask run` (the one-command start)."""
-    if app.config["RUN_SCHEDULER"] or _is_flask_run():
+    """Start in-process when RUN_SCHEDULER says so; unset, under `flask run` only (the
+    one-command start)."""
+    wanted = app.config["RUN_SCHEDULER"]
+    if _is_flask_run() if wanted is None else wanted:
         start_in_process(app)
     app.cli.add_command(scheduler_command)
 

@@ -104,7 +104,7 @@ class Sweeper:
         try:
             result, duration = jobs.run(job, self.app.config["CHECK_TIMEOUT"])
             outcome = Outcome(job.provider_id, result, trigger="scheduled", full=job.full,
-                              duration_ms=duration, worker=self.worker)
+                              duration_ms=duration, worker=self.worker, generation=job.generation)
         except Exception:
             log.exception("check of provider %s failed", job.provider_name)
         finally:

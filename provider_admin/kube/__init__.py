@@ -21,6 +21,7 @@ from .connection import (
     kubeconfig_contexts,
     parse_kubeconfig,
     token_expiry,
+    token_expiry_phrase,
 )
 from .deploy import (
     ALREADY_ABSENT,
@@ -61,5 +62,5 @@ __all__ = [
     "describe", "in_cluster_connection", "kubeconfig_contexts", "object_base", "object_names", "parse_kubeconfig",
     "pod_state",
     "required_permissions", "scheduling_hints", "service_accounts", "storage_classes", "succeeded",
-    "teardown_workspace", "to_yaml", "token_expiry", "undeploy", "workspace_objects",
+    "teardown_workspace", "to_yaml", "token_expiry", "token_expiry_phrase", "undeploy", "workspace_objects",
 ]

@@ -15,7 +15,7 @@ import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import yaml
@@ -206,6 +206,15 @@ def parse_kubeconfig(text: str, context: str | None = None, *,
         client_key=client_key,
     )
     return conn, names
+
+
+def token_expiry_phrase(expires_at: datetime, now: datetime | None = None) -> str:
+    """How soon a token expires, in whole days: "expires in less than a day", "expires in
+    3 days", "expired 2 days ago". The one wording of the check's warning and the pages."""
+    left = expires_at - (now or datetime.now(timezone.utc))
+    days = abs(left) // timedelta(days=1)
+    count = f"{days} day{'s' if days != 1 else ''}" if days else "less than a day"
+    return f"expires in {count}" if left > timedelta(0) else f"expired {count} ago"
 
 
 def token_expiry(token: str | None) -> datetime | None:

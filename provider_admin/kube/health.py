@@ -15,7 +15,7 @@ from kubernetes import client as k8s
 from . import errors as e
 from .client import ClientConfigError, get_client, send
 from .client import quote_segment as q
-from .connection import Connection, token_expiry
+from .connection import Connection, token_expiry, token_expiry_phrase
 from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
 
 TOKEN_WARNING_DAYS = 7
@@ -139,11 +139,7 @@ class _Check:
                 "`kubectl create token` or the bootstrap manifest's token Secret) and paste it."
             ))
         if left < timedelta(days=TOKEN_WARNING_DAYS):
-            days = left.days
-            self.warnings.append(
-                f"The token expires in {days} day{'s' if days != 1 else ''} ({when}): renew it."
-                if days else f"The token expires in less than a day ({when}): renew it."
-            )
+            self.warnings.append(f"The token {token_expiry_phrase(expires)} ({when}): renew it.")
 
     def version(self) -> None:
         status, text = self.request("GET", "/version")

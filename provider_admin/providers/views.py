@@ -7,7 +7,7 @@ from ..database import duplicate_at
 from ..extensions import db
 from ..htmx import done, is_fragment_request, render
 from ..models import Provider
-from . import bp, rows, service  # noqa: F401  (rows: the list's row template global)
+from . import bp, cluster, rows, service  # noqa: F401  (rows: the list's row template global)
 from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
 from .queries import Scope, get_provider_or_404, workspace_count_of, workspaces_of
 
@@ -109,10 +109,14 @@ def uncordon(provider_id: int):
 
 @bp.post("/<int:provider_id>/check")
 def check(provider_id: int):
-    """Check the provider's cluster now and show the result at once."""
+    """Check the provider's cluster now and show the result where it was asked for."""
     provider = get_provider_or_404(provider_id)
     ConfirmForm().validate_on_submit() and check_now(provider)
-    return _row(provider)
+    if request.form.get("from") != "page":
+        return _row(provider)
+    if not is_fragment_request():
+        return redirect(url_for(".show", provider_id=provider.id), code=303)
+    return cluster.show(provider.id)  # the page's detail fragment, with the new result
 
 
 @bp.route("/<int:provider_id>/delete", methods=["GET", "POST"])
