@@ -459,3 +459,52 @@ def test_after_an_edit_conflict_the_kubeconfig_is_not_sent_back(manager, actions
     assert re.search(r'<textarea[^>]*name="kubeconfig"[^>]*>\s*</textarea>', response.text)
     assert "a kubeconfig is never sent back to the browser: paste it again" in response.text
     assert stored_secret(provider) == {"token": TOKEN}
+
+
+def _global_ipv4() -> str | None:
+    """One of this host's own non-loopback addresses (traffic to it stays on this host)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True,
+                             text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
+    return found.group(1) if found else None
+
+
+def test_a_stored_http_address_sends_nothing_off_this_host():
+    """Addresses stored before only https was accepted: plain http may reach this host only
+    (kubectl proxy); anywhere else the token would cross a network in clear."""
+    import socket
+    import threading
+
+    address = _global_ipv4()
+    if address is None:
+        pytest.skip("this host has no non-loopback IPv4 address to listen on")
+    received = []
+    server = socket.create_server(("0.0.0.0", 0))
+    port = server.getsockname()[1]
+
+    def accept():
+        server.settimeout(3)
+        try:
+            conn, _ = server.accept()
+            conn.settimeout(1)
+            received.append(conn.recv(65536))
+            conn.close()
+        except OSError:
+            pass
+
+    listener = threading.Thread(target=accept, daemon=True)
+    listener.start()
+    conn = kube.Connection(server=f"http://{address}:{port}", namespace="ws", token="stored-token")
+    result = kube.check(conn, provider_name="east", storage_class=None, service_account=None,
+                        needs_service_accounts=False, full=False, timeout=2)
+    listener.join(timeout=5)
+    server.close()
+    assert not result.ok and result.category == "address_refused"
+    assert "would travel in clear" in result.message
+    assert all(b"stored-token" not in data for data in received)
+    assert received in ([], [b""])  # connected, then closed before a byte was written

@@ -41,11 +41,17 @@ class ClientConfigError(ValueError):
 class BlockedPeerError(OSError):
     """The connection reached an address credentials may not go to; nothing was sent."""
 
-    def __init__(self, host: str, refusal: str):
-        super().__init__(
+    def __init__(self, host: str, refusal: str, message: str | None = None):
+        super().__init__(message or (
             f"{host} resolves to {refusal}: Provider Admin refused to connect and sent nothing "
             f"(credentials go there only when the {SETTING} setting allows it). "
-            "Use the cluster's own address.")
+            "Use the cluster's own address."))
+
+
+def clear_text_refusal(host: str, peer: str) -> BlockedPeerError:
+    return BlockedPeerError(host, peer, (
+        f"{host} is an http:// address reaching {peer}, off this host: the credentials would travel "
+        "in clear, so Provider Admin sent nothing. Edit the provider to the API server's https:// address."))
 
 
 class ResponseTooLarge(Exception):
@@ -119,7 +125,11 @@ def build_client(conn: Connection) -> k8s.ApiClient:
 
 
 class _PeerCheck:
-    """Checks the address a new socket reached before anything is written to it."""
+    """Checks the address a new socket reached before anything is written to it. Plain http
+    (an address stored before only https was accepted, or `kubectl proxy` on this host) may
+    only reach this host itself: credentials never cross a network in clear."""
+
+    clear_text = False
 
     def __init__(self, *args, blocked_networks: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
@@ -127,18 +137,17 @@ class _PeerCheck:
 
     def _new_conn(self):
         sock = super()._new_conn()
-        refusal = None
-        if self.blocked_networks:
-            peer = sock.getpeername()[0]
-            refusal = peer_refusal(ipaddress.ip_address(peer.split("%")[0]), self.blocked_networks)
-        if refusal:
+        peer = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
+        peer = getattr(peer, "ipv4_mapped", None) or peer
+        refusal = peer_refusal(peer, self.blocked_networks) if self.blocked_networks else None
+        if refusal or (self.clear_text and not peer.is_loopback):
             sock.close()
-            raise BlockedPeerError(self.host, refusal)
+            raise BlockedPeerError(self.host, refusal) if refusal else clear_text_refusal(self.host, str(peer))
         return sock
 
 
 class _GuardedHTTPConnection(_PeerCheck, HTTPConnection):
-    pass
+    clear_text = True
 
 
 class _GuardedHTTPSConnection(_PeerCheck, HTTPSConnection):
