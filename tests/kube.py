@@ -42,6 +42,7 @@ from kmock._internal import parsing
 
 from provider_admin.kube import Connection, bootstrap_manifest, parse_kubeconfig, undeploy
 from provider_admin.kube.client import clear_client_cache
+from provider_admin.kube.permissions import grants
 
 REAL_KUBECONFIG_ENV = "PROVIDER_ADMIN_TEST_KUBECONFIG"
 REAL_CONTEXT_ENV = "PROVIDER_ADMIN_TEST_CONTEXT"
@@ -49,6 +50,12 @@ KUBE_VERSION = "v1.33.1"
 TOKEN = "test-token"
 REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 REQUEST_LOG_MAX, REQUEST_LOG_KEEP = 40, 10
+
+
+def provider_uid(name: str) -> str:
+    """The uid a test provider named `name` gets (conftest's make_provider), so that a marker
+    can be written before the provider exists."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"provider-admin-test:{name}"))
 
 
 def _parse_path(path: str, _original=parsing.parse_path) -> parsing.ParsedPath:
@@ -236,10 +243,16 @@ class KubeAPI:
         obj = objs.get(key)
         return None if obj is None or obj.deleted else dict(obj.raw)
 
-    def deploy_marker(self, provider: str, namespace: str = "ws") -> None:
+    def deploy_marker(self, provider: str, namespace: str = "ws", *, legacy: bool = False) -> None:
+        """The namespace and the marker of provider `provider` (its uid: `provider_uid`),
+        granting everything; `legacy`: a marker from before uids, naming the provider only."""
+        data = {"provider": provider}
+        if not legacy:
+            data.update({"provider-uid": provider_uid(provider),
+                         "grants": grants(needs_service_accounts=True)})
         self.put("v1/namespaces", None, namespace, {"kind": "Namespace"})
         self.put("v1/configmaps", namespace, "provider-admin-marker",
-                 {"kind": "ConfigMap", "data": {"provider": provider}})
+                 {"kind": "ConfigMap", "data": data})
 
     # Scripting --------------------------------------------------------------------------
     def respond(self, criteria, status: int, message: str | None = None, body=None):
