@@ -12,7 +12,8 @@ Fixtures (import them into a test module or conftest):
   script faults use ``kube_api``/``kube_api_tls``, which skip when a real cluster is set.
 
 Scripting (see :class:`KubeAPI`): ``respond("get /version/", 401)``, ``slow(..., seconds)``,
-``deny("create", "pods")`` for SelfSubjectAccessReviews, ``stop()``/``start()`` for
+``deny("create", "pods")`` for SelfSubjectAccessReviews (or ``rbac_role = ("ws", "provider-admin")``
+to answer them from that stored Role's rules), ``stop()``/``start()`` for
 "connection refused", ``put(...)`` to store objects, ``requests`` to count what was served.
 
 kmock 0.8 gaps filled here (it is pinned; this depends on its internals):
@@ -115,6 +116,7 @@ class KubeAPI:
         self.ca_pem = self.ca.cert_pem.bytes().decode() if self.ca else None
         self.require_client_cert = require_client_cert
         self.denied: set[tuple[str, str]] = set()
+        self.rbac_role: tuple[str, str] | None = None  # (namespace, name): reviews follow its rules
         self.url = ""
         self.port: int | None = None
         self._priority = itertools.count(1)
@@ -171,10 +173,21 @@ class KubeAPI:
     def _review(self, request: kmock.Request) -> dict:
         spec = (request.data or {}).get("spec") or {}
         attrs = spec.get("resourceAttributes") or {}
-        allowed = (attrs.get("verb"), attrs.get("resource")) not in self.denied
+        verb, resource = attrs.get("verb"), attrs.get("resource")
+        allowed = (verb, resource) not in self.denied and self._role_allows(verb, resource)
         status = {"allowed": allowed} if allowed else {"allowed": False, "reason": "no RBAC rule"}
         return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                 "metadata": {}, "spec": spec, "status": status}
+
+    def _role_allows(self, verb: str, resource: str) -> bool:
+        """With `rbac_role` set, what the stored Role's rules allow (kmock has no RBAC)."""
+        if self.rbac_role is None:
+            return True
+        key = (kmock.resource("rbac.authorization.k8s.io/v1/roles"), *self.rbac_role)
+        role = dict(self.k.objects.items()).get(key)
+        rules = [] if role is None or role.deleted else role.raw.get("rules") or []
+        return any(verb in rule.get("verbs", ()) and resource in rule.get("resources", ())
+                   for rule in rules)
 
     async def _start(self) -> None:
         kwargs = {"port": self.port} if self.port else {}
