@@ -50,8 +50,7 @@ def remove_bootstrap(conn, recorded: list[Ref], *, provider_uid: str,
     try:
         session = Session(conn, timeout)
         for ref in ordered:
-            remove = _remove_namespace if ref.kind == "Namespace" else _remove
-            results.append(Outcome(ref.kind, ref.name, remove(session, ref, provider_uid),
+            results.append(Outcome(ref.kind, ref.name, _remove(session, ref, provider_uid),
                                    ref.namespace))
     except (ValueError, Unreachable) as exc:
         results += [Outcome(ref.kind, ref.name, COULD_NOT_REMOVE + str(exc), ref.namespace)
@@ -83,31 +82,27 @@ def _remove(session: Session, ref: Ref, uid: str) -> str:
         return COULD_NOT_REMOVE + _reason(status, message, "GET", ref)
     if not _carries(live, uid):
         return NOT_OURS
+    if ref.kind == "Namespace" and (kept := _why_the_namespace_stays(session, ref.name, uid)):
+        return kept
     return _delete(session, ref, path)
 
 
-def _remove_namespace(session: Session, ref: Ref, uid: str) -> str:
-    status, live, message = session.send("GET", path_of("Namespace", ref.name))
-    if status == 404:
-        return ALREADY_ABSENT
-    if status >= 400:
-        return COULD_NOT_REMOVE + _reason(status, message, "GET", ref)
-    if not _carries(live, uid):
-        return NOT_OURS
+def _why_the_namespace_stays(session: Session, namespace: str, uid: str) -> str | None:
+    """Why a namespace may not go (it holds objects that are not this provider's), or None."""
     others: list[str] = []
     for prefix, plural, kind in NAMESPACE_CONTENTS:
-        status, listed, message = session.send("GET", f"{prefix}/namespaces/{q(ref.name)}/{plural}")
+        status, listed, message = session.send("GET", f"{prefix}/namespaces/{q(namespace)}/{plural}")
         if status == 404:
             continue  # a kind this cluster does not serve holds nothing
         if status >= 400:
             return (f"left: could not make sure it holds nothing else ({status} on list {plural}"
                     f"{': ' + message if message else ''})")
-        others += [f"{kind} {item['metadata'].get('name')}" for item in listed.get("items") or []
+        others += [f"{kind} {(item.get('metadata') or {}).get('name')}" for item in listed.get("items") or []
                    if not _carries(item, uid) and not _system_made(kind, item)]
     if others:
         named = ", ".join(others[:2]) + (f" and {len(others) - 2} more" if len(others) > 2 else "")
         return f"left: it holds objects that are not this provider's ({named})"
-    return _delete(session, ref, path_of("Namespace", ref.name))
+    return None
 
 
 def _delete(session: Session, ref: Ref, path: str) -> str:
