@@ -9,6 +9,7 @@ from provider_admin.kube import (
     CREATED,
     LEFT_ALONE,
     NAMESPACE_USED,
+    NOT_TRIED,
     REMOVED,
     UID_LABEL,
     UNCHANGED,
@@ -132,7 +133,9 @@ def test_a_refused_update_says_what_it_could_not_touch(kube_api):
     assert results[("Role", "provider-admin")] == (
         COULD_NOT + "forbidden: the stored credentials may not patch roles in namespace ws; "
         "apply the bootstrap manifest with kubectl as a cluster admin instead")
-    assert ("ConfigMap", "provider-admin-marker") not in results  # stopped: the marker stays as it was
+    assert results[("ConfigMap", "provider-admin-marker")] == NOT_TRIED  # it stays as it was
+    assert "create serviceaccounts" not in kube_api.get("v1/configmaps", "ws",
+                                                        "provider-admin-marker")["data"]["grants"]
 
 
 def test_a_marker_from_before_uids_is_adopted_with_what_its_deploy_made(kube_api):

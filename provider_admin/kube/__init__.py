@@ -27,6 +27,7 @@ from .deploy import (
     DELETED,
     LEFT_ALONE,
     NAMESPACE_USED,
+    NOT_TRIED,
     UNCHANGED,
     UPDATED,
     Outcome,
@@ -56,12 +57,14 @@ from .workspace import build as build_workspace
 from .workspace import teardown as teardown_workspace
 
 __all__ = [
-    "ALREADY_ABSENT", "CATEGORIES", "COULD_NOT", "COULD_NOT_REMOVE", "CREATED", "DELETED", "HINTS_UNAVAILABLE", "LEFT_ALONE",
-    "MARKER_KEY", "MARKER_NAME", "NAMESPACE_USED", "REMOVED", "UID_LABEL", "UNCHANGED", "UPDATED",
-    "BuildResult", "Outcome", "Ref", "by_hand", "remove_bootstrap", "PodState", "CheckResult", "ClientConfigError", "Connection",
-    "KubeconfigError", "Names", "NotInClusterError", "Permission", "TeardownResult", "WorkspaceSpec",
-    "bootstrap_manifest", "build_workspace", "check", "clear_client_cache", "deploy", "describe",
-    "in_cluster_connection", "kubeconfig_contexts", "object_names", "parse_kubeconfig", "pod_state",
-    "required_permissions", "scheduling_hints", "service_accounts", "storage_classes", "succeeded",
-    "teardown_workspace", "to_yaml", "token_expiry", "undeploy", "workspace_objects",
+    "ALREADY_ABSENT", "CATEGORIES", "COULD_NOT", "COULD_NOT_REMOVE", "CREATED", "DELETED",
+    "HINTS_UNAVAILABLE", "LEFT_ALONE", "MARKER_KEY", "MARKER_NAME", "NAMESPACE_USED", "NOT_TRIED", "REMOVED",
+    "UID_LABEL", "UNCHANGED", "UPDATED", "BuildResult", "CheckResult", "ClientConfigError",
+    "Connection", "KubeconfigError", "Names", "NotInClusterError", "Outcome", "Permission",
+    "PodState", "Ref", "TeardownResult", "WorkspaceSpec", "bootstrap_manifest",
+    "build_workspace", "by_hand", "check", "clear_client_cache", "deploy", "describe",
+    "in_cluster_connection", "kubeconfig_contexts", "object_names", "parse_kubeconfig",
+    "pod_state", "remove_bootstrap", "required_permissions", "scheduling_hints",
+    "service_accounts", "storage_classes", "succeeded", "teardown_workspace", "to_yaml",
+    "token_expiry", "undeploy", "workspace_objects",
 ]

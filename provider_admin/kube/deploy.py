@@ -22,6 +22,7 @@ UNCHANGED = "unchanged"
 NAMESPACE_USED = "already present: used as it is, not created by Provider Admin"
 LEFT_ALONE = "left alone: not created by Provider Admin"
 COULD_NOT = "could not touch: "
+NOT_TRIED = "not tried: Deploy stops at the first object it could not touch"
 DELETED = "deleted"
 ALREADY_ABSENT = "already absent"
 
@@ -123,8 +124,9 @@ def failure(status: int, message: str, method: str, kind: str, namespace: str = 
 
 def deploy(conn: Connection, objs: list[dict], *, provider_uid: str, provider_name: str,
            timeout: float = 5.0) -> list[Outcome]:
-    """Converge each object in order; stops at the first one it could not touch (the marker
-    comes last, so "deployed" still implies everything before it was applied)."""
+    """Converge each object in order; stops at the first one it could not touch and lists the
+    rest as not tried (the marker comes last, so "deployed" still implies everything before it
+    was applied)."""
     owner = _Owner(provider_uid)
     try:
         session = Session(conn, timeout)
@@ -132,7 +134,7 @@ def deploy(conn: Connection, objs: list[dict], *, provider_uid: str, provider_na
     except (ValueError, Unreachable) as exc:  # said of the object it was about to touch
         first = objs[0]["metadata"] if objs else {"name": ""}
         return [Outcome(objs[0]["kind"] if objs else "", first["name"], COULD_NOT + str(exc),
-                        first.get("namespace", ""))]
+                        first.get("namespace", ""))] + _not_tried(objs[1:])
     results: list[Outcome] = []
     for obj in objs:
         meta = obj["metadata"]
@@ -143,7 +145,12 @@ def deploy(conn: Connection, objs: list[dict], *, provider_uid: str, provider_na
         results.append(Outcome(obj["kind"], meta["name"], result, meta.get("namespace", "")))
         if results[-1].failed:
             break
-    return results
+    return results + _not_tried(objs[len(results):])
+
+
+def _not_tried(objs: list[dict]) -> list[Outcome]:
+    return [Outcome(o["kind"], o["metadata"]["name"], NOT_TRIED, o["metadata"].get("namespace", ""))
+            for o in objs]
 
 
 def succeeded(outcomes: list[Outcome]) -> bool:
