@@ -67,6 +67,37 @@ def test_a_renamed_provider_stays_ready_and_deploy_updates_the_marker(admin, act
     assert provider.status == "ready"
 
 
+def test_a_marker_from_before_uids_is_adopted_then_rewritten_by_deploy(admin, actions, client,
+                                                                       kube_api, kube_provider):
+    kube_api.deploy_marker("east", legacy=True)
+    provider = kube_provider(kube_api)
+
+    check_now(provider)
+    assert provider.status == "ready"
+    assert provider.status_warnings == [f"{STALE_BOOTSTRAP} (its marker does not record this "
+                                        "provider's id yet, so a rename would lose the namespace)."]
+    page = deploy(actions, client, provider)
+
+    assert "ConfigMap provider-admin-marker in namespace ws: updated" in page
+    assert kube_api.get("v1/configmaps", "ws", "provider-admin-marker")["data"]["provider-uid"] \
+        == provider.uid
+    assert provider.status == "ready" and not provider.status_warnings
+    assert ("ConfigMap", "ws", "provider-admin-marker") not in recorded(provider.id)  # not created
+
+
+def test_another_providers_marker_is_left_alone_and_conflicts(admin, actions, client, kube_api,
+                                                              kube_provider):
+    kube_api.deploy_marker("west")
+    provider = kube_provider(kube_api)
+
+    page = deploy(actions, client, provider)
+
+    assert ("ConfigMap provider-admin-marker in namespace ws: left alone: not created by "
+            "Provider Admin") in page
+    assert provider.status == "error"
+    assert "Namespace ws is already used by provider west" in provider.status_message
+
+
 def test_deploy_twice_records_what_it_created_and_audits_each_object(admin, actions, client,
                                                                      kube_api, kube_provider):
     provider = kube_provider(kube_api)
