@@ -108,6 +108,7 @@ def test_another_providers_marker_is_left_alone_and_still_conflicts(kube_api):
     result = run_check(kube_api)
     assert result.category == "marker_conflict"
     assert "Namespace ws is already used by provider west" in result.message
+    assert "before a rename" not in result.message  # its marker records another provider's id
 
 
 def test_a_changed_role_ref_recreates_the_binding(kube_api):
@@ -162,7 +163,10 @@ def test_a_marker_from_before_uids_naming_another_provider_conflicts(kube_api):
     kube_api.deploy_marker("west", legacy=True)
 
     assert apply(kube_api)[("ConfigMap", "provider-admin-marker")] == LEFT_ALONE
-    assert "already used by provider west" in run_check(kube_api).message
+    message = run_check(kube_api).message
+    assert "already used by provider west" in message
+    assert ("If west was this provider's name before a rename, rename it back and press Deploy"
+            in message)
 
 
 # Removal -----------------------------------------------------------------------------------

@@ -206,9 +206,13 @@ class _Check:
         if not mine:
             who = (f"provider {e.snippet(owner, 80)}" if owner
                    else "another installation (its marker names no provider)")
+            former = ("" if owner_uid or not owner else
+                      f" If {e.snippet(owner, 80)} was this provider's name before a rename, rename "
+                      "it back and press Deploy, which records the provider's id in the marker; "
+                      "then rename it again.")
             raise _Failed(e.MARKER_CONFLICT, (
                 f"Namespace {ns} is already used by {who}. Choose another namespace, or delete "
-                f"the ConfigMap {MARKER_NAME} in {ns} if that provider no longer exists."
+                f"the ConfigMap {MARKER_NAME} in {ns} if that provider no longer exists.{former}"
             ))
         if not owner_uid:  # written before providers had a uid: adopted by its name
             self.warnings.append(f"{STALE_BOOTSTRAP} (its marker does not record this provider's "
