@@ -96,13 +96,14 @@ def insert_providers(app, rows, farm: KubeFarm) -> None:
     from provider_admin import crypto
     from provider_admin.extensions import db
     from provider_admin.models import Provider, Status, utcnow
+    from tests.kube import provider_uid  # the uid the farm's markers record
 
     now = utcnow()
     with app.app_context():
         secret = crypto.encrypt(json.dumps({"token": TOKEN}))
         db.session.add_all([
             Provider(
-                name=name, namespace=namespace, credentials_kind="token",
+                name=name, uid=provider_uid(name), namespace=namespace, credentials_kind="token",
                 cluster_address=farm.black_hole if server is None else farm.urls[server],
                 credentials_encrypted=secret, status=Status.READY.value,
                 status_category="ready", kube_version="v1.33.1", consecutive_failures=0,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime, timezone
 
 from flask_login import UserMixin
@@ -29,6 +30,10 @@ from .extensions import db
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
 
 
 class UTCDateTime(db.TypeDecorator):
@@ -151,9 +156,12 @@ class Organization(db.Model):
 
 class Provider(db.Model):
     __tablename__ = "providers"
+    __table_args__ = (UniqueConstraint("uid", name="uq_providers_uid"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # The provider's identity in its cluster (labels, marker): never changes, unlike the name.
+    uid: Mapped[str] = mapped_column(String(36), default=new_uid)
     # Connection. Credentials are Fernet-encrypted JSON ({"token": ...} or client cert/key).
     cluster_address: Mapped[str | None] = mapped_column(String(2048))
     namespace: Mapped[str] = mapped_column(String(63))
@@ -213,6 +221,10 @@ class Provider(db.Model):
         order_by="ProviderCheck.checked_at.desc()",
         passive_deletes=True,
     )
+    bootstrap_objects: Mapped[list[BootstrapObject]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="BootstrapObject.id",
+    )
 
     @property
     def status_label(self) -> str:
@@ -267,6 +279,25 @@ class ProviderCheck(db.Model):
     superseded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     provider: Mapped[Provider] = relationship(back_populates="checks")
+
+
+class BootstrapObject(db.Model):
+    """A bootstrap object that Deploy created for a provider (not one that was already there):
+    the only ones that "remove the bootstrap resources" may delete."""
+
+    __tablename__ = "provider_bootstrap_objects"
+    __table_args__ = (UniqueConstraint("provider_id", "kind", "namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(
+        ForeignKey("providers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str] = mapped_column(String(63), default="")  # "" for cluster-wide
+    name: Mapped[str] = mapped_column(String(253))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    provider: Mapped[Provider] = relationship(back_populates="bootstrap_objects")
 
 
 class Workspace(db.Model):

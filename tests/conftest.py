@@ -186,6 +186,7 @@ def make_provider():
     def make(name="east", organizations=(), **fields):
         fields.setdefault("cluster_address", "https://k8s.invalid:6443")
         fields.setdefault("namespace", "workspaces")
+        fields.setdefault("uid", provider_uid(name))
         provider = Provider(name=name, organizations=list(organizations), **fields)
         db.session.add(provider)
         db.session.commit()
@@ -194,7 +195,7 @@ def make_provider():
     return make
 
 
-from tests.kube import kube_api, kube_api_tls, kube_target  # noqa: E402,F401  (fixtures)
+from tests.kube import kube_api, kube_api_tls, kube_target, provider_uid  # noqa: E402,F401  (fixtures)
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ Fixtures (import them into a test module or conftest):
   script faults use ``kube_api``/``kube_api_tls``, which skip when a real cluster is set.
 
 Scripting (see :class:`KubeAPI`): ``respond("get /version/", 401)``, ``slow(..., seconds)``,
-``deny("create", "pods")`` for SelfSubjectAccessReviews, ``stop()``/``start()`` for
+``deny("create", "pods")`` for SelfSubjectAccessReviews (or ``rbac_role = ("ws", "provider-admin")``
+to answer them from that stored Role's rules), ``stop()``/``start()`` for
 "connection refused", ``put(...)`` to store objects, ``requests`` to count what was served.
 
 kmock 0.8 gaps filled here (it is pinned; this depends on its internals):
@@ -42,6 +43,7 @@ from kmock._internal import parsing
 
 from provider_admin.kube import Connection, bootstrap_manifest, parse_kubeconfig, undeploy
 from provider_admin.kube.client import clear_client_cache
+from provider_admin.kube.permissions import grants
 
 REAL_KUBECONFIG_ENV = "PROVIDER_ADMIN_TEST_KUBECONFIG"
 REAL_CONTEXT_ENV = "PROVIDER_ADMIN_TEST_CONTEXT"
@@ -49,6 +51,12 @@ KUBE_VERSION = "v1.33.1"
 TOKEN = "test-token"
 REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 REQUEST_LOG_MAX, REQUEST_LOG_KEEP = 40, 10
+
+
+def provider_uid(name: str) -> str:
+    """The uid a test provider named `name` gets (conftest's make_provider), so that a marker
+    can be written before the provider exists."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"provider-admin-test:{name}"))
 
 
 def _parse_path(path: str, _original=parsing.parse_path) -> parsing.ParsedPath:
@@ -108,6 +116,7 @@ class KubeAPI:
         self.ca_pem = self.ca.cert_pem.bytes().decode() if self.ca else None
         self.require_client_cert = require_client_cert
         self.denied: set[tuple[str, str]] = set()
+        self.rbac_role: tuple[str, str] | None = None  # (namespace, name): reviews follow its rules
         self.url = ""
         self.port: int | None = None
         self._priority = itertools.count(1)
@@ -164,10 +173,21 @@ class KubeAPI:
     def _review(self, request: kmock.Request) -> dict:
         spec = (request.data or {}).get("spec") or {}
         attrs = spec.get("resourceAttributes") or {}
-        allowed = (attrs.get("verb"), attrs.get("resource")) not in self.denied
+        verb, resource = attrs.get("verb"), attrs.get("resource")
+        allowed = (verb, resource) not in self.denied and self._role_allows(verb, resource)
         status = {"allowed": allowed} if allowed else {"allowed": False, "reason": "no RBAC rule"}
         return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                 "metadata": {}, "spec": spec, "status": status}
+
+    def _role_allows(self, verb: str, resource: str) -> bool:
+        """With `rbac_role` set, what the stored Role's rules allow (kmock has no RBAC)."""
+        if self.rbac_role is None:
+            return True
+        key = (kmock.resource("rbac.authorization.k8s.io/v1/roles"), *self.rbac_role)
+        role = dict(self.k.objects.items()).get(key)
+        rules = [] if role is None or role.deleted else role.raw.get("rules") or []
+        return any(verb in rule.get("verbs", ()) and resource in rule.get("resources", ())
+                   for rule in rules)
 
     async def _start(self) -> None:
         kwargs = {"port": self.port} if self.port else {}
@@ -236,10 +256,16 @@ class KubeAPI:
         obj = objs.get(key)
         return None if obj is None or obj.deleted else dict(obj.raw)
 
-    def deploy_marker(self, provider: str, namespace: str = "ws") -> None:
+    def deploy_marker(self, provider: str, namespace: str = "ws", *, legacy: bool = False) -> None:
+        """The namespace and the marker of provider `provider` (its uid: `provider_uid`),
+        granting everything; `legacy`: a marker from before uids, naming the provider only."""
+        data = {"provider": provider}
+        if not legacy:
+            data.update({"provider-uid": provider_uid(provider),
+                         "grants": grants(needs_service_accounts=True)})
         self.put("v1/namespaces", None, namespace, {"kind": "Namespace"})
         self.put("v1/configmaps", namespace, "provider-admin-marker",
-                 {"kind": "ConfigMap", "data": {"provider": provider}})
+                 {"kind": "ConfigMap", "data": data})
 
     # Scripting --------------------------------------------------------------------------
     def respond(self, criteria, status: int, message: str | None = None, body=None):

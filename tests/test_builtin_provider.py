@@ -79,7 +79,8 @@ def test_deploy_and_check_with_the_pods_service_account(app, actions, pod):
     actions.login()
     provider = the_builtin()
     assert actions.post(f"/manage/providers/{provider.id}/deploy").status_code == 303
-    assert pod.get("v1/configmaps", "ws", "provider-admin-marker")["data"] == {"provider": "in-cluster"}
+    marker = pod.get("v1/configmaps", "ws", "provider-admin-marker")["data"]
+    assert (marker["provider"], marker["provider-uid"]) == ("in-cluster", provider.uid)
     db.session.refresh(provider)
     assert provider.status == "ready", provider.status_message
     assert all(h.get("Authorization") == f"Bearer {TOKEN}" for h in pod.request_headers())

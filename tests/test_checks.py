@@ -234,7 +234,8 @@ def test_deploy_applies_the_manifest_and_turns_ready(app, actions, kube_api, kub
     provider = kube_provider(kube_api)
     response = actions.post(f"/manage/providers/{provider.id}/deploy")
     assert response.status_code == 303
-    assert kube_api.get("v1/configmaps", "ws", "provider-admin-marker")["data"] == {"provider": "east"}
+    marker = kube_api.get("v1/configmaps", "ws", "provider-admin-marker")["data"]
+    assert (marker["provider"], marker["provider-uid"]) == ("east", provider.uid)
     db.session.refresh(provider)
     assert provider.status == "ready", provider.status_message
 

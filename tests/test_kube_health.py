@@ -9,7 +9,7 @@ import pytest
 import trustme
 
 from provider_admin.kube import CATEGORIES, Connection, check, required_permissions
-from tests.kube import KUBE_VERSION, TOKEN, KubeAPI, kube_api, kube_api_tls  # noqa: F401
+from tests.kube import KUBE_VERSION, TOKEN, KubeAPI, kube_api, kube_api_tls, provider_uid  # noqa: F401
 
 MARKER_PATH = "/api/v1/namespaces/ws/configmaps/provider-admin-marker"
 ALL_PERMISSIONS = [(p.verb, p.resource) for p in required_permissions(needs_service_accounts=True)]
@@ -23,6 +23,7 @@ def jwt(**claims) -> str:
 
 def run(conn: Connection, **kwargs):
     kwargs.setdefault("provider_name", "p1")
+    kwargs.setdefault("provider_uid", provider_uid(kwargs["provider_name"]))
     return check(conn, **kwargs)
 
 

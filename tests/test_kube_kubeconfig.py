@@ -16,7 +16,7 @@ from provider_admin.kube import (
     parse_kubeconfig,
     token_expiry,
 )
-from tests.kube import kube_api_tls  # noqa: F401
+from tests.kube import kube_api_tls, provider_uid  # noqa: F401
 
 CA = trustme.CA()
 CA_PEM = CA.cert_pem.bytes().decode()
@@ -214,7 +214,7 @@ def test_parsed_kubeconfig_connects_over_tls(kube_api_tls):
                                "certificate-authority-data": b64(kube_api_tls.ca_pem)})
     conn, _ = parse_kubeconfig(text)
 
-    result = check(conn, provider_name="p1")
+    result = check(conn, provider_name="p1", provider_uid=provider_uid("p1"))
 
     assert result.category == "ready", result.message
     assert kube_api_tls.request_headers()[0]["Authorization"] == "Bearer abc.def.ghi"

@@ -5,9 +5,13 @@ import yaml
 
 from provider_admin.kube import (
     ALREADY_ABSENT,
-    ALREADY_PRESENT,
+    COULD_NOT,
     CREATED,
     DELETED,
+    NOT_TRIED,
+    UID_LABEL,
+    UNCHANGED,
+    Outcome,
     bootstrap_manifest,
     check,
     deploy,
@@ -16,7 +20,9 @@ from provider_admin.kube import (
     to_yaml,
     undeploy,
 )
-from tests.kube import kube_api, kube_target  # noqa: F401
+from tests.kube import kube_api, kube_target, provider_uid  # noqa: F401
+
+UID = provider_uid("p1")
 
 KUBE_SCHEMA_VERSION = kubernetes_validate.latest_version()
 ALL_KINDS = ["Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding", "ClusterRole",
@@ -112,27 +118,44 @@ def test_invalid_names_are_refused(kwargs):
         bootstrap_manifest(**{"provider_name": "p1", **kwargs})
 
 
-def test_deploy_creates_everything_then_reports_already_present(kube_target):
+def test_with_a_uid_every_object_carries_it_and_the_marker_records_it():
+    objs = bootstrap_manifest(provider_name="p1", namespace="ws", provider_uid=UID,
+                              needs_service_accounts=False)
+
+    assert all(o["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "provider-admin",
+                                           UID_LABEL: UID} for o in objs)
+    marker = by_kind(objs)["ConfigMap"]["data"]
+    assert (marker["provider"], marker["provider-uid"]) == ("p1", UID)
+    assert marker["grants"].splitlines()[:2] == ["create pods", "get pods"]
+    assert "create serviceaccounts" not in marker["grants"]
+    for obj in objs:
+        kubernetes_validate.validate(obj, KUBE_SCHEMA_VERSION, strict=True)
+
+
+def test_deploy_creates_everything_then_finds_it_unchanged(kube_target):
     conn = kube_target.connection()
-    objs = bootstrap_manifest(provider_name="p1", namespace=conn.namespace)
-    names = [(o["kind"], o["metadata"]["name"]) for o in objs]
+    objs = bootstrap_manifest(provider_name="p1", namespace=conn.namespace, provider_uid=UID)
+    names = [(o["kind"], o["metadata"]["name"], o["metadata"].get("namespace", "")) for o in objs]
 
-    first = deploy(conn, objs)
-    second = deploy(conn, objs)
+    first = deploy(conn, objs, provider_uid=UID, provider_name="p1")
+    second = deploy(conn, objs, provider_uid=UID, provider_name="p1")
 
-    assert first == [(kind, name, CREATED) for kind, name in names]
-    assert second == [(kind, name, ALREADY_PRESENT) for kind, name in names]
+    assert first == [Outcome(kind, name, CREATED, ns) for kind, name, ns in names]
+    assert second == [Outcome(kind, name, UNCHANGED, ns) for kind, name, ns in names]
     assert succeeded(first) and succeeded(second)
-    assert describe(first).splitlines()[0] == f"Namespace {conn.namespace}: created"
-    assert check(conn, provider_name="p1", full=True).category == "ready"
+    assert describe(first).splitlines()[:2] == [f"Namespace {conn.namespace}: created",
+                                                f"ServiceAccount provider-admin in namespace "
+                                                f"{conn.namespace}: created"]
+    assert check(conn, provider_name="p1", provider_uid=UID, full=True).category == "ready"
 
 
 def test_deployed_objects_are_stored_as_sent(kube_api):
-    objs = bootstrap_manifest(provider_name="p1", namespace="ws")
+    objs = bootstrap_manifest(provider_name="p1", namespace="ws", provider_uid=UID)
 
-    deploy(kube_api.connection(), objs)
+    deploy(kube_api.connection(), objs, provider_uid=UID, provider_name="p1")
 
-    assert kube_api.get("v1/configmaps", "ws", "provider-admin-marker")["data"] == {"provider": "p1"}
+    assert kube_api.get("v1/configmaps", "ws", "provider-admin-marker")["data"] \
+        == by_kind(objs)["ConfigMap"]["data"]
     assert kube_api.get("rbac.authorization.k8s.io/v1/roles", "ws", "provider-admin")["rules"] \
         == by_kind(objs)["Role"]["rules"]
     assert kube_api.get("v1/namespaces", None, "ws")["kind"] == "Namespace"
@@ -142,47 +165,54 @@ def test_deployed_objects_are_stored_as_sent(kube_api):
 def test_deploy_stops_at_forbidden_with_a_clear_message(kube_api):
     kube_api.respond("post /apis/rbac.authorization.k8s.io/v1/namespaces/ws/roles", 403,
                      'roles.rbac.authorization.k8s.io is forbidden')
-    objs = bootstrap_manifest(provider_name="p1", namespace="ws")
+    objs = bootstrap_manifest(provider_name="p1", namespace="ws", provider_uid=UID)
 
-    outcomes = deploy(kube_api.connection(), objs)
+    outcomes = deploy(kube_api.connection(), objs, provider_uid=UID, provider_name="p1")
 
-    assert [o[2] for o in outcomes[:3]] == [CREATED] * 3
-    assert outcomes[3] == ("Role", "provider-admin",
-                           "forbidden: the stored credentials may not create roles in namespace ws; "
-                           "apply the bootstrap manifest with kubectl as a cluster admin instead")
-    assert len(outcomes) == 4 and not succeeded(outcomes)
+    assert [o.result for o in outcomes[:3]] == [CREATED] * 3
+    assert outcomes[3] == Outcome("Role", "provider-admin", COULD_NOT +
+                                  "forbidden: the stored credentials may not create roles in "
+                                  "namespace ws; apply the bootstrap manifest with kubectl as a "
+                                  "cluster admin instead", "ws")
+    assert {o.result for o in outcomes[4:]} == {NOT_TRIED} and len(outcomes) == len(objs)
+    assert not succeeded(outcomes)
     assert not any("rolebindings" in r for r in kube_api.requests)
 
 
 def test_deploy_stops_at_unauthorized(kube_api):
     kube_api.respond("post /api/v1/namespaces", 401, "Unauthorized")
 
-    outcomes = deploy(kube_api.connection(), bootstrap_manifest(provider_name="p1", namespace="ws"))
+    outcomes = deploy(kube_api.connection(), bootstrap_manifest(provider_name="p1", namespace="ws"),
+                      provider_uid=UID, provider_name="p1")
 
-    assert outcomes == [("Namespace", "ws", "unauthorized: the cluster rejected the stored "
-                                             "credentials (Unauthorized); update the provider's token")]
+    assert outcomes[0] == Outcome("Namespace", "ws", COULD_NOT + "unauthorized: the cluster "
+                                  "rejected the stored credentials (Unauthorized); update the "
+                                  "provider's token")
+    assert {o.result for o in outcomes[1:]} == {NOT_TRIED}
 
 
 def test_deploy_to_a_dead_cluster_says_why(kube_api):
     conn = kube_api.connection()
     kube_api.stop()
 
-    outcomes = deploy(conn, bootstrap_manifest(provider_name="p1", namespace="ws"), timeout=1)
+    outcomes = deploy(conn, bootstrap_manifest(provider_name="p1", namespace="ws"),
+                      provider_uid=UID, provider_name="p1", timeout=1)
 
-    assert len(outcomes) == 1
-    assert "was refused" in outcomes[0][2]
+    assert outcomes[0].kind == "Namespace"
+    assert outcomes[0].result.startswith(COULD_NOT) and "was refused" in outcomes[0].result
+    assert [o.result for o in outcomes[1:]] == [NOT_TRIED] * 7
 
 
 def test_undeploy_removes_in_reverse_order(kube_api):
     conn = kube_api.connection()
-    objs = bootstrap_manifest(provider_name="p1", namespace="ws")
-    deploy(conn, objs)
+    objs = bootstrap_manifest(provider_name="p1", namespace="ws", provider_uid=UID)
+    deploy(conn, objs, provider_uid=UID, provider_name="p1")
 
     removed = undeploy(conn, objs)
     again = undeploy(conn, objs)
 
     assert [o[0] for o in removed] == list(reversed(ALL_KINDS))
-    assert {o[2] for o in removed} == {DELETED}
-    assert {o[2] for o in again} == {ALREADY_ABSENT}
+    assert {o.result for o in removed} == {DELETED}
+    assert {o.result for o in again} == {ALREADY_ABSENT}
     assert kube_api.get("v1/configmaps", "ws", "provider-admin-marker") is None
-    assert check(conn, provider_name="p1").category == "not_deployed"
+    assert check(conn, provider_name="p1", provider_uid=UID).category == "not_deployed"

@@ -9,7 +9,9 @@ from provider_admin import create_app, models  # noqa: F401  (models fill db.met
 from provider_admin.database import MIGRATIONS
 from provider_admin.extensions import db
 
-from .conftest import ENCRYPTION_KEY
+from provider_admin.models import utcnow
+
+from .conftest import ENCRYPTION_KEY, TEST_DATABASE_URL, _driver
 
 MODEL_TABLES = set(db.metadata.tables)
 
@@ -183,3 +185,46 @@ def test_check_generation_upgrades_a_database_with_providers_and_checks(empty_sq
     provider.namespace = "elsewhere"  # the upgraded row takes part in the generations
     db.session.commit()
     assert provider.check_generation == 2
+
+
+def _upgrade_with_providers_from_0003(app):
+    """Two providers written at revision 0003, then the upgrade to the head."""
+    flask_db(app, "upgrade", "0003")
+    with db.engine.begin() as connection:
+        for name in ("east", "west"):
+            connection.execute(sa.text(
+                "INSERT INTO providers (name, namespace, is_builtin, e2e_encryption, external_ssh, "
+                "cordoned, status, consecutive_failures, display_version, created_at, updated_at, "
+                "version) VALUES (:name, 'ws', false, false, false, false, 'ready', 0, 1, :now, :now, 1)"
+            ), {"name": name, "now": utcnow()})
+    flask_db(app, "upgrade")
+    with db.engine.connect() as connection:
+        uids = dict(connection.execute(sa.text("SELECT name, uid FROM providers")).all())
+    assert set(uids) == {"east", "west"}
+    assert all(len(uid) == 36 for uid in uids.values()) and uids["east"] != uids["west"]
+    assert schema_differences(db.engine) == []
+
+
+def test_upgrade_gives_existing_providers_a_uid_on_sqlite(empty_sqlite_app):
+    _upgrade_with_providers_from_0003(empty_sqlite_app)
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="PostgreSQL not configured")
+def test_upgrade_gives_existing_providers_a_uid_on_postgresql():
+    # A schema of its own in the test database, so the session's tables stay as they are.
+    schema = "migration_0005"
+    engine = sa.create_engine(_driver(TEST_DATABASE_URL))
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in TEST_DATABASE_URL else "?"
+    url = f"{TEST_DATABASE_URL}{separator}options=-csearch_path%3D{schema}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "AUTO_MIGRATE": False, "TESTING": True,
+                      "SECRET_KEY": "x", "ENCRYPTION_KEY": ENCRYPTION_KEY})
+    try:
+        with app.app_context():
+            _upgrade_with_providers_from_0003(app)
+            db.engine.dispose()
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()

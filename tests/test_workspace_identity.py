@@ -4,7 +4,7 @@ import pytest
 import sqlalchemy as sa
 
 from provider_admin.extensions import db
-from provider_admin.kube import UID_LABEL
+from provider_admin.kube import WORKSPACE_UID_LABEL as UID_LABEL
 from provider_admin.models import AuditEvent, Provider, Workspace
 from tests.conftest import TEST_DATABASE_URL, field_error
 from tests.test_providers import edit_form

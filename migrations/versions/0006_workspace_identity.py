@@ -1,7 +1,7 @@
 """workspaces: a uid that is never reused, stored object names and where they were built
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-01 09:00:00
 
 Existing workspaces keep the object names they were built with ("ws-<id>-<name>"), are
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

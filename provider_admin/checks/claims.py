@@ -22,7 +22,7 @@ providers = Provider.__table__
 # What a check job needs: the connection, what to check, whether it is a full check, and the
 # generation of the settings it is computed for.
 CLAIMED_COLUMNS = (
-    providers.c.id, providers.c.name, providers.c.namespace, providers.c.cluster_address,
+    providers.c.id, providers.c.name, providers.c.uid, providers.c.namespace, providers.c.cluster_address,
     providers.c.ca_cert, providers.c.credentials_encrypted, providers.c.is_builtin,
     providers.c.storage_class, providers.c.service_account,
     providers.c.service_account_annotations, providers.c.status,

@@ -16,6 +16,7 @@ class CheckJob:
     provider_id: int
     generation: int  # the provider's check_generation when the job was made
     provider_name: str
+    provider_uid: str
     connection: kube.Connection | None
     connection_error: str | None
     storage_class: str | None
@@ -56,6 +57,7 @@ def job_for(provider: Provider, *, full: bool) -> CheckJob:
         provider_id=provider.id,
         generation=provider.check_generation,
         provider_name=provider.name,
+        provider_uid=provider.uid,
         connection=connection,
         connection_error=error,
         storage_class=provider.storage_class,
@@ -74,6 +76,7 @@ def run(job: CheckJob, timeout: float) -> tuple[kube.CheckResult, float]:
         result = kube.check(
             job.connection,
             provider_name=job.provider_name,
+            provider_uid=job.provider_uid,
             storage_class=job.storage_class,
             service_account=job.service_account,
             needs_service_accounts=job.needs_service_accounts,

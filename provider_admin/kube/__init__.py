@@ -6,8 +6,9 @@ back; nothing outside this package imports the `kubernetes` client. No Flask, no
     conn = Connection(server="https://k8s.example:6443", namespace="ws", ca_cert=pem, token=t)
     result = check(conn, provider_name="eu-1", storage_class=None, service_account=None,
                    needs_service_accounts=False, full=True)
-    objs = bootstrap_manifest(provider_name="eu-1", namespace="ws")
-    outcomes = deploy(conn, objs)
+    objs = bootstrap_manifest(provider_name="eu-1", namespace="ws", provider_uid=uid)
+    outcomes = deploy(conn, objs, provider_uid=uid, provider_name="eu-1")
+    removed = remove_bootstrap(conn, [Ref("Role", "ws", "provider-admin")], provider_uid=uid)
 """
 from .client import ClientConfigError, clear_client_cache
 from .connection import (
@@ -25,9 +26,15 @@ from .connection import (
 )
 from .deploy import (
     ALREADY_ABSENT,
-    ALREADY_PRESENT,
+    COULD_NOT,
     CREATED,
     DELETED,
+    LEFT_ALONE,
+    NAMESPACE_USED,
+    NOT_TRIED,
+    UNCHANGED,
+    UPDATED,
+    Outcome,
     deploy,
     describe,
     succeeded,
@@ -40,8 +47,10 @@ from .hints import scheduling_hints
 from .inventory import Names, service_accounts, storage_classes
 from .manifest import bootstrap_manifest, to_yaml
 from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
+from .permissions import UID_LABEL as PROVIDER_UID_LABEL
+from .removal import COULD_NOT_REMOVE, REMOVED, Ref, by_hand, remove_bootstrap
+from .workspace import UID_LABEL as WORKSPACE_UID_LABEL
 from .workspace import (
-    UID_LABEL,
     BuildResult,
     PodState,
     TeardownResult,
@@ -55,12 +64,13 @@ from .workspace import build as build_workspace
 from .workspace import teardown as teardown_workspace
 
 __all__ = [
-    "ALREADY_ABSENT", "ALREADY_PRESENT", "AddressError", "BLOCKED_NETWORKS", "CATEGORIES", "CREATED", "DELETED",
-    "HINTS_UNAVAILABLE", "MARKER_KEY", "MARKER_NAME", "UID_LABEL", "BuildResult", "PodState", "CheckResult",
-    "ClientConfigError", "Connection", "KubeconfigError", "Names", "NotInClusterError", "Permission", "TeardownResult",
-    "WorkspaceSpec", "bootstrap_manifest", "build_workspace", "check", "check_address", "clear_client_cache", "deploy",
-    "describe", "in_cluster_connection", "kubeconfig_contexts", "object_base", "object_names", "parse_kubeconfig",
-    "pod_state",
-    "required_permissions", "scheduling_hints", "service_accounts", "storage_classes", "succeeded",
-    "teardown_workspace", "to_yaml", "token_expiry", "token_expiry_phrase", "undeploy", "workspace_objects",
+    "ALREADY_ABSENT", "AddressError", "BLOCKED_NETWORKS", "CATEGORIES", "COULD_NOT", "COULD_NOT_REMOVE", "CREATED",
+    "DELETED", "HINTS_UNAVAILABLE", "LEFT_ALONE", "MARKER_KEY", "MARKER_NAME", "NAMESPACE_USED", "NOT_TRIED",
+    "PROVIDER_UID_LABEL", "REMOVED", "UNCHANGED", "UPDATED", "WORKSPACE_UID_LABEL", "BuildResult", "CheckResult",
+    "ClientConfigError", "Connection", "KubeconfigError", "Names", "NotInClusterError", "Outcome", "Permission",
+    "PodState", "Ref", "TeardownResult", "WorkspaceSpec", "bootstrap_manifest", "build_workspace", "by_hand", "check",
+    "check_address", "clear_client_cache", "deploy", "describe", "in_cluster_connection", "kubeconfig_contexts",
+    "object_base", "object_names", "parse_kubeconfig", "pod_state", "remove_bootstrap", "required_permissions",
+    "scheduling_hints", "service_accounts", "storage_classes", "succeeded", "teardown_workspace", "to_yaml",
+    "token_expiry", "token_expiry_phrase", "undeploy", "workspace_objects",
 ]

@@ -73,15 +73,16 @@ def quote_segment(name: str) -> str:
 
 
 def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
-         body: dict | None = None) -> tuple[int, str]:
+         body: dict | None = None, content_type: str | None = None) -> tuple[int, str]:
     """One request through the client (auth, TLS, no retries); returns (status, text).
 
     Raw rather than typed calls: no lazy import of the huge generated API modules, and a
-    lenient reading of whatever the server answers. Transport failures raise.
+    lenient reading of whatever the server answers. Transport failures raise. A PATCH names
+    its `content_type` (e.g. application/merge-patch+json).
     """
     headers = {"Accept": "application/json, */*"}
     if body is not None:
-        headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = content_type or "application/json"
     method, url, headers, data, _ = api.param_serialize(
         method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
     )

@@ -16,9 +16,19 @@ from . import errors as e
 from .client import ClientConfigError, get_client, send
 from .client import quote_segment as q
 from .connection import Connection, token_expiry, token_expiry_phrase
-from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
+from .permissions import (
+    MARKER_GRANTS_KEY,
+    MARKER_KEY,
+    MARKER_NAME,
+    MARKER_UID_KEY,
+    Permission,
+    missing_grants,
+    required_permissions,
+)
 
 TOKEN_WARNING_DAYS = 7
+STALE_BOOTSTRAP = ("The cluster's bootstrap is older than this provider's settings need: "
+                   "Deploy again or apply the new manifest")
 REVIEWS_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
@@ -50,20 +60,22 @@ def check(
     conn: Connection,
     *,
     provider_name: str,
+    provider_uid: str | None = None,
     storage_class: str | None = None,
     service_account: str | None = None,
     needs_service_accounts: bool = False,
     full: bool = False,
     timeout: float = 5.0,
 ) -> CheckResult:
-    """Check that `conn` can take new workspaces for provider `provider_name`."""
+    """Check that `conn` can take new workspaces for the provider `provider_uid` (its marker
+    records the uid; a marker from before uids is accepted when it names `provider_name`)."""
     run = _Check(conn, timeout)
     try:
         run.token()
         run.api = get_client(conn)
         run.version()
         run.readyz()
-        run.marker(provider_name)
+        run.marker(provider_name, provider_uid, needs_service_accounts)
         if full:
             run.permissions(required_permissions(needs_service_accounts=needs_service_accounts))
             if storage_class:
@@ -177,20 +189,35 @@ class _Check:
                 "Check the health of the control plane."
             ))
 
-    def marker(self, provider_name: str) -> None:
+    def marker(self, provider_name: str, provider_uid: str | None,
+               needs_service_accounts: bool) -> None:
         ns = self.conn.namespace
         status, marker = self.get(f"/api/v1/namespaces/{q(ns)}/configmaps/{MARKER_NAME}",
                                   f"get configmaps in namespace {ns}", allow=(404,))
         if status == 404:
             raise _Failed(e.NOT_DEPLOYED, self._not_deployed_message())
-        owner = (marker.get("data") or {}).get(MARKER_KEY)
-        if owner != provider_name:
+        data = marker.get("data") if isinstance(marker.get("data"), dict) else {}
+        owner, owner_uid = data.get(MARKER_KEY), data.get(MARKER_UID_KEY)
+        mine = owner_uid == provider_uid if owner_uid else owner == provider_name
+        if not mine:
             who = (f"provider {e.snippet(owner, 80)}" if owner
                    else "another installation (its marker names no provider)")
+            former = ("" if owner_uid or not owner else
+                      f" If {e.snippet(owner, 80)} was this provider's name before a rename, rename "
+                      "it back and press Deploy, which records the provider's id in the marker; "
+                      "then rename it again.")
             raise _Failed(e.MARKER_CONFLICT, (
                 f"Namespace {ns} is already used by {who}. Choose another namespace, or delete "
-                f"the ConfigMap {MARKER_NAME} in {ns} if that provider no longer exists."
+                f"the ConfigMap {MARKER_NAME} in {ns} if that provider no longer exists.{former}"
             ))
+        if not owner_uid:  # written before providers had a uid: adopted by its name
+            self.warnings.append(f"{STALE_BOOTSTRAP} (its marker does not record this provider's "
+                                 "id yet, so a rename would lose the namespace).")
+            return
+        lacking = missing_grants(str(data.get(MARKER_GRANTS_KEY) or ""),
+                                 needs_service_accounts=needs_service_accounts)
+        if lacking:
+            self.warnings.append(f"{STALE_BOOTSTRAP} (its Role does not grant {', '.join(lacking)}).")
 
     def _not_deployed_message(self) -> str:
         ns = self.conn.namespace

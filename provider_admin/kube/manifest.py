@@ -5,7 +5,16 @@ import re
 
 import yaml
 
-from .permissions import MANAGED_BY_LABEL, MARKER_KEY, MARKER_NAME, rules
+from .permissions import (
+    MANAGED_BY_LABEL,
+    MARKER_GRANTS_KEY,
+    MARKER_KEY,
+    MARKER_NAME,
+    MARKER_UID_KEY,
+    UID_LABEL,
+    grants,
+    rules,
+)
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 PROVIDER_ANNOTATION = "provider-admin.io/provider"
@@ -16,6 +25,7 @@ def bootstrap_manifest(
     *,
     provider_name: str,
     namespace: str,
+    provider_uid: str | None = None,
     service_account_name: str = "provider-admin",
     include_cluster_role: bool = True,
     needs_service_accounts: bool = True,
@@ -23,9 +33,11 @@ def bootstrap_manifest(
     """Kubernetes objects, in the order to apply them; the marker ConfigMap comes last so
     that "deployed" implies everything before it was applied.
 
-    Namespace, ServiceAccount, its token Secret, Role (exactly the needed permissions),
-    RoleBinding, optionally a ClusterRole + ClusterRoleBinding to read StorageClasses and
-    Nodes, and the marker ConfigMap naming the provider.
+    Namespace, ServiceAccount, its token Secret, Role (exactly the permissions workspaces
+    need in the namespace), RoleBinding, optionally a ClusterRole + ClusterRoleBinding to read
+    StorageClasses and Nodes cluster-wide, and the marker ConfigMap naming the provider. With
+    `provider_uid`, every object carries it as a label and the marker records it with what
+    the Role grants: Deploy updates only objects with this label, the check compares the uid.
     """
     for what, value in (("namespace", namespace), ("service account name", service_account_name)):
         if not DNS_LABEL.match(value or ""):
@@ -34,6 +46,18 @@ def bootstrap_manifest(
         raise ValueError("The provider name is required.")
 
     sa = service_account_name
+    labels = {**MANAGED_BY_LABEL, **({UID_LABEL: provider_uid} if provider_uid else {})}
+
+    def _obj(api_version: str, kind: str, name: str, namespace: str | None = None,
+             annotations: dict | None = None) -> dict:
+        meta: dict = {"name": name}
+        if namespace:
+            meta["namespace"] = namespace
+        meta["labels"] = dict(labels)
+        if annotations:
+            meta["annotations"] = annotations
+        return {"apiVersion": api_version, "kind": kind, "metadata": meta}
+
     role_rules = rules(needs_service_accounts=needs_service_accounts)
     subject = [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]
     objs = [
@@ -62,9 +86,13 @@ def bootstrap_manifest(
                          "name": cluster_name},
              "subjects": subject},
         ]
+    marker = {MARKER_KEY: provider_name}
+    if provider_uid:
+        marker[MARKER_UID_KEY] = provider_uid
+        marker[MARKER_GRANTS_KEY] = grants(needs_service_accounts=needs_service_accounts)
     objs.append({**_obj("v1", "ConfigMap", MARKER_NAME, namespace,
                         annotations={PROVIDER_ANNOTATION: provider_name}),
-                 "data": {MARKER_KEY: provider_name}})
+                 "data": marker})
     return objs
 
 
@@ -72,13 +100,3 @@ def to_yaml(objs: list[dict]) -> str:
     """Multi-document YAML for `kubectl apply -f`."""
     return yaml.safe_dump_all(objs, sort_keys=False, explicit_start=True, allow_unicode=True)
 
-
-def _obj(api_version: str, kind: str, name: str, namespace: str | None = None,
-         annotations: dict | None = None) -> dict:
-    meta: dict = {"name": name}
-    if namespace:
-        meta["namespace"] = namespace
-    meta["labels"] = dict(MANAGED_BY_LABEL)
-    if annotations:
-        meta["annotations"] = annotations
-    return {"apiVersion": api_version, "kind": kind, "metadata": meta}

@@ -4,8 +4,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 MARKER_NAME = "provider-admin-marker"
-MARKER_KEY = "provider"
+MARKER_KEY = "provider"  # the provider's name, for humans
+MARKER_UID_KEY = "provider-uid"  # its identity: what the check compares
+MARKER_GRANTS_KEY = "grants"  # the permissions the bootstrap's Role grants, one per line
 MANAGED_BY_LABEL = {"app.kubernetes.io/managed-by": "provider-admin"}
+UID_LABEL = "provider-admin.io/provider-uid"  # on every bootstrap object of one provider
 
 WORKLOAD_VERBS = ("create", "get", "list", "delete")
 SERVICE_ACCOUNT_VERBS = ("create", "get", "patch", "delete")
@@ -40,3 +43,15 @@ def required_permissions(*, needs_service_accounts: bool) -> list[Permission]:
         for resource in resources
         for verb in verbs
     ]
+
+
+def grants(*, needs_service_accounts: bool) -> str:
+    """What the marker records that the bootstrap grants ("create pods" per line)."""
+    return "\n".join(map(str, required_permissions(needs_service_accounts=needs_service_accounts)))
+
+
+def missing_grants(recorded: str, *, needs_service_accounts: bool) -> list[str]:
+    """The needed permissions that a marker's recorded grants lack, in a stable order."""
+    have = set(recorded.splitlines())
+    return [str(p) for p in required_permissions(needs_service_accounts=needs_service_accounts)
+            if str(p) not in have]

@@ -4,14 +4,14 @@ import json
 from flask import Response, current_app, flash, request, url_for
 from sqlalchemy import select
 
-from .. import audit, kube
+from .. import kube
 from ..auth.roles import confirm_roles, recent_role_will_do
 from ..checks import check_now
 from ..checks.jobs import connection_for
 from ..extensions import db
 from ..htmx import done, render
 from ..models import Provider, ProviderCheck
-from . import bp
+from . import bootstrap, bp
 from .forms import ConfirmForm
 from .queries import Scope, get_provider_or_404, providers_by_id, status_fingerprint, status_snapshot, \
     workspace_count_of
@@ -70,19 +70,17 @@ def show(provider_id: int):
 def manifest(provider_id: int):
     """The bootstrap manifest to `kubectl apply`."""
     provider = get_provider_or_404(provider_id)
-    body = kube.to_yaml(bootstrap_objects(provider))
+    body = kube.to_yaml(bootstrap.objects(provider))
     return Response(body, mimetype="application/yaml", headers={
         "Content-Disposition": f'attachment; filename="provider-admin-{provider.name}.yaml"'})
 
 
 @bp.post("/<int:provider_id>/deploy")
 def deploy(provider_id: int):
-    """Apply the bootstrap manifest with the stored credentials, then check at once."""
+    """Converge the bootstrap with the stored credentials, like kubectl apply; check at once."""
     provider = get_provider_or_404(provider_id)
     if ConfirmForm().validate_on_submit():
-        outcomes = kube.deploy(connection_for(provider), bootstrap_objects(provider),
-                               timeout=_timeout())
-        audit.record("provider.deploy", provider, {"result": kube.describe(outcomes)})
+        outcomes = bootstrap.deploy(provider)
         db.session.commit()
         flash(kube.describe(outcomes), "success" if kube.succeeded(outcomes) else "error")
         check_now(provider, trigger="deploy")
@@ -100,12 +98,6 @@ def cluster_names(provider_id: int):
     chosen = {field: request.args.get(field, "").strip() for field in lists}
     return render("providers/_cluster_names.html", "providers/_cluster_names.html",
                   lists=lists, chosen=chosen, namespace=provider.namespace)
-
-
-def bootstrap_objects(provider: Provider) -> list[dict]:
-    return kube.bootstrap_manifest(
-        provider_name=provider.name, namespace=provider.namespace,
-        needs_service_accounts=bool(provider.service_account_annotations))
 
 
 def _timeout() -> float:

@@ -7,7 +7,7 @@ from ..database import duplicate_at
 from ..extensions import db
 from ..htmx import done, is_fragment_request, render
 from ..models import Provider
-from . import bp, cluster, rows, service  # noqa: F401  (rows: the list's row template global)
+from . import bootstrap, bp, cluster, rows, service  # noqa: F401  (rows: the list's row template global)
 from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
 from .queries import Scope, get_provider_or_404, workspace_count_of, workspaces_of
 
@@ -126,10 +126,14 @@ def delete(provider_id: int):
     form = DeleteForm()
     blocking = workspaces_of(provider)
     if form.validate_on_submit() and not blocking and not provider.is_builtin:
-        audit.record("provider.delete", provider)
+        # The record goes even when the cluster cannot be reached: what stays is said, with how.
+        removal = bootstrap.remove(provider) if form.remove_bootstrap.data else None
+        bootstrap.delete_audit(provider, removal)
         db.session.delete(provider)
         db.session.commit()
         flash(f"Provider {provider.name} deleted.", "success")
+        if removal is not None:
+            flash(removal.message(), "error" if removal.by_hand else "info")
         return done(url_for(".index"), event="providersChanged", fragment="providers/_dialog_closed.html")
     status = 422 if request.method == "POST" else 200
     return render("providers/delete.html", "providers/_delete.html", status,
