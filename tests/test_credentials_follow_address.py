@@ -18,7 +18,7 @@ from provider_admin.kube.client import MAX_RESPONSE_BYTES
 from provider_admin.models import AuditEvent, Provider
 
 from .conftest import field_error
-from .kube import TOKEN, KubeAPI
+from .kube import TOKEN, KubeAPI, provider_uid
 
 SECRET_KEY_TEXT = "kubeconfig-secret-token-4711"
 
@@ -331,9 +331,10 @@ def test_a_blocked_peer_gets_no_request_at_all(kube_api):
 
 def test_a_blocked_peer_over_tls_gets_no_request_either(kube_api_tls):
     conn = kube_api_tls.connection(blocked_networks=("127.0.0.0/8",))
-    outcomes = kube.deploy(conn, kube.bootstrap_manifest(provider_name="east", namespace="ws"),
-                           timeout=2)
-    assert "resolves to a blocked address (127.0.0.1)" in outcomes[-1][2]
+    uid = "0" * 32
+    outcomes = kube.deploy(conn, kube.bootstrap_manifest(provider_name="east", namespace="ws", provider_uid=uid),
+                           provider_uid=uid, provider_name="east", timeout=2)
+    assert "resolves to a blocked address (127.0.0.1)" in kube.describe(outcomes)
     assert not kube.succeeded(outcomes)
     assert kube.storage_classes(conn, 2).error.startswith("127.0.0.1 resolves to")
     assert kube_api_tls.requests == []
@@ -353,8 +354,8 @@ def test_check_now_shows_the_refusal_and_the_cluster_receives_no_token(
 def test_an_allowed_peer_is_reached_as_before(kube_api):
     conn = kube_api.connection(blocked_networks=kube.BLOCKED_NETWORKS)
     kube_api.deploy_marker("east")
-    result = kube.check(conn, provider_name="east", storage_class=None, service_account=None,
-                        needs_service_accounts=False, full=False, timeout=2)
+    result = kube.check(conn, provider_name="east", provider_uid=provider_uid("east"), storage_class=None,
+                        service_account=None, needs_service_accounts=False, full=False, timeout=2)
     assert result.ok, result.message
 
 

@@ -11,7 +11,7 @@ from provider_admin.kube import (
     NAMESPACE_USED,
     NOT_TRIED,
     REMOVED,
-    UID_LABEL,
+    PROVIDER_UID_LABEL as UID_LABEL,
     UNCHANGED,
     UPDATED,
     Ref,

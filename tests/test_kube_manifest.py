@@ -9,7 +9,7 @@ from provider_admin.kube import (
     CREATED,
     DELETED,
     NOT_TRIED,
-    UID_LABEL,
+    PROVIDER_UID_LABEL as UID_LABEL,
     UNCHANGED,
     Outcome,
     bootstrap_manifest,

@@ -6,7 +6,7 @@ import kubernetes_validate
 import pytest
 
 from provider_admin.kube import (
-    UID_LABEL,
+    WORKSPACE_UID_LABEL as UID_LABEL,
     WorkspaceSpec,
     build_workspace,
     object_base,
