@@ -1,16 +1,54 @@
-"""Request-level wiring: login, CSRF, proxy headers, template helpers."""
+"""Request-level wiring: bounds on what a request may carry, login, CSRF, proxy headers,
+template helpers."""
 import time
 from typing import NamedTuple
 
 from flask import Flask, current_app, request, session
 from sqlalchemy import bindparam, select
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, ValidationError
 
+from .errors import error_response
 from .extensions import csrf, db, login_manager
+from .forms import text_problem
 from .models import User
+
+# The largest id a table holds: the primary keys are `integer` columns (32-bit on PostgreSQL).
+MAX_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in every route: ASCII digits from 1 to MAX_ID; anything else is a 404
+    before the view runs, never an overflow in the database."""
+
+    regex = r"[0-9]+"
+
+    def __init__(self, map, fixed_digits=0, min=1, max=MAX_ID, signed=False):
+        super().__init__(map, fixed_digits, min, max, signed)
+
+    def to_python(self, value: str) -> int:
+        if len(value.lstrip("0")) > len(str(MAX_ID)):  # out of range, and too long for int()
+            raise ValidationError()
+        return super().to_python(value)
+
+
+def arg_int(args, name: str, default: int | None = None) -> int | None:
+    """A whole number from the query string: `default` when missing, not a number or below 1,
+    at most MAX_ID (a page past the end is empty, an id past it is missing)."""
+    value = str(args.get(name, ""))
+    if not (value.isascii() and value.isdigit()):
+        return default
+    digits = value.lstrip("0")
+    if len(digits) > len(str(MAX_ID)):
+        return MAX_ID
+    return min(int(digits), MAX_ID) if digits else default
 
 
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = IdConverter
+    # Before anything reads the body (CSRF, sign-in), and before the query string reaches a view.
+    app.before_request(_refuse_large_body)
+    app.before_request(_refuse_odd_query)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -24,6 +62,26 @@ def init_app(app: Flask) -> None:
     from . import templating
 
     templating.init_app(app)
+
+
+def _refuse_large_body():
+    """A body over MAX_BODY_BYTES is answered 413 unread; Werkzeug's own limit stops a body
+    sent without a length once it has read that much."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is not None and (request.content_length or 0) > limit:
+        return error_response(413)
+    return None
+
+
+def _refuse_odd_query():
+    """A query string is typed or built by the app: it never holds control characters or
+    invalid Unicode, nor a value longer than a form field may be."""
+    limit = int(current_app.config["MAX_FORM_FIELD_BYTES"])
+    for key, value in request.args.items(multi=True):
+        if text_problem(key, multiline=False, limit=limit) or text_problem(value, multiline=False, limit=limit):
+            return error_response(400, "The address holds characters that no page takes, "
+                                       "such as control characters.")
+    return None
 
 
 def _load_user(user_id: str) -> User | None:

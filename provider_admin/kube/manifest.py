@@ -7,7 +7,7 @@ import yaml
 
 from .permissions import MANAGED_BY_LABEL, MARKER_KEY, MARKER_NAME, rules
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 PROVIDER_ANNOTATION = "provider-admin.io/provider"
 SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
 

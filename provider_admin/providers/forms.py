@@ -1,4 +1,3 @@
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     HiddenField,
@@ -12,6 +11,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import scheduling
+from ..forms import BaseForm
 from ..validators import absolute_url, dns_label, dns_subdomain, pem_certificates
 
 SCHEDULING_PARSERS = {
@@ -39,7 +39,7 @@ class JSONField(TextAreaField):
             raise ValidationError(str(error))
 
 
-class ProviderForm(FlaskForm):
+class ProviderForm(BaseForm):
     name = StringField("Name", validators=[DataRequired(), Length(min=1, max=64)])
     cluster_address = URLField(
         "Cluster address", validators=[Length(max=2048), absolute_url("https")]
@@ -115,15 +115,15 @@ class ProviderForm(FlaskForm):
             raise ValidationError("A token has no spaces or line breaks; paste it in one piece.")
 
 
-class CordonForm(FlaskForm):
+class CordonForm(BaseForm):
     reason = StringField(
         "Reason", validators=[DataRequired(message="Say why, so others know."), Length(max=500)]
     )
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(BaseForm):
     """A button-only form: its CSRF token is all it carries."""
 
 
-class DeleteForm(FlaskForm):
+class DeleteForm(BaseForm):
     remove_bootstrap = BooleanField("Also remove the bootstrap resources from the cluster")
