@@ -65,11 +65,17 @@ def init_app(app: Flask) -> None:
 
 
 def _refuse_large_body():
-    """A body over MAX_BODY_BYTES is answered 413 unread; Werkzeug's own limit stops a body
-    sent without a length once it has read that much."""
+    """A body over MAX_BODY_BYTES is answered 413: unread when its length is declared; sent
+    without one (chunked), read up to the limit, where the next byte is refused, so that no
+    form is ever parsed from a body cut short."""
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if limit is not None and (request.content_length or 0) > limit:
+    if limit is None:
+        return None
+    if (request.content_length or 0) > limit:
         return error_response(413)
+    if request.content_length is None and request.method not in ("GET", "HEAD", "OPTIONS"):
+        request.get_data(cache=True)  # kept for the form parser
+        request.stream.read(1)  # past the limit, Werkzeug raises RequestEntityTooLarge
     return None
 
 
