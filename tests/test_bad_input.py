@@ -371,3 +371,14 @@ def test_an_unclosed_ipv6_address_is_a_field_error(admin, actions, field):
     response = actions.post("/manage/providers/new", data)
     assert response.status_code == 422
     assert field_error(response.text, field)
+
+
+# --- Found by the fuzzing campaign ----------------------------------------------------------
+
+@pytest.mark.parametrize("provider", ["1", "99999999999999999999"])
+def test_the_provider_list_ignores_a_provider_in_its_query(admin, client, make_provider, provider):
+    """/manage/providers/?provider=1 answered 500: the list took the one-provider poll scope."""
+    make_provider("east")
+    response = client.get("/manage/providers/", query_string={"provider": provider})
+    assert response.status_code == 200
+    assert "east" in response.text

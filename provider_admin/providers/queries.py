@@ -53,6 +53,11 @@ class Scope:
         provider_id = arg_int(args, "provider")
         if provider_id is not None:
             return cls(provider_id=provider_id)
+        return cls.list_from_args(args)
+
+    @classmethod
+    def list_from_args(cls, args) -> Scope:
+        """A page of the list, whatever else the query string holds."""
         return cls(q=args.get("q", "").strip()[:SEARCH_MAX], page=arg_int(args, "page", 1))
 
     @property
