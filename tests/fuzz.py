@@ -124,14 +124,14 @@ RAW_BYTES = [b"\xff\xfe", b"\xc0\xaf", b"\xc0\x80", b"\xed\xa0\x80", b"\xe2\x82"
 
 
 @functools.lru_cache(maxsize=None)
-def values(valid: tuple[str, ...], long_text: int, depth: int):
+def values(valid: tuple[str, ...], long_text: int, depth: int, long_sizes: tuple[int, ...] = (1,)):
     """A value for a form field or a query parameter: text, bytes (sent as they are, not
     necessarily UTF-8), a file, or several of them."""
     text = st.one_of(
         st.sampled_from(list(valid) + ODD + nested(depth)),
         st.text(max_size=40),
         st.builds(lambda c, n: c * n, st.sampled_from(["x", "é", "\x00", "\n", "[", "🚀"]),
-                  st.sampled_from([long_text, long_text + 1, 2 * long_text])),
+                  st.sampled_from([long_text + n for n in long_sizes])),
     )
     raw = st.one_of(st.sampled_from(RAW_BYTES), st.binary(max_size=40))
     upload = st.builds(lambda content, name: ("file", content, name), st.binary(max_size=200),
@@ -153,8 +153,12 @@ ID_SEGMENTS = ["0", "-1", str(MAX_ID), str(MAX_ID + 1), "9" * 20, "9" * 5000, "0
                "1%0A", "1%00", "\u0661", "%F0%9F%9A%80", "1.0", "abc", "%C0%AF", "..", "1;x", "1%2F2"]
 
 
-@functools.lru_cache(maxsize=256)
 def _quoted(value: str | bytes) -> str:
+    return _quoted_long(value) if len(value) > 1000 else quote_plus(value)
+
+
+@functools.lru_cache(maxsize=128)
+def _quoted_long(value: str | bytes) -> str:
     return quote_plus(value)  # the long generated values repeat: each is encoded once
 
 
