@@ -38,7 +38,8 @@ class Defaults:
     CHECK_BACKOFF_MAX = 300
     CHECK_LEASE = 120
     CHECK_HISTORY = 50
-    MAX_FORM_FIELD_BYTES = 64 * 1024
+    MAX_BODY_BYTES = 1024 * 1024  # a request body past this is refused (413) unread
+    MAX_FORM_FIELD_BYTES = 256 * 1024  # one form field, the largest being a pasted kubeconfig
     # Cluster addresses on link-local networks or cloud metadata services are refused (the
     # token would go to whatever answers there) unless this is true.
     ALLOW_LINK_LOCAL_CLUSTERS = False
@@ -129,6 +130,10 @@ def load(app, test_config=None) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(
         app.config["SQLALCHEMY_DATABASE_URI"]
     )
+    body = int(app.config["MAX_BODY_BYTES"])
+    app.config["MAX_CONTENT_LENGTH"] = body
+    # One field may take the whole body: past MAX_FORM_FIELD_BYTES it is a field error, not a 413.
+    app.config["MAX_FORM_MEMORY_SIZE"] = body
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _key_file(instance, "secret_key", lambda: secrets.token_hex(32))
     if not app.config.get("ENCRYPTION_KEY"):

@@ -1,4 +1,5 @@
-"""Request-level wiring: login, sessions, CSRF, proxy headers, security headers, template helpers."""
+"""Request-level wiring: bounds on what a request may carry, login, sessions, CSRF, proxy headers,
+security headers, template helpers."""
 import ipaddress
 import logging
 import time
@@ -8,9 +9,12 @@ from flask import Flask, current_app, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import bindparam, select
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, ValidationError
 
 from . import sessions
+from .errors import error_response
 from .extensions import csrf, db, login_manager
+from .forms import text_problem
 from .models import User
 
 log = logging.getLogger(__name__)
@@ -27,7 +31,42 @@ class SessionInterface(SecureCookieSessionInterface):
         return bool(setting)
 
 
+# The largest id a table holds: the primary keys are `integer` columns (32-bit on PostgreSQL).
+MAX_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in every route: ASCII digits from 1 to MAX_ID; anything else is a 404
+    before the view runs, never an overflow in the database."""
+
+    regex = r"[0-9]+"
+
+    def __init__(self, map, fixed_digits=0, min=1, max=MAX_ID, signed=False):
+        super().__init__(map, fixed_digits, min, max, signed)
+
+    def to_python(self, value: str) -> int:
+        if len(value.lstrip("0")) > len(str(MAX_ID)):  # out of range, and too long for int()
+            raise ValidationError()
+        return super().to_python(value)
+
+
+def arg_int(args, name: str, default: int | None = None) -> int | None:
+    """A whole number from the query string: `default` when missing, not a number or below 1,
+    at most MAX_ID (a page past the end is empty, an id past it is missing)."""
+    value = str(args.get(name, ""))
+    if not (value.isascii() and value.isdigit()):
+        return default
+    digits = value.lstrip("0")
+    if len(digits) > len(str(MAX_ID)):
+        return MAX_ID
+    return min(int(digits), MAX_ID) if digits else default
+
+
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = IdConverter
+    # Before anything reads the body (CSRF, sign-in), and before the query string reaches a view.
+    app.before_request(_refuse_large_body)
+    app.before_request(_refuse_odd_query)
     csrf.init_app(app)
     app.session_interface = SessionInterface()
     login_manager.init_app(app)
@@ -56,6 +95,32 @@ def _networks(setting) -> list:
         return [ipaddress.ip_network(str(item).strip(), strict=False) for item in items if str(item).strip()]
     except ValueError as error:
         raise ValueError(f"PROVIDER_ADMIN_TRUSTED_PROXIES: {error}") from None
+
+
+def _refuse_large_body():
+    """A body over MAX_BODY_BYTES is answered 413: unread when its length is declared; sent
+    without one (chunked), read up to the limit, where the next byte is refused, so that no
+    form is ever parsed from a body cut short."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is None:
+        return None
+    if (request.content_length or 0) > limit:
+        return error_response(413)
+    if request.content_length is None and request.method not in ("GET", "HEAD", "OPTIONS"):
+        request.get_data(cache=True)  # kept for the form parser
+        request.stream.read(1)  # past the limit, Werkzeug raises RequestEntityTooLarge
+    return None
+
+
+def _refuse_odd_query():
+    """A query string is typed or built by the app: it never holds control characters or
+    invalid Unicode, nor a value longer than a form field may be."""
+    limit = int(current_app.config["MAX_FORM_FIELD_BYTES"])
+    for key, value in request.args.items(multi=True):
+        if text_problem(key, multiline=False, limit=limit) or text_problem(value, multiline=False, limit=limit):
+            return error_response(400, "The address holds characters that no page takes, "
+                                       "such as control characters.")
+    return None
 
 
 def _load_user(user_id: str) -> User | None:

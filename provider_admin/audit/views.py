@@ -3,6 +3,7 @@ from flask import request
 from ..extensions import db
 from ..htmx import render
 from ..models import AuditEvent
+from ..web import arg_int
 from . import bp
 
 PAGE_SIZE = 50
@@ -11,7 +12,7 @@ PAGE_SIZE = 50
 @bp.get("/")
 def index():
     """The newest audit events first, filterable by target type."""
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = arg_int(request.args, "page", 1)
     target_type = request.args.get("type") or None
     query = db.select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if target_type:

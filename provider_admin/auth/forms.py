@@ -1,9 +1,10 @@
-from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
+from ..forms import BaseForm
+
 USERNAME = Regexp(
-    r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$",
+    r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?\Z",
     message="Use lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit.",
 )
 
@@ -13,12 +14,12 @@ def strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-class LoginForm(FlaskForm):
+class LoginForm(BaseForm):
     email = EmailField("Email", filters=[strip], validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired()])
 
 
-class SetupForm(FlaskForm):
+class SetupForm(BaseForm):
     email = EmailField("Email", filters=[strip], validators=[DataRequired(), Email(), Length(max=254)])
     username = StringField("Username", validators=[DataRequired(), Length(max=64), USERNAME])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=200)])

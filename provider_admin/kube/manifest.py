@@ -16,7 +16,7 @@ from .permissions import (
     rules,
 )
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 PROVIDER_ANNOTATION = "provider-admin.io/provider"
 SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
 

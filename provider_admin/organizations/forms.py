@@ -1,15 +1,15 @@
-from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Regexp, ValidationError
 
 from ..extensions import db
+from ..forms import BaseForm
 from ..models import Organization
 
 
-class OrganizationForm(FlaskForm):
+class OrganizationForm(BaseForm):
     name = StringField("Name", validators=[
         DataRequired(), Length(max=64),
-        Regexp(r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$", message="Use letters, digits, spaces, '.', '_' or '-'."),
+        Regexp(r"^[A-Za-z0-9][A-Za-z0-9 _.-]*\Z", message="Use letters, digits, spaces, '.', '_' or '-'."),
     ])
 
     def __init__(self, *args, organization=None, **kwargs):
@@ -25,5 +25,5 @@ class OrganizationForm(FlaskForm):
             raise ValidationError(f'An organization named "{field.data}" already exists.')
 
 
-class AddMemberForm(FlaskForm):
+class AddMemberForm(BaseForm):
     user_id = SelectField("User", coerce=int, validators=[DataRequired(message="Choose a user.")])

@@ -8,6 +8,7 @@ from .. import kube
 from ..auth.roles import confirm_roles, recent_role_will_do
 from ..checks import check_now
 from ..checks.jobs import connection_for
+from ..downloads import attachment
 from ..extensions import db
 from ..htmx import done, render
 from ..models import Provider, ProviderCheck
@@ -72,7 +73,7 @@ def manifest(provider_id: int):
     provider = get_provider_or_404(provider_id)
     body = kube.to_yaml(bootstrap.objects(provider))
     return Response(body, mimetype="application/yaml", headers={
-        "Content-Disposition": f'attachment; filename="provider-admin-{provider.name}.yaml"'})
+        "Content-Disposition": attachment(f"provider-admin-{provider.name}", ".yaml")})
 
 
 @bp.post("/<int:provider_id>/deploy")

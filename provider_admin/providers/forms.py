@@ -1,5 +1,4 @@
 from flask import current_app
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     HiddenField,
@@ -13,6 +12,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import scheduling
+from ..forms import BaseForm
 from ..validators import absolute_url, cluster_address, dns_label, dns_subdomain, pem_certificates
 from . import service
 
@@ -49,7 +49,7 @@ class JSONField(TextAreaField):
             raise ValidationError(str(error))
 
 
-class ProviderForm(FlaskForm):
+class ProviderForm(BaseForm):
     name = StringField("Name", validators=[DataRequired(), Length(min=1, max=64)])
     cluster_address = URLField("Cluster address", validators=[Length(max=2048), cluster_address])
     namespace = StringField("Namespace", validators=[DataRequired(), dns_label])
@@ -129,15 +129,15 @@ class ProviderForm(FlaskForm):
                 raise ValidationError(service.credentials_required_message(self.provider, changed))
 
 
-class CordonForm(FlaskForm):
+class CordonForm(BaseForm):
     reason = StringField(
         "Reason", validators=[DataRequired(message="Say why, so others know."), Length(max=500)]
     )
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(BaseForm):
     """A button-only form: its CSRF token is all it carries."""
 
 
-class DeleteForm(FlaskForm):
+class DeleteForm(BaseForm):
     remove_bootstrap = BooleanField("Also remove the bootstrap resources from the cluster")

@@ -72,6 +72,8 @@ def sample_objects(form: ProviderForm) -> list[dict]:
 
 
 def _errors(field) -> list[str]:
+    if field.process_errors:  # refused before parsing (a file, control characters, too long)
+        return list(field.process_errors)
     try:
         field.pre_validate(None)
     except Exception as error:  # a ValidationError with the user-facing message

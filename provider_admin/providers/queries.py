@@ -16,6 +16,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from ..extensions import db
 from ..models import Organization, Provider, Status, Workspace, provider_organizations
+from ..web import arg_int
 
 PAGE_SIZE = 50
 SEARCH_MAX = 64
@@ -49,10 +50,15 @@ class Scope:
 
     @classmethod
     def from_args(cls, args) -> Scope:
-        provider_id = args.get("provider", type=int)
+        provider_id = arg_int(args, "provider")
         if provider_id is not None:
             return cls(provider_id=provider_id)
-        return cls(q=args.get("q", "").strip()[:SEARCH_MAX], page=max(1, args.get("page", 1, type=int)))
+        return cls.list_from_args(args)
+
+    @classmethod
+    def list_from_args(cls, args) -> Scope:
+        """A page of the list, whatever else the query string holds."""
+        return cls(q=args.get("q", "").strip()[:SEARCH_MAX], page=arg_int(args, "page", 1))
 
     @property
     def is_list(self) -> bool:

@@ -15,7 +15,7 @@ from .queries import Scope, get_provider_or_404, workspace_count_of, workspaces_
 @bp.get("/")
 def index():
     """The list of providers with their status, a page at a time, searchable by name."""
-    scope = Scope.from_args(request.args)
+    scope = Scope.list_from_args(request.args)
     return render("providers/index.html", "providers/_list.html", scope=scope,
                   list_html=rows.provider_list(scope))
 

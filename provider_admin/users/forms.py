@@ -1,17 +1,17 @@
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, ValidationError
 
 from ..auth.forms import USERNAME, strip
 from ..extensions import db
+from ..forms import BaseForm
 from ..models import Role, User
 from ..providers.forms import CheckboxListField
 
 ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
 
-class UserForm(FlaskForm):
+class UserForm(BaseForm):
     email = EmailField("Email", filters=[strip], validators=[DataRequired(), Email(), Length(max=254)])
     username = StringField("Username", validators=[DataRequired(), Length(max=64), USERNAME])
     password = PasswordField("Password", validators=[Optional(), Length(min=8, max=200)])

@@ -8,6 +8,7 @@ from ..extensions import db
 from ..htmx import done, is_fragment_request, render
 from ..models import Organization, Provider, Workspace
 from ..providers.forms import ConfirmForm
+from ..web import arg_int
 from . import bp, builds
 from .eligibility import providers_for, reason_not_eligible
 from .forms import WorkspaceForm
@@ -33,7 +34,7 @@ def index():
     if not current_user.can_manage:
         query = query.filter(Workspace.owner_id == current_user.id)
     provider = None
-    provider_id = request.args.get("provider", type=int)
+    provider_id = arg_int(request.args, "provider")
     if provider_id and current_user.can_manage:
         provider = db.session.get(Provider, provider_id) or abort(404)
         query = query.filter(Workspace.provider_id == provider_id)
@@ -49,7 +50,7 @@ def create():
         if request.method == "GET" else WorkspaceForm()
     organizations = current_user.organizations
     form.organization.choices = [(o.id, o.name) for o in organizations]
-    organization = _chosen(organizations, form.organization.data or request.args.get("organization", type=int))
+    organization = _chosen(organizations, form.organization.data or arg_int(request.args, "organization"))
     choices = providers_for(organization, current_user)
     form.provider.choices = [(p.id, p.name) for p, _ in choices]
     if request.method == "POST" and form.validate():
