@@ -31,7 +31,11 @@ def absolute_url(*schemes: str):
         value = (field.data or "").strip()
         if not value:
             return
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+            parts.hostname
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            raise ValidationError("Not a valid URL: check the host (an IPv6 address goes in [brackets]).")
         if parts.scheme not in schemes or not parts.hostname:
             raise ValidationError(
                 f"Must be an absolute {' or '.join(schemes)} URL, e.g. {schemes[-1]}://example.com"
