@@ -107,7 +107,12 @@ def kubeconfig(server: str) -> str:
 
 def nested(depth: int) -> list[str]:
     return ["[" * depth + "]" * depth, "{a: " * depth + "b" + "}" * depth, '{"a": ' * depth + "1" + "}" * depth,
-            "- " * depth + "x", "[" * depth, "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(depth))]
+            "- " * depth + "x", "[" * depth, indented(min(depth, 400))]
+
+
+def indented(depth: int) -> str:
+    """Block-style YAML nested `depth` levels (its size grows with the square of the depth)."""
+    return "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(depth))
 
 
 ODD = [
@@ -157,7 +162,7 @@ def _quoted(value: str | bytes) -> str:
     return _quoted_long(value) if len(value) > 1000 else quote_plus(value)
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=16)
 def _quoted_long(value: str | bytes) -> str:
     return quote_plus(value)  # the long generated values repeat: each is encoded once
 

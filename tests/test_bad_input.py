@@ -389,3 +389,14 @@ def test_the_provider_list_ignores_a_provider_in_its_query(admin, client, make_p
     response = client.get("/manage/providers/", query_string={"provider": provider})
     assert response.status_code == 200
     assert "east" in response.text
+
+
+@pytest.mark.parametrize("value", ["y\x00", (io.BytesIO(b"y"), "x.txt")])
+def test_a_refused_delete_checkbox_shows_why_and_deletes_nothing(admin, actions, make_provider, value):
+    """The delete dialog answered 422 without saying why: its checkbox showed no errors."""
+    provider = make_provider("west")
+    response = actions.post(f"/manage/providers/{provider.id}/delete", {"remove_bootstrap": value},
+                            content_type="multipart/form-data")
+    assert response.status_code == 422
+    assert field_error(response.text, "remove_bootstrap")
+    assert count(Provider) == 1
