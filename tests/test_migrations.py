@@ -156,7 +156,7 @@ def test_upgrade_keeps_the_names_and_place_of_existing_workspaces(database_befor
 
         workspace = db.session.get(models.Workspace, 1)
         assert object_names(spec_for(workspace)) == {"pod": "ws-1-dev", "pvc": "ws-1-dev-home",
-                                                     "service_account": "ws-1-dev"}
+                                                     "service_account": "ws-1-dev", "service": "ws-1-dev"}
         assert spec_for(workspace).legacy_id == 1
         db.session.remove()
         flask_db(app, "downgrade", "0003")
