@@ -162,7 +162,7 @@ def saved_notice(changes: dict, workspaces: list[Workspace], now: dict) -> str |
                 and w.settings[setting.key] != now[setting.key])
         sentence = _for_new(setting, now[setting.key])
         if n:
-            sentence += f"; {_count(n)} {_existing(setting.key, now[setting.key], n)}"
+            sentence += f"; {n} existing {_count(n).split(' ', 1)[1]} {_existing(setting.key, now[setting.key], n)}"
         sentences.append(sentence + ".")
     if unknown:
         sentences.append(f"{_count(unknown)} built before settings were recorded may differ too.")
