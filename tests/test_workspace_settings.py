@@ -316,3 +316,13 @@ def test_the_check_leaves_an_unused_service_account_alone(app, provider):
     assert settings.current(provider)["service_account"] is None
     provider.external_ssh = True
     assert job_for(provider, full=True).needs_services is True
+
+
+def test_the_preview_shows_the_ssh_service_only_with_external_ssh(actions, org):
+    as_admin(actions, org)
+    fields = {"name": "east", "namespace": "ws", "pod_tolerations": "", "pod_node_selector": "",
+              "service_account_annotations": "", "affinity": "{}"}
+    without = actions.post("/manage/providers/preview", fields).text
+    assert "kind: Pod" in without and "kind: Service\n" not in html.unescape(without)
+    shown = html.unescape(actions.post("/manage/providers/preview", {**fields, "external_ssh": "y"}).text)
+    assert "kind: Service\n" in shown and "type: LoadBalancer" in shown
