@@ -117,7 +117,7 @@ class Group:
         n = len(self.workspaces)
         if self.key == UNKNOWN:
             return (f"{_count(n)} {_verb(n, 'was', 'were')} built before settings were recorded: "
-                    "whether they match the current settings is unknown")
+                    f"whether {_verb(n, 'it matches', 'they match')} the current settings is unknown")
         return f"{_count(n)} {_still(self.key, self.now, n)}"
 
 
