@@ -136,7 +136,7 @@ NEW_VALUES = {
     "name": "renamed", "cluster_address": "https://other.example:6443", "ca_cert": "PEM",
     "credentials_encrypted": b"new", "namespace": "elsewhere", "storage_class": "fast",
     "service_account": "builder", "service_account_annotations": {"iam": "role"},
-    "is_builtin": True,
+    "is_builtin": True, "external_ssh": True,
 }
 
 

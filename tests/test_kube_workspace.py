@@ -124,7 +124,8 @@ def test_a_legacy_workspace_keeps_its_names_and_is_known_by_its_id_label():
     spec = make_spec(base_name="ws-1-dev", legacy_id=1)
     legacy = {"metadata": {"labels": {"com.coder.workspace.id": "1"}}}
 
-    assert object_names(spec) == {"pod": "ws-1-dev", "pvc": "ws-1-dev-home", "service_account": "ws-1-dev"}
+    assert object_names(spec) == {"pod": "ws-1-dev", "pvc": "ws-1-dev-home", "service_account": "ws-1-dev",
+                                  "service": "ws-1-dev"}
     assert owned(legacy, spec)
     assert not owned(legacy, make_spec(base_name="ws-1-dev"))  # a new workspace never adopts it
     assert not owned({"metadata": {"labels": {"com.coder.workspace.id": "1", UID_LABEL: "x"}}}, spec)

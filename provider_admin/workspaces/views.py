@@ -9,7 +9,7 @@ from ..htmx import done, is_fragment_request, render
 from ..models import Organization, Provider, Workspace
 from ..providers.forms import ConfirmForm
 from ..web import arg_int
-from . import bp, builds
+from . import bp, builds, settings
 from .eligibility import providers_for, reason_not_eligible
 from .forms import WorkspaceForm
 
@@ -89,7 +89,7 @@ def show(workspace_id: int):
     workspace = get_workspace_or_404(workspace_id)
     builds.settle_if_interrupted(workspace)
     response = render("workspaces/show.html", "workspaces/_detail.html", workspace=workspace,
-                      confirm=ConfirmForm())
+                      confirm=ConfirmForm(), **_settings_context(workspace))
     if is_fragment_request() and not workspace.busy:
         response.status_code = 286  # tells htmx to stop polling
     return response
@@ -99,8 +99,10 @@ def show(workspace_id: int):
 def pod(workspace_id: int):
     """The pod's phase in the cluster, and why it is stuck when it is (refreshed by the page)."""
     workspace = get_workspace_or_404(workspace_id)
-    state = builds.pod_state(workspace) if workspace.status == "running" else None
-    return render("workspaces/pod.html", "workspaces/_pod.html", workspace=workspace, state=state)
+    running = workspace.status == "running"
+    state = builds.pod_state(workspace) if running else None
+    ssh = builds.ssh_address(workspace) if running else None
+    return render("workspaces/pod.html", "workspaces/_pod.html", workspace=workspace, state=state, ssh=ssh)
 
 
 @bp.route("/<int:workspace_id>/delete", methods=["GET", "POST"])
@@ -108,7 +110,7 @@ def delete(workspace_id: int):
     """Delete a workspace: its objects are removed from the cluster, then the record. While it
     builds, the deletion is queued and starts when the build ends."""
     workspace = get_workspace_or_404(workspace_id)
-    if workspace.owner_id != current_user.id and not current_user.is_admin:
+    if not may_delete(workspace):
         abort(403)
     builds.settle_if_interrupted(workspace)
     form = ConfirmForm()
@@ -126,6 +128,24 @@ def delete(workspace_id: int):
     return render("workspaces/delete.html", "workspaces/_delete.html", status, workspace=workspace, form=form)
 
 
+@bp.post("/<int:workspace_id>/rebuild")
+def rebuild(workspace_id: int):
+    """Rebuild a workspace with its provider's current settings, keeping its home volume; the
+    build runs in the background. Allowed to whoever may delete the workspace."""
+    workspace = get_workspace_or_404(workspace_id)
+    if not may_delete(workspace):
+        abort(403)
+    builds.settle_if_interrupted(workspace)
+    if ConfirmForm().validate_on_submit():
+        refusal = builds.rebuild_or_refuse(workspace)
+        if refusal:
+            flash(f"Workspace {workspace.name} was not rebuilt: {refusal}", "error")
+        else:
+            flash(f"Rebuilding workspace {workspace.name} with the provider's current settings; "
+                  "its home volume is kept.", "info")
+    return done(url_for(".show", workspace_id=workspace.id))
+
+
 @bp.route("/<int:workspace_id>/forget", methods=["GET", "POST"])
 def forget(workspace_id: int):
     """Admins only: remove the record of a workspace whose cluster cannot delete it."""
@@ -141,6 +161,19 @@ def forget(workspace_id: int):
         return done(url_for(".index"))
     return render("workspaces/forget.html", "workspaces/_forget.html", workspace=workspace, form=form,
                   objects=builds.object_list(workspace))
+
+
+def may_delete(workspace: Workspace) -> bool:
+    """Its owner and site admins may delete (and so rebuild) a workspace."""
+    return workspace.owner_id == current_user.id or current_user.is_admin
+
+
+def _settings_context(workspace: Workspace) -> dict:
+    now = settings.current(workspace.provider)
+    found = settings.differences(workspace.settings, now)
+    outdated = None if found is None else [s for s in found if s.rebuilt]
+    return {"outdated": outdated, "outdated_labels": settings.labels(outdated or []),
+            "kept": [s for s in found or [] if not s.rebuilt]}
 
 
 def _chosen(organizations: list[Organization], organization_id) -> Organization | None:
