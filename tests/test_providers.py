@@ -271,7 +271,7 @@ def test_delete_asks_then_deletes(admin, actions, client, make_provider):
     provider = make_provider("east")
     dialog = actions.htmx_get(f"/manage/providers/{provider.id}/delete")
     assert dialog.status_code == 200
-    assert 'role="dialog"' in dialog.text and "Delete provider east?" in dialog.text
+    assert '<dialog id="dialog"' in dialog.text and "Delete provider east?" in dialog.text
     assert ">Delete</button>" in dialog.text and ">Cancel</a>" in dialog.text
     response = actions.post(f"/manage/providers/{provider.id}/delete", htmx=True)
     assert response.status_code == 200
@@ -308,8 +308,8 @@ def test_cordon_needs_a_reason_and_uncordon_restores(admin, actions, client, mak
 @pytest.mark.parametrize("path, fragment_marker", [
     ("menu", 'role="menu"'),
     ("edit", 'id="provider-form"'),
-    ("delete", 'role="dialog"'),
-    ("cordon", 'role="dialog"'),
+    ("delete", '<dialog id="dialog"'),
+    ("cordon", '<dialog id="dialog"'),
 ])
 def test_fragments_for_htmx_and_pages_without(admin, actions, client, make_provider, path,
                                               fragment_marker):

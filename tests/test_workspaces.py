@@ -171,7 +171,7 @@ def test_when_the_cluster_is_gone_an_admin_can_remove_the_record(actions, client
     workspace = wait_status(workspace.id, "failed")
     assert workspace.status == "failed"
     dialog = actions.htmx_get(f"/workspaces/{workspace.id}/forget")
-    assert 'role="dialog"' in dialog.text and "Pod " in dialog.text
+    assert '<dialog id="dialog"' in dialog.text and "Pod " in dialog.text
     workspace_id = workspace.id
     response = actions.post(f"/workspaces/{workspace_id}/forget")
     assert response.status_code == 303
