@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from provider_admin.extensions import db
 from provider_admin.models import AuditEvent, BuildLogLine, Workspace
+from tests.conftest import field_error
 
 ROLE_ARN = "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}"
 
@@ -132,6 +133,34 @@ def test_bad_workspace_input_is_shown_at_the_field(member, actions, provider, or
     response = actions.post("/workspaces/new", workspace_form(provider, org, **{field: value}))
     assert response.status_code == 422
     assert f'id="{field}-error"' in response.text
+
+
+def test_a_second_workspace_of_the_same_name_is_refused_at_the_field(member, actions, provider, org):
+    first = wait_status(created(actions, provider, org).id, "running", "failed")
+    for htmx in (False, True):
+        response = actions.post("/workspaces/new", workspace_form(provider, org), htmx=htmx)
+        assert response.status_code == 422
+        assert field_error(response.text, "name") == "You already have a workspace with this name."
+    assert db.session.scalars(sa.select(Workspace.id)).all() == [first.id]
+
+
+@pytest.mark.parametrize("role, may_delete", [("manager", False), ("admin", True)])
+def test_who_may_delete_someone_elses_workspace(actions, client, provider, org, role, may_delete):
+    actions.login("member", username="alice", organizations=[org])
+    workspace = wait_status(created(actions, provider, org).id, "running", "failed")
+    client.post("/logout", data={"csrf_token": actions.token()})
+    actions.login(role, organizations=[org])
+    page = client.get(f"/workspaces/{workspace.id}").text
+    assert (">Delete</a>" in page) is may_delete
+    assert actions.htmx_get(f"/workspaces/{workspace.id}/delete").status_code == (200 if may_delete else 403)
+
+
+def test_the_record_of_a_workspace_that_did_not_fail_stays(actions, provider, org):
+    actions.login("admin", organizations=[org])
+    workspace = wait_status(created(actions, provider, org).id, "running")
+    response = actions.post(f"/workspaces/{workspace.id}/forget", htmx=True)
+    assert response.status_code == 409 and 'role="dialog"' in response.text
+    assert db.session.scalar(sa.select(Workspace.status).filter_by(id=workspace.id)) == "running"
 
 
 def test_members_see_only_their_own_workspaces(actions, client, provider, org, kube_api):
