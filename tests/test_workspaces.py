@@ -10,8 +10,7 @@ import sqlalchemy as sa
 from provider_admin.extensions import db
 from provider_admin.models import AuditEvent, BuildLogLine, Workspace
 from tests.conftest import field_error
-
-ROLE_ARN = "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}"
+from tests.seed import ANNOTATIONS, ANNOTATIONS_JSON
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def provider(kube_api, kube_provider, org):
     kube_api.deploy_marker("east")
     return kube_provider(kube_api, organizations=[org], status="ready",
                          storage_class="fast-ssd",
-                         service_account_annotations={"eks.amazonaws.com/role-arn": ROLE_ARN})
+                         service_account_annotations=ANNOTATIONS)
 
 
 def workspace_form(provider, org, **overrides):
@@ -225,7 +224,7 @@ def test_preview_shows_the_pod_and_service_account_as_typed(actions, provider):
     actions.login("admin", email="ada@example.com")
     response = actions.post("/manage/providers/preview", {
         "name": "east", "namespace": "ws", "storage_class": "fast-ssd",
-        "service_account_annotations": '{"eks.amazonaws.com/role-arn": "' + ROLE_ARN + '"}',
+        "service_account_annotations": ANNOTATIONS_JSON,
         "pod_node_selector": '{"disktype": "ssd"}', "affinity": "{}",
     }, htmx=True)
     assert response.status_code == 200
