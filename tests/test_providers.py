@@ -336,10 +336,6 @@ def test_cluster_error_messages_are_escaped(admin, client, make_provider):
     assert "&lt;script&gt;" in page
 
 
-def test_unknown_provider_is_404(admin, client):
-    assert client.get("/manage/providers/999/edit").status_code == 404
-
-
 @pytest.mark.parametrize("count, page, rows", [(5, 1, 5), (200, 1, 50), (200, 4, 50), (230, 5, 30)])
 def test_list_uses_a_constant_number_of_queries(admin, client, app, make_org, count, page, rows):
     orgs = [make_org(f"org{i}") for i in range(3)]
