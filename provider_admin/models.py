@@ -353,6 +353,10 @@ class Workspace(db.Model):
     def busy(self) -> bool:
         return self.status in ("building", "deleting")
 
+    def can_be_deleted_by(self, user) -> bool:
+        """Its owner may delete a workspace, and so may a site admin (managers see it, no more)."""
+        return self.owner_id == user.id or user.is_admin
+
 
 class BuildLogLine(db.Model):
     """One line of a workspace's build (or teardown) log."""

@@ -16,6 +16,9 @@ from provider_admin.models import CHECKED_FIELDS, Provider, ProviderCheck, utcno
 from .test_checks import scheduled, wait_for
 from .test_kube_health import jwt
 
+# These tests read and change the database directly, in the app's context.
+pytestmark = pytest.mark.usefixtures("app_context")
+
 MARKER = "get /api/v1/namespaces/{}/configmaps/provider-admin-marker"
 SLOW = 1.5  # seconds a slowed marker request takes: the save happens meanwhile
 

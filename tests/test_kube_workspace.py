@@ -18,10 +18,9 @@ from provider_admin.kube import (
 from provider_admin.kube.workspace import owned
 from provider_admin.scheduling import DEFAULT_AFFINITY
 from tests.kube import kube_api  # noqa: F401
+from tests.seed import ANNOTATIONS, TOLERATION
 
 SCHEMA_VERSIONS = ["1.33", kubernetes_validate.latest_version()]
-ROLE_ARN = "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}"  # the source document's
-TOLERATION = {"key": "com.coder.workspace", "operator": "Exists", "effect": "NoSchedule"}
 UID = "3a7f0c1e9b" + "4" * 22
 LABELS = {"com.coder.resource": "true", UID_LABEL: UID,
           "app.kubernetes.io/managed-by": "provider-admin"}
@@ -41,7 +40,7 @@ def make_spec(**overrides) -> WorkspaceSpec:
         image="codercom/enterprise-base:ubuntu", cpu="2", memory="4Gi", disk="10Gi",
         access_url="https://coder.example.com", e2e_encryption=True, external_ssh=False,
         storage_class="fast-ssd", service_account="workspaces",
-        annotations={"eks.amazonaws.com/role-arn": ROLE_ARN}, tolerations=[TOLERATION],
+        annotations=ANNOTATIONS, tolerations=[TOLERATION],
         node_selector={"node-pool": "workspaces"}, affinity=None,
     )
     fields.update(overrides)

@@ -82,7 +82,7 @@ def test_upgrade_records_the_single_head(empty_sqlite_app):
     flask_db(empty_sqlite_app, "upgrade")  # a second upgrade is a no-op
 
 
-def test_the_test_database_matches_the_models(app):
+def test_the_test_database_matches_the_models(app, app_context):
     # The session's database was built by the real migrations: SQLite, or PostgreSQL when configured.
     assert MODEL_TABLES <= tables(db.engine)
     assert schema_differences(db.engine) == []
