@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 import urllib3.exceptions as u3
 
-from provider_admin import scheduling
-
 from . import errors as e
+from . import scheduling
 from .client import BlockedPeerError, get_client, send
 from .client import quote_segment as q
 from .connection import Connection
