@@ -134,9 +134,5 @@ class CordonForm(BaseForm):
     )
 
 
-class ConfirmForm(BaseForm):
-    """A button-only form: its CSRF token is all it carries."""
-
-
 class DeleteForm(BaseForm):
     remove_bootstrap = BooleanField("Also remove the bootstrap resources from the cluster")

@@ -5,10 +5,11 @@ from .. import audit
 from ..checks import check_now
 from ..database import duplicate_at
 from ..extensions import db
+from ..forms import ConfirmForm
 from ..htmx import done, is_fragment_request, render
 from ..models import Provider
 from . import bootstrap, bp, cluster, rows, scheduling, service  # noqa: F401  (rows: the list's row template global)
-from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
+from .forms import CordonForm, DeleteForm, ProviderForm
 from .queries import Scope, get_provider_or_404, workspace_count_of, workspaces_of
 
 
