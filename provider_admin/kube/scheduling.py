@@ -12,6 +12,7 @@ import re
 # SchedulingError and render_annotation belong to this module's interface too: a workspace
 # build renders its annotations, and the app catches the error, through this one module.
 from .annotations import render_annotation, template_problem  # noqa: F401
+from .names import label_value_problem, namespace_problem, qualified_name_problem
 from .problems import SchedulingError, did_you_mean, fail, kind_of, one_of, quote  # noqa: F401
 
 DEFAULT_AFFINITY = {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
@@ -19,43 +20,7 @@ DEFAULT_AFFINITY = {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecu
                                         "topologyKey": "kubernetes.io/hostname"}}]}}
 
 _MAX_ANNOTATION_BYTES = 256 * 1024  # Kubernetes' TotalAnnotationSizeLimitB
-
-
-# --- Kubernetes name rules (k8s.io/apimachinery/pkg/util/validation) -------------------
-
-_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_INT_RE = re.compile(r"[-+]?[0-9]+")
-_NAME_RULE = "at most 63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-
-
-def _qualified_name_problem(key, shown=None):
-    shown = quote(key if shown is None else shown)
-    parts = key.split("/")
-    if len(parts) > 2:
-        return f"invalid key {shown}: only one '/' is allowed, between the prefix and the name"
-    if len(parts) == 2 and not (parts[0] and len(parts[0]) <= 253 and _SUBDOMAIN_RE.fullmatch(parts[0])):
-        return (f"invalid key {shown}: the prefix before '/' must be a lowercase DNS subdomain "
-                "of at most 253 characters, such as example.com")
-    if not parts[-1]:
-        return f"invalid key {shown}: the name must not be empty"
-    if len(parts[-1]) > 63 or not _NAME_RE.fullmatch(parts[-1]):
-        return f"invalid key {shown}: the name {quote(parts[-1])} must be {_NAME_RULE}"
-    return None
-
-
-def _label_value_problem(value):
-    if value and (len(value) > 63 or not _NAME_RE.fullmatch(value)):
-        return f"invalid label value {quote(value)}: it must be empty or {_NAME_RULE}"
-    return None
-
-
-def _namespace_problem(value):
-    if len(value) > 63 or not _DNS_LABEL_RE.fullmatch(value):
-        return (f"invalid namespace {quote(value)}: it must be at most 63 lowercase letters, digits or '-', "
-                "starting and ending with a letter or digit")
-    return None
+_INTEGER_RE = re.compile(r"[-+]?[0-9]+")
 
 
 # --- Validators: each is validate(value, path) and raises SchedulingError ---------------
@@ -153,7 +118,7 @@ def _requirement_rule(requirement, path):
         fail(where, f'must hold at least one value for operator "{operator}"')
     if operator in ("Exists", "DoesNotExist") and values:
         fail(where, f'must be empty for operator "{operator}"')
-    if operator in ("Gt", "Lt") and (len(values) != 1 or not _INT_RE.fullmatch(values[0])
+    if operator in ("Gt", "Lt") and (len(values) != 1 or not _INTEGER_RE.fullmatch(values[0])
                                      or not -2**63 <= int(values[0]) < 2**63):
         fail(where, f'must hold exactly one integer, such as ["3"], for operator "{operator}"')
 
@@ -179,14 +144,14 @@ def _requirement(key, operators, value, rule):
                    required=("key", "operator"), rule=rule)
 
 
-_LABEL_KEY = _string(_qualified_name_problem)
-_LABELS = _map(_qualified_name_problem, _label_value_problem)
+_LABEL_KEY = _string(qualified_name_problem)
+_LABELS = _map(qualified_name_problem, label_value_problem)
 _WEIGHT = _integer(1, 100, "must be an integer from 1 to 100")
 
 _TOLERATION = _object({
-    "key": _string(lambda key: key and _qualified_name_problem(key)),
+    "key": _string(lambda key: key and qualified_name_problem(key)),
     "operator": _enum("operator", ("Exists", "Equal"), also=("",)),
-    "value": _string(_label_value_problem),
+    "value": _string(label_value_problem),
     "effect": _enum("effect", ("NoSchedule", "PreferNoSchedule", "NoExecute"), also=("",),
                     note=" (or leave it out to match every effect)"),
     "tolerationSeconds": _integer(-2**63, 2**63 - 1, "must be a whole number of seconds"),
@@ -199,12 +164,12 @@ _NODE_SELECTOR_TERM = _object({
 _LABEL_SELECTOR = _object({
     "matchLabels": _LABELS,
     "matchExpressions": _list(_requirement(
-        _LABEL_KEY, ("In", "NotIn", "Exists", "DoesNotExist"), _string(_label_value_problem), _requirement_rule)),
+        _LABEL_KEY, ("In", "NotIn", "Exists", "DoesNotExist"), _string(label_value_problem), _requirement_rule)),
 })
 _POD_AFFINITY_TERM = _object({
     "labelSelector": _LABEL_SELECTOR,
     "namespaceSelector": _LABEL_SELECTOR,
-    "namespaces": _list(_string(_namespace_problem)),
+    "namespaces": _list(_string(namespace_problem)),
     "topologyKey": _LABEL_KEY,
     "matchLabelKeys": _list(_LABEL_KEY),
     "mismatchLabelKeys": _list(_LABEL_KEY),
@@ -226,7 +191,7 @@ _AFFINITY = _object({"nodeAffinity": _NODE_AFFINITY, "podAffinity": _POD_AFFINIT
 
 def _annotations(value, path):
     # Kubernetes lowercases annotation keys before checking them, so prefixes are case-insensitive.
-    _map(lambda key: _qualified_name_problem(key.lower(), key), template_problem)(value, path)
+    _map(lambda key: qualified_name_problem(key.lower(), key), template_problem)(value, path)
     size = sum(len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
                for k, v in value.items())
     if size > _MAX_ANNOTATION_BYTES:
