@@ -1,4 +1,5 @@
-"""The base of every form: what no field takes, refused at the field before any validator runs."""
+"""The forms every area shares: the base of every form (what no field takes, refused at the field
+before any validator runs) and the button-only confirmation."""
 import re
 
 from flask import current_app, request
@@ -83,3 +84,7 @@ class BaseForm(FlaskForm):
             if field.name in self.refused:
                 field.errors, valid = [self.refused[field.name]], False
         return valid
+
+
+class ConfirmForm(BaseForm):
+    """A button-only form: its CSRF token is all it carries."""

@@ -1,29 +1,25 @@
 """Field validators shared by several forms (Kubernetes names, URLs, PEM)."""
-import re
 from urllib.parse import urlsplit
 
 from wtforms.validators import ValidationError
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+from .kube.names import is_dns_label, is_dns_subdomain
 
 
-def dns_label(form, field) -> None:
-    value = (field.data or "").strip()
-    if value and (len(value) > 63 or not DNS1123_LABEL.match(value)):
-        raise ValidationError(
-            "Must be a DNS-1123 label: at most 63 lowercase letters, digits or '-', "
-            "starting and ending with a letter or digit."
-        )
+def _kubernetes_name(is_valid, message: str):
+    def check(form, field) -> None:
+        value = (field.data or "").strip()
+        if value and not is_valid(value):
+            raise ValidationError(message)
+
+    return check
 
 
-def dns_subdomain(form, field) -> None:
-    value = (field.data or "").strip()
-    if value and (len(value) > 253 or not DNS1123_SUBDOMAIN.match(value)):
-        raise ValidationError(
-            "Must be a valid Kubernetes name: lowercase letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit, at most 253 characters."
-        )
+dns_label = _kubernetes_name(is_dns_label, "Must be a DNS-1123 label: at most 63 lowercase letters, digits or '-', "
+                                           "starting and ending with a letter or digit.")
+dns_subdomain = _kubernetes_name(is_dns_subdomain, "Must be a valid Kubernetes name: lowercase letters, digits, '-' "
+                                                   "and '.', starting and ending with a letter or digit, at most 253 "
+                                                   "characters.")
 
 
 def absolute_url(*schemes: str):

@@ -2,12 +2,9 @@
 security headers, template helpers."""
 import ipaddress
 import logging
-import time
-from typing import NamedTuple
 
 from flask import Flask, current_app, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
-from sqlalchemy import bindparam, select
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, ValidationError
 
@@ -131,7 +128,7 @@ def _load_user(user_id: str) -> User | None:
     if user is None or not sessions.holds(user.session_version):
         session.clear()
         return None
-    email = _header_email(request)
+    email = trusted_header_email(request)
     if email and user.email.lower() != email:
         return None  # Flask-Login then asks the request loader, i.e. the header
     return user
@@ -139,13 +136,13 @@ def _load_user(user_id: str) -> User | None:
 
 def _load_user_from_header(req) -> User | None:
     """Sign in by the e-mail the intranet's reverse proxy puts in the configured header."""
-    email = _header_email(req)
+    email = trusted_header_email(req)
     if not email:
         return None
     return db.session.scalar(db.select(User).filter_by(email=email, active=True))
 
 
-def _header_email(req) -> str:
+def trusted_header_email(req) -> str:
     """The trusted header's e-mail, when the request came straight from a trusted proxy."""
     header = current_app.config["TRUSTED_HEADER"]
     if not header or not _from_trusted_proxy(req):
@@ -165,57 +162,3 @@ def _from_trusted_proxy(req) -> bool:
     if getattr(address, "ipv4_mapped", None):
         address = address.ipv4_mapped
     return any(address in network for network in current_app.extensions["trusted_proxies"])
-
-
-# The signed-in user as seen a few seconds ago ----------------------------------------------
-#
-# Only for answers that reveal nothing but "nothing changed" (the badge poll's 204): they may
-# pass on the role and active flag read up to RECENT_USER_SECONDS ago, with one small
-# statement instead of Flask-Login's ORM load. Everything else loads the user in full.
-
-RECENT_USER_SECONDS = 5.0
-_RECENT_USERS_MAX = 1024
-
-
-class RecentUser(NamedTuple):
-    role: str
-    active: bool
-    email: str
-    session_version: int
-    expires: float
-
-
-_recent_user_statement = select(User.role, User.active, User.email, User.session_version).where(
-    User.id == bindparam("id"))
-
-
-def recent_session_user() -> RecentUser | None:
-    """The session's user, as read at most RECENT_USER_SECONDS ago; None whenever Flask-Login
-    would do more than load that user (no user id in the session, session protection that
-    would act, a trusted header naming someone else) or the user is gone or inactive."""
-    user_id = session.get("_user_id")
-    if user_id is None or not str(user_id).isdigit() or not _session_identity_holds():
-        return None
-    recent = current_app.extensions.setdefault("recent_users", {})
-    user = recent.get(int(user_id))
-    if user is None or user.expires < time.monotonic():
-        row = db.session.connection().execute(_recent_user_statement, {"id": int(user_id)}).first()
-        if row is None:
-            return None
-        if len(recent) >= _RECENT_USERS_MAX:
-            recent.clear()
-        user = recent[int(user_id)] = RecentUser(
-            row.role, bool(row.active), row.email.lower(), row.session_version,
-            time.monotonic() + RECENT_USER_SECONDS)
-    email = _header_email(request)
-    if not user.active or (email and email != user.email) or not sessions.holds(user.session_version):
-        return None
-    return user
-
-
-def _session_identity_holds() -> bool:
-    """True unless Flask-Login's session protection would act on this request."""
-    mode = current_app.config.get("SESSION_PROTECTION", login_manager.session_protection)
-    if mode not in ("basic", "strong"):
-        return True
-    return session.get("_id") == login_manager._session_identifier_generator()

@@ -23,8 +23,9 @@ from wtforms.fields.core import UnboundField
 
 from provider_admin.auth.forms import LoginForm, SetupForm
 from provider_admin.extensions import db
+from provider_admin.forms import ConfirmForm
 from provider_admin.organizations.forms import AddMemberForm, OrganizationForm
-from provider_admin.providers.forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
+from provider_admin.providers.forms import CordonForm, DeleteForm, ProviderForm
 from provider_admin.users.forms import UserForm
 from provider_admin.web import MAX_ID
 from provider_admin.workspaces.forms import WorkspaceForm

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from provider_admin.extensions import db
 from provider_admin.forms import FILE_REFUSED, TOO_DEEP
+from provider_admin.kube.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from provider_admin.models import AuditEvent, Organization, Provider, Role, User, Workspace
-from provider_admin.validators import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from provider_admin.web import MAX_ID
 
 from .conftest import field_error

@@ -16,7 +16,7 @@ from provider_admin.kube import (
     workspace_objects,
 )
 from provider_admin.kube.workspace import owned
-from provider_admin.scheduling import DEFAULT_AFFINITY
+from provider_admin.kube.scheduling import DEFAULT_AFFINITY
 from tests.kube import kube_api  # noqa: F401
 from tests.seed import ANNOTATIONS, TOLERATION
 

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from provider_admin import crypto, scheduling
+from provider_admin import crypto
+from provider_admin.providers import scheduling
 from provider_admin.extensions import db
 from provider_admin.models import AuditEvent, Provider, Workspace, utcnow
 

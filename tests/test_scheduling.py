@@ -1,15 +1,17 @@
-"""Tests for provider_admin.scheduling: the four scheduling JSON fields of a provider."""
+"""The four scheduling JSON fields of a provider: the form's parsing (providers.scheduling), its
+JSON error explanations (json_errors), Kubernetes' rules (kube.scheduling) and the annotation
+templates (kube.annotations)."""
 import copy
 import json
 import textwrap
 
 import pytest
 
-from provider_admin import scheduling
-from provider_admin.scheduling import (
-    DEFAULT_AFFINITY, MAX_FIELD_BYTES, TEMPLATE_VARIABLES, SchedulingError, dumps, effective_affinity,
-    parse_affinity, parse_annotations, parse_node_selector, parse_tolerations, render_annotation,
-    template_variables_in)
+from provider_admin.kube import scheduling
+from provider_admin.kube.annotations import TEMPLATE_VARIABLES, render_annotation, template_variables_in
+from provider_admin.kube.scheduling import DEFAULT_AFFINITY, SchedulingError, effective_affinity
+from provider_admin.providers.scheduling import (
+    MAX_FIELD_BYTES, dumps, parse_affinity, parse_annotations, parse_node_selector, parse_tolerations)
 from tests.seed import AFFINITY_BLOCK, ANNOTATIONS_BLOCK, EMPTY_AFFINITY, TOLERATIONS_BLOCK
 
 PARSERS = (parse_tolerations, parse_node_selector, parse_annotations, parse_affinity)

@@ -293,13 +293,13 @@ def test_a_deactivated_user_loses_the_data_at_once(admin, actions, client, make_
 
 def test_the_quick_answer_forgets_a_deactivated_user_within_seconds(admin, app, client, make_provider,
                                                                     monkeypatch):
-    from provider_admin import web
+    from provider_admin.auth import recent
 
     url, fp = current_poll(client, make_provider)
     assert get_poll(client, url, fp).status_code == 204
     admin.active = False
     db.session.commit()
-    monkeypatch.setattr(web, "RECENT_USER_SECONDS", 0.0)
+    monkeypatch.setattr(recent, "RECENT_USER_SECONDS", 0.0)
     app.extensions.pop("recent_users", None)  # as when RECENT_USER_SECONDS have passed
     assert get_poll(client, url, fp).status_code == 401
 

@@ -6,7 +6,7 @@ from flask_login import current_user, login_url
 
 from ..extensions import login_manager
 from ..htmx import is_fragment_request
-from ..web import recent_session_user
+from .recent import recent_session_user
 
 
 def require_roles(bp, *roles: str) -> None:

@@ -2,6 +2,9 @@
 
 The app passes Connections, names and dicts in and gets dataclasses, tuples and strings
 back; nothing outside this package imports the `kubernetes` client. No Flask, no models.
+It imports nothing from the rest of the app (tests/test_layout.py holds it to that), so
+Kubernetes' own rules live here too, for the forms and the builds alike: names (`names`),
+the scheduling shapes (`scheduling`) and the annotation templates (`annotations`).
 
     conn = Connection(server="https://k8s.example:6443", namespace="ws", ca_cert=pem, token=t)
     result = check(conn, provider_name="eu-1", storage_class=None, service_account=None,

@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from provider_admin import scheduling
-
 from . import errors as e
+from . import scheduling
 from .client import get_client
 from .connection import Connection
 from .manifest import DNS_LABEL

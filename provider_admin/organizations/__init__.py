@@ -1,3 +1,4 @@
+"""The organizations area (/manage/organizations): organizations and their members."""
 from flask import Blueprint
 
 from ..auth.roles import require_roles

@@ -5,9 +5,9 @@ from sqlalchemy.orm import selectinload
 from .. import audit
 from ..database import duplicate_at
 from ..extensions import db
+from ..forms import ConfirmForm
 from ..htmx import done, render
 from ..models import Organization, User, Workspace, organization_members, provider_organizations
-from ..providers.forms import ConfirmForm
 from ..users.queries import get_user_or_404
 from . import bp
 from .forms import AddMemberForm, OrganizationForm

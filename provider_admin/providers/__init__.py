@@ -1,3 +1,9 @@
+"""The providers area (/manage/providers): register, edit, check, cordon, deploy and delete clusters.
+
+`views` and `cluster` (the routes), `forms` and `scheduling` (the provider form and its four
+JSON fields), `service` (form to model, guards, audit), `queries` and `rows` (the list),
+`preview`, `bootstrap` and `builtin` (what a provider's settings do in its cluster).
+"""
 from flask import Blueprint
 
 from ..auth.roles import require_roles

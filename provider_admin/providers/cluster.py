@@ -10,11 +10,11 @@ from ..checks import check_now
 from ..checks.jobs import connection_for
 from ..downloads import attachment
 from ..extensions import db
+from ..forms import ConfirmForm
 from ..htmx import done, render
 from ..models import Provider, ProviderCheck
 from ..workspaces import settings as workspace_settings
 from . import bootstrap, bp
-from .forms import ConfirmForm
 from .queries import Scope, get_provider_or_404, providers_by_id, status_fingerprint, status_snapshot, \
     workspace_count_of
 from .queries import fingerprint as fingerprint_of

@@ -11,10 +11,9 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .. import scheduling
 from ..forms import BaseForm
 from ..validators import absolute_url, cluster_address, dns_label, dns_subdomain, pem_certificates
-from . import service
+from . import scheduling, service
 
 SCHEDULING_PARSERS = {
     "pod_tolerations": scheduling.parse_tolerations,
@@ -141,10 +140,6 @@ class CordonForm(BaseForm):
     reason = StringField(
         "Reason", validators=[DataRequired(message="Say why, so others know."), Length(max=500)]
     )
-
-
-class ConfirmForm(BaseForm):
-    """A button-only form: its CSRF token is all it carries."""
 
 
 class DeleteForm(BaseForm):

@@ -4,10 +4,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func
 
-from .. import crypto, scheduling
+from .. import crypto
 from ..kube import token_expiry
 from ..extensions import db
 from ..models import Organization, Provider, User, Workspace
+from . import scheduling
 
 PLAIN_FIELDS = (
     "name", "cluster_address", "namespace", "e2e_encryption", "external_ssh",

@@ -1,15 +1,16 @@
 from flask import flash, redirect, request, url_for
 from sqlalchemy.orm.exc import StaleDataError
 
-from .. import audit, scheduling
+from .. import audit
 from ..checks import check_now
 from ..database import duplicate_at
 from ..extensions import db
+from ..forms import ConfirmForm
 from ..htmx import done, is_fragment_request, render
 from ..models import Provider
 from ..workspaces import settings as workspace_settings
-from . import bootstrap, bp, cluster, rows, service  # noqa: F401  (rows: the list's row template global)
-from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
+from . import bootstrap, bp, cluster, rows, scheduling, service  # noqa: F401  (rows: the list's row template global)
+from .forms import CordonForm, DeleteForm, ProviderForm
 from .queries import Scope, get_provider_or_404, workspace_count_of, workspaces_of
 
 

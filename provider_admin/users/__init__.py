@@ -1,3 +1,4 @@
+"""The users area (/manage/users): accounts and roles, always with one active site admin left."""
 from flask import Blueprint
 
 from ..auth.roles import require_roles

@@ -1,3 +1,8 @@
+"""The workspaces area (/workspaces): members create, watch and delete their own workspaces.
+
+`views` (the routes), `forms`, `eligibility` (the providers an organization may use) and
+`builds` (building and tearing down in the background).
+"""
 from flask import Blueprint
 
 from ..auth.roles import require_login

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from .. import scheduling
+from ..kube import scheduling
 from ..models import Provider, Workspace
 
 

@@ -5,9 +5,9 @@ from sqlalchemy.orm import selectinload
 from .. import audit
 from ..database import duplicate_at
 from ..extensions import db
+from ..forms import ConfirmForm
 from ..htmx import done, is_fragment_request, render
 from ..models import Workspace
-from ..providers.forms import ConfirmForm
 from ..web import arg_int
 from ..providers.queries import get_provider_or_404
 from . import bp, builds, settings
