@@ -31,9 +31,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import audit, auth, organizations, providers, users, workspaces
+    from . import api, audit, auth, organizations, providers, tokens, users, workspaces
     from .cli import cli
 
-    for module in (auth, workspaces, providers, organizations, users, audit):
+    for module in (auth, workspaces, providers, organizations, users, audit, tokens, api):
         app.register_blueprint(module.bp)
     app.cli.add_command(cli)

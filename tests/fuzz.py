@@ -24,6 +24,7 @@ from wtforms.fields.core import UnboundField
 from provider_admin.auth.forms import LoginForm, SetupForm
 from provider_admin.extensions import db
 from provider_admin.organizations.forms import AddMemberForm, OrganizationForm
+from provider_admin.tokens.forms import TokenForm
 from provider_admin.providers.forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
 from provider_admin.users.forms import UserForm
 from provider_admin.web import MAX_ID
@@ -76,6 +77,14 @@ ROUTES = {
     "users.create": Route((UserForm,)),
     "users.update": Route((UserForm,)),
     "audit.index": Route(query=("page", "type")),
+    "tokens.index": Route((TokenForm,)),
+    "tokens.everyone": Route(),
+    "tokens.revoke": Route((ConfirmForm,), raw=("back",)),
+    # The API answers these clients (session cookies, no bearer token) 401; it is fuzzed with
+    # tokens from its own OpenAPI description.
+    "api.me": Route(),
+    "api.tokens": Route(query=("owner",)),
+    "api.revoke_token": Route(),
 }
 
 
