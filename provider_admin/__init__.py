@@ -36,4 +36,5 @@ def _register_blueprints(app: Flask) -> None:
 
     for module in (auth, workspaces, providers, organizations, users, audit, tokens, api):
         app.register_blueprint(module.bp)
+    api.init_app(app)
     app.cli.add_command(cli)

@@ -269,3 +269,62 @@ def test_audit_log_filters_token_events(client, actions):
     page = client.get("/manage/audit/?type=api_token").get_data(as_text=True)
     assert "api_token.create" in page and "deploy bot" in page
     assert db.session.scalar(db.select(User).filter_by(username="boss")) is not None
+
+
+class TestRateLimits:
+    @pytest.fixture
+    def app_config(self):
+        return {"API_RATE_LIMIT": "3/minute"}
+
+    def test_past_the_limit_a_token_gets_429_with_retry_after(self, fresh_client, actions):
+        user = actions.user(Role.MEMBER.value, username="ada")
+        _, first = _make(user, "busy")
+        _, second = _make(user, "quiet")
+        assert [api(fresh_client, "GET", "/me", first).status_code for _ in range(3)] == [200, 200, 200]
+        response = api(fresh_client, "GET", "/me", first)
+        assert response.status_code == 429 and response.mimetype == PROBLEM
+        assert 1 <= int(response.headers["Retry-After"]) <= 60
+        assert "3 per 1 minute" in response.json["detail"]
+        assert api(fresh_client, "GET", "/me", second).status_code == 200  # counted per token
+
+    def test_bad_tokens_are_limited_per_address(self, fresh_client):
+        statuses = [fresh_client.get("/api/v1/me", headers={"Authorization": "Bearer nope"}).status_code
+                    for _ in range(4)]
+        assert statuses == [401, 401, 401, 429]
+
+
+@pytest.mark.parametrize("setting", [{"API_RATE_LIMIT": "lots"}, {"API_RATE_LIMIT_STORAGE": "nowhere://x"}])
+def test_a_wrong_rate_limit_setting_stops_the_start_with_its_name(database_url, setting):
+    from provider_admin import create_app
+
+    from .conftest import ENCRYPTION_KEY
+
+    with pytest.raises(ValueError, match="PROVIDER_ADMIN_API_RATE_LIMIT"):
+        create_app({"SQLALCHEMY_DATABASE_URI": database_url, "AUTO_MIGRATE": False, "TESTING": True,
+                    "SECRET_KEY": "x", "ENCRYPTION_KEY": ENCRYPTION_KEY, "RUN_SCHEDULER": False, **setting})
+
+
+def _redis_reachable() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _redis_reachable(), reason="no Redis server on 127.0.0.1:6379")
+def test_with_redis_two_processes_share_one_count(database_url, actions, app):
+    """Two app instances stand for two gunicorn workers: with Redis they count together."""
+    from provider_admin import create_app
+
+    from .conftest import ENCRYPTION_KEY
+
+    config = {"SQLALCHEMY_DATABASE_URI": database_url, "AUTO_MIGRATE": False, "TESTING": True,
+              "SECRET_KEY": "x", "ENCRYPTION_KEY": ENCRYPTION_KEY, "RUN_SCHEDULER": False,
+              "API_RATE_LIMIT": "4/minute", "API_RATE_LIMIT_STORAGE": "redis://127.0.0.1:6379"}
+    workers = [create_app(config).test_client() for _ in range(2)]
+    _, secret = _make(actions.user(Role.MEMBER.value, username="ada"), "shared")
+    statuses = [api(workers[i % 2], "GET", "/me", secret).status_code for i in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]

@@ -9,3 +9,4 @@ bp = Blueprint("api", __name__, url_prefix=PREFIX)
 csrf.exempt(bp)
 
 from . import auth, views  # noqa: E402,F401
+from .ratelimit import init_app  # noqa: E402,F401

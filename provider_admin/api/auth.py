@@ -4,7 +4,7 @@ API route without CSRF, and a token never becomes a session."""
 from flask import g, request
 
 from ..tokens import service
-from . import bp
+from . import bp, ratelimit
 from ..problems import problem
 
 CHALLENGE = 'Bearer realm="Provider Admin API"'
@@ -13,12 +13,17 @@ CHALLENGE = 'Bearer realm="Provider Admin API"'
 @bp.before_request
 def _authenticate():
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
+    credentials = credentials.strip()
+    refused = ratelimit.check(f"token:{service.secrets.digest(credentials)}" if service.secrets.well_formed(credentials)
+                              else f"address:{request.remote_addr}")
+    if refused is not None:
+        return refused
+    if scheme.lower() != "bearer" or not credentials:
         return problem(401, "Authentication required",
                        "Send a personal access token: Authorization: Bearer <token>.",
                        headers={"WWW-Authenticate": CHALLENGE})
     try:
-        user, token = service.authenticate(credentials.strip(), request.method, request.remote_addr)
+        user, token = service.authenticate(credentials, request.method, request.remote_addr)
     except service.Refusal as refusal:
         challenge = CHALLENGE + ('' if refusal.status == 403 else ', error="invalid_token"')
         return problem(refusal.status, refusal.title, refusal.detail, headers={"WWW-Authenticate": challenge})
