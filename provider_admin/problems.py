@@ -25,3 +25,19 @@ def is_api_request() -> bool:
     """Whether the request is for the API (its errors are problem documents, not pages)."""
     path = request.path
     return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def validation_problem(error) -> Response:
+    """A request that its schema refused (a pydantic ValidationError): 422, one entry per field,
+    each pointing where the caller put the value (`/body/pointer`, `#/query/name`)."""
+    errors = [{"pointer": _pointer(item["loc"]), "detail": item["msg"]} for item in error.errors()]
+    return problem(422, "Invalid request", "Some values were refused; see errors.", errors=errors)
+
+
+def _pointer(loc) -> str:
+    parts = [str(part).replace("~", "~0").replace("/", "~1") for part in loc]
+    if parts and parts[0] in (request.view_args or {}):
+        return "#/path/" + parts[0]
+    if parts and parts[0] in request.args:
+        return "#/query/" + parts[0]
+    return "/" + "/".join(parts)

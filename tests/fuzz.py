@@ -83,6 +83,8 @@ ROUTES = {
     # The API answers these clients (session cookies, no bearer token) 401; it is fuzzed with
     # tokens from its own OpenAPI description.
     "api.me": Route(),
+    "api.openapi_json": Route(),
+    "api.reference": Route(),
     "api.tokens": Route(query=("owner",)),
     "api.revoke_token": Route(),
 }

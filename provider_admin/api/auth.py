@@ -5,6 +5,7 @@ from flask import g, request
 
 from ..tokens import service
 from . import bp, ratelimit
+from .document import PUBLIC
 from ..problems import problem
 
 CHALLENGE = 'Bearer realm="Provider Admin API"'
@@ -12,6 +13,8 @@ CHALLENGE = 'Bearer realm="Provider Admin API"'
 
 @bp.before_request
 def _authenticate():
+    if request.endpoint in PUBLIC:
+        return ratelimit.check(f"address:{request.remote_addr}")
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     credentials = credentials.strip()
     refused = ratelimit.check(f"token:{service.secrets.digest(credentials)}" if service.secrets.well_formed(credentials)
