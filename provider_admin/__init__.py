@@ -42,9 +42,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 def _register_blueprints(app: Flask) -> None:
     from . import api, audit, auth, organizations, providers, tokens, users, workspaces
     from .cli import cli
+    from .providers.commands import cli as providers_cli
 
     for module in (auth, workspaces, providers, organizations, users, audit, tokens):
         app.register_blueprint(module.bp)
     app.register_api(api.bp)  # a blueprint whose routes also join the OpenAPI document
     api.init_app(app)
     app.cli.add_command(cli)
+    app.cli.add_command(providers_cli)
