@@ -159,15 +159,8 @@ def _plan_one(entry: dict, provider: Provider | None, base: Path, environ) -> Ch
     form = ProviderForm(formdata=_formdata(entry, provider, base, environ), provider=provider,
                         meta={"csrf": False})
     form.organizations.choices = service.organization_choices()
-    valid = form.validate()
-    errors = {name: list(messages) for name, messages in form.errors.items()}
-    if provider is not None and valid:
-        if message := service.allowlist_errors(provider, set(form.organizations.data or [])):
-            errors["organizations"] = message
-        for name, message in service.location_errors(provider, form).items():
-            errors.setdefault(name, []).append(message)
-    if errors:
-        raise FileError([f"{_key(name)}: {' '.join(map(str, messages))}" for name, messages in errors.items()])
+    if not service.check_form(provider, form):
+        raise FileError([f"{_key(f.name)}: {' '.join(map(str, f.errors))}" for f in form if f.errors])
     cordon = _cordon(entry, provider)
     shadow = _shadow(provider)
     changes = service.apply(shadow, form)
@@ -281,24 +274,24 @@ def _shadow(provider: Provider | None) -> Provider:
 # Apply -------------------------------------------------------------------------------------
 
 def apply(changes: list[Change], actor) -> None:
-    """Carry out a plan in one transaction, with an audit entry per change."""
+    """Carry out a checked plan, change by change, each with its audit entry. Deletions go
+    first, in one transaction: nothing else is written if one is refused."""
     for change in changes:
         if change.action == "delete":
-            audit.record("provider.delete", change.provider, {"bootstrap removal": "not asked (providers apply --prune)"},
-                         actor=actor)
+            audit.record("provider.delete", change.provider,
+                         {"bootstrap removal": "not asked (providers apply --prune)"}, actor=actor)
             db.session.delete(change.provider)
+    db.session.commit()
+    for change in changes:
+        if change.action in ("delete", "unchanged"):
             continue
         if change.action == "unchanged":
             continue
-        provider = change.provider or Provider()
-        if change.provider is None or change.changes:
-            audit_changes = service.apply(provider, change.form)
-            db.session.add(provider)
-            db.session.flush()
-            audit.record(f"provider.{change.action}", provider, audit_changes, actor=actor)
+        provider = change.provider
+        if provider is None or change.changes:
+            provider, _ = service.save(provider, change.form, actor=actor)
+            if provider is None:  # a concurrent create took the name
+                raise FileError([f"{change.name}: {' '.join(change.form.name.errors)}"])
         if change.cordon is not None:
-            provider.cordoned, provider.cordon_reason = change.cordon
-            provider.display_version = (provider.display_version or 0) + 1
-            audit.record("provider.cordon" if provider.cordoned else "provider.uncordon", provider,
-                         {"reason": provider.cordon_reason} if provider.cordoned else None, actor=actor)
-    db.session.commit()
+            wanted, reason = change.cordon
+            service.cordon(provider, reason or "", actor=actor) if wanted else service.uncordon(provider, actor=actor)
