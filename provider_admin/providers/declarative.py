@@ -17,10 +17,10 @@ from pathlib import Path
 import yaml
 from werkzeug.datastructures import MultiDict
 
-from .. import audit, scheduling
+from .. import audit
 from ..extensions import db
-from ..models import Organization, Provider, Workspace
-from . import service
+from ..models import Provider, Workspace
+from . import formdata, service
 from .forms import ProviderForm
 
 KIND, API_VERSION = "ProviderList", "provider-admin/v1"
@@ -173,38 +173,20 @@ def _key(name: str) -> str:
 
 
 def _formdata(entry: dict, provider: Provider | None, base: Path, environ) -> MultiDict:
-    data = MultiDict()
-    data["name"] = str(entry.get("name", ""))
-    for key in TEXT_FIELDS:
-        value = entry.get(key)
-        data[key] = "" if value is None else str(value)
     for key in FLAGS:
-        if entry.get(key) is True:
-            data[key] = "y"
-        elif entry.get(key) not in (None, False):
+        if entry.get(key) not in (None, True, False):
             raise FileError([f"{key}: true or false"])
-    for key in service.SCHEDULING_FIELDS:
-        value = entry.get(key)
-        if key == "affinity" and value is None:
-            value = scheduling.DEFAULT_AFFINITY
-        data[key] = "" if value is None else json.dumps(value)
-    names = entry.get("organizations") or []
-    if not isinstance(names, list):
-        raise FileError(["organizations: a list of organization names"])
-    by_name = {o.name.lower(): o.id for o in db.session.scalars(db.select(Organization))}
-    missing = [str(n) for n in names if str(n).lower() not in by_name]
-    if missing:
-        raise FileError([f"organizations: no organization named {', '.join(missing)}"])
-    data.setlist("organizations", [str(by_name[str(n).lower()]) for n in names])
+    values = {key: entry[key] for key in formdata.FIELDS if key in entry}
     for kind, secret in _credentials(entry.get("credentials"), base, environ).items():
         if not _already_stored(provider, kind, secret, entry):
-            data[kind] = secret
+            values[kind] = secret
         elif kind == "kubeconfig":  # the connection it gave stays as stored
-            data["cluster_address"] = data["cluster_address"] or provider.cluster_address or ""
-            data["ca_certificate"] = data["ca_certificate"] or provider.ca_cert or ""
-    if provider is not None:
-        data["version"] = str(provider.version)
-    return data
+            values["cluster_address"] = entry.get("cluster_address") or provider.cluster_address
+            values["ca_certificate"] = entry.get("ca_certificate") or provider.ca_cert
+    try:
+        return formdata.to_formdata(values, provider, partial=False)
+    except formdata.FieldProblems as error:
+        raise FileError([f"{k}: {v}" for k, v in error.problems.items()]) from None
 
 
 def _credentials(spec, base: Path, environ) -> dict:
