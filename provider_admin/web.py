@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, ValidationError
 
 from . import sessions
-from .problems import is_api_request
+from .problems import is_api_request, problem
 from .errors import error_response
 from .extensions import csrf, db, login_manager
 from .forms import text_problem
@@ -130,6 +130,10 @@ def _refuse_odd_query():
     limit = int(current_app.config["MAX_FORM_FIELD_BYTES"])
     for key, value in request.args.items(multi=True):
         if text_problem(key, multiline=False, limit=limit) or text_problem(value, multiline=False, limit=limit):
+            if is_api_request():
+                return problem(422, "Invalid request", "A query parameter holds control characters or "
+                                                      "invalid Unicode.", errors=[{"pointer": f"#/query/{key}",
+                                                                                   "detail": "Not acceptable text."}])
             return error_response(400, "The address holds characters that no page takes, "
                                        "such as control characters.")
     return None

@@ -83,6 +83,9 @@ ROUTES = {
     # The API answers these clients (session cookies, no bearer token) 401; it is fuzzed with
     # tokens from its own OpenAPI description.
     "api.me": Route(),
+    **{f"api.providers.{name}": Route() for name in (
+        "list_providers", "get_provider", "get_manifest", "create_provider", "update_provider", "delete_provider",
+        "check_provider", "cordon_provider", "uncordon_provider", "deploy_provider")},
     "api.openapi_json": Route(),
     "api.reference": Route(),
     "api.tokens": Route(query=("owner",)),

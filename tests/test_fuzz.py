@@ -217,7 +217,7 @@ class Campaign:
             self._report(rule.endpoint, method, url, problem, fields, where)
         elif 400 <= status < 500 and set(changed) - expected:
             self._report(rule.endpoint, method, url, f"refused with {status} but changed {changed}", fields)
-        elif status == 422 and not fuzz.FIELD_ERROR.search(text):
+        elif status == 422 and not _points_at_a_field(response, text):
             self._report(rule.endpoint, method, url, "422 without an error at a field", fields)
         if changed:
             fuzz.restore(self.tables)
@@ -234,6 +234,13 @@ class Campaign:
         return {"profile": PROFILE_NAME, "role": self.label, "routes": len({e for e, _ in self.covered}),
                 "route_methods": len(self.covered), "inputs": self.tried, "5xx": len(self.findings),
                 "known_elsewhere": len(self.known)}
+
+
+def _points_at_a_field(response, text: str) -> bool:
+    """A refusal says where: an error at a form field, or (the API) a problem's pointer."""
+    if response.mimetype == "application/problem+json":
+        return all(error.get("pointer") for error in response.json.get("errors") or [{}])
+    return bool(fuzz.FIELD_ERROR.search(text))
 
 
 def _finish(campaign: Campaign, started: float) -> None:

@@ -20,6 +20,13 @@ ERRORS = {401: "No valid token (missing, unknown, expired, revoked, or its owner
           404: "Nothing there that the token's owner may see.",
           429: "Too many requests with this token; wait for `Retry-After` seconds."}
 PUBLIC = {"api.openapi_json", "api.reference"}
+# What a created provider's answer leads to (OpenAPI links: clients and Schemathesis follow them).
+LINKS = {("/api/v1/providers", "post", "201"): {
+    name: {"operationId": name, "parameters": {"provider_id": "$response.body#/id"}}
+    for name in ("get_provider", "get_manifest", "check_provider", "cordon_provider", "uncordon_provider",
+                 "delete_provider")} | {
+    "update_provider": {"operationId": "update_provider",
+                        "parameters": {"provider_id": "$response.body#/id", "header.If-Match": "$response.header.ETag"}}}}
 
 
 def openapi() -> dict:
@@ -39,6 +46,9 @@ def openapi() -> dict:
             for status, response in list(responses.items()):
                 if int(status) >= 400:
                     response["content"] = problem
+            for status, response in responses.items():
+                if (path, method, status) in LINKS:
+                    response["links"] = LINKS[(path, method, status)]
             if operation.get("security") != []:
                 for status, description in ERRORS.items():
                     responses.setdefault(str(status), {"description": description, "content": problem})

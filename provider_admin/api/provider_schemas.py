@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .kube_types import Affinity, Toleration
-from .schemas import Id, OrganizationRef
+from .schemas import Id, Line, Lines, OrganizationRef
 
 Status = Literal["pending", "ready", "error"]
 _WRITE_ONLY = "Write-only: never sent back."
@@ -16,36 +16,36 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=64)
-    cluster_address: str | None = Field(None, max_length=2048, description="https URL of the Kubernetes API.")
-    namespace: str | None = Field(None, max_length=63)
-    ca_certificate: str | None = Field(None, description="PEM; empty for a publicly trusted certificate.")
-    token: str | None = Field(None, description="A service account token. " + _WRITE_ONLY)
-    kubeconfig: str | None = Field(None, description="A kubeconfig, instead of the address, CA and token. "
+    name: Line | None = Field(None, max_length=64)
+    cluster_address: Line | None = Field(None, max_length=2048, description="https URL of the Kubernetes API.")
+    namespace: Line | None = Field(None, max_length=63)
+    ca_certificate: Lines | None = Field(None, description="PEM; empty for a publicly trusted certificate.")
+    token: Line | None = Field(None, description="A service account token. " + _WRITE_ONLY)
+    kubeconfig: Lines | None = Field(None, description="A kubeconfig, instead of the address, CA and token. "
                                                      + _WRITE_ONLY)
-    kubeconfig_context: str | None = Field(None, max_length=253)
-    organizations: list[str] | None = Field(None, description="Names of the organizations that may use it.")
+    kubeconfig_context: Line | None = Field(None, max_length=253)
+    organizations: list[Line] | None = Field(None, description="Names of the organizations that may use it.")
     e2e_encryption: bool | None = None
     external_ssh: bool | None = None
-    access_url: str | None = Field(None, max_length=2048)
-    storage_class: str | None = Field(None, max_length=253)
-    service_account: str | None = Field(None, max_length=253)
+    access_url: Line | None = Field(None, max_length=2048)
+    storage_class: Line | None = Field(None, max_length=253)
+    service_account: Line | None = Field(None, max_length=253)
     pod_tolerations: list[Toleration] | None = None
-    pod_node_selector: dict[str, str] | None = None
-    service_account_annotations: dict[str, str] | None = Field(
+    pod_node_selector: dict[Line, Line] | None = None
+    service_account_annotations: dict[Line, Line] | None = Field(
         None, description="Values may use {{ .Username }} and the other workspace template variables.")
     affinity: Affinity | None = Field(None, description="Omitted on create: the default affinity; `{}`: none.")
 
 
 class NewProvider(Settings):
-    name: str = Field(max_length=64)
-    namespace: str = Field(max_length=63)
+    name: Line = Field(min_length=1, max_length=64)
+    namespace: Line = Field(min_length=1, max_length=63, description="A DNS label, e.g. `workspaces`.")
 
 
 class Cordon(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=500, description="Shown to people who look for a provider.")
+    reason: Line = Field(min_length=1, max_length=500, description="Shown to people who look for a provider.")
 
 
 class Credentials(BaseModel):
@@ -96,18 +96,23 @@ class Provider(BaseModel):
 
 class ProviderPage(BaseModel):
     items: list[Provider]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null on the last.")
 
 
 class ProviderFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
-    organization: str | None = Field(None, max_length=64, description="An organization's name.")
-    name: str | None = Field(None, max_length=64, description="Part of the name, any case.")
+    organization: Line | None = Field(None, max_length=64, description="An organization's name.")
+    name: Line | None = Field(None, max_length=64, description="Part of the name, any case.")
     cordoned: bool | None = None
     limit: int = Field(50, ge=1, le=100)
-    cursor: str | None = Field(None, max_length=200)
+    cursor: int | None = Field(None, ge=0, le=2**31 - 1, description="`next_cursor` of the previous page.")
+
+
+class Precondition(BaseModel):
+    if_match: str = Field("", alias="If-Match", max_length=200,
+                                 description="The ETag of your last read; a change made since is answered 412.")
 
 
 class ProviderPath(BaseModel):

@@ -3,11 +3,17 @@ source of the OpenAPI document, so the two cannot drift apart."""
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..web import MAX_ID
 
 Id = Field(ge=1, le=MAX_ID)
+# Text as every form takes it: no control characters (line breaks only where a field takes
+# several lines); the same rule as forms.text_problem, said in the document.
+Line = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+Lines = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
 
 
 class FieldProblem(BaseModel):

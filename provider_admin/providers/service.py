@@ -265,3 +265,14 @@ def _commit_or_conflict() -> None:
     except StaleDataError:
         db.session.rollback()
         raise Conflict() from None
+
+
+def why_not_deletable(provider: Provider) -> str | None:
+    """The built-in provider is configured by its settings; a provider with workspaces keeps them."""
+    if provider.is_builtin:
+        return "The built-in provider is registered by the site's settings; remove it there."
+    count = db.session.scalar(db.select(func.count()).select_from(Workspace).filter_by(provider_id=provider.id))
+    if count:
+        return (f"{count} workspace{'s' if count != 1 else ''} run{'s' if count == 1 else ''} on {provider.name}: "
+                "delete them before deleting the provider.")
+    return None
