@@ -239,7 +239,7 @@ class Provider(db.Model):
 # starts a new check generation: the checks under way for the old values are superseded.
 CHECKED_FIELDS = (
     "name", "cluster_address", "ca_cert", "credentials_encrypted", "namespace", "storage_class",
-    "service_account", "service_account_annotations", "is_builtin",
+    "service_account", "service_account_annotations", "external_ssh", "is_builtin",
 )
 
 
@@ -331,6 +331,9 @@ class Workspace(db.Model):
     # Where it was built; teardown and the pod's state go there, never to a provider's new place.
     namespace: Mapped[str] = mapped_column(String(63))
     cluster_address: Mapped[str | None] = mapped_column(String(2048))
+    # The provider settings its objects were last built with (workspaces.settings.snapshot);
+    # NULL: built before they were recorded, so whether they are current is unknown.
+    settings: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -349,6 +352,10 @@ class Workspace(db.Model):
     @property
     def busy(self) -> bool:
         return self.status in ("building", "deleting")
+
+    def can_be_deleted_by(self, user) -> bool:
+        """Its owner may delete a workspace, and so may a site admin (managers see it, no more)."""
+        return self.owner_id == user.id or user.is_admin
 
 
 class BuildLogLine(db.Model):

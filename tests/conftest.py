@@ -77,18 +77,27 @@ def app(database_url, app_config, tmp_path):
     config.update(app_config)
     app = create_app(config)
     request_started.connect(_fresh_globals, app)
+    yield app
+    builds = app.extensions.get("workspace_builds")
+    if builds is not None:  # a build thread must not outlive its test (and its tables)
+        builds.shutdown(wait=True)
     with app.app_context():
-        yield app
-        builds = app.extensions.get("workspace_builds")
-        if builds is not None:  # a build thread must not outlive its test (and its tables)
-            builds.shutdown(wait=True)
         db.session.remove()
         db.engine.dispose()
 
 
+@pytest.fixture
+def app_context(app):
+    """The app's context around a test, for tests and fixtures that use the database (or
+    anything else of the app) directly rather than through requests."""
+    with app.app_context():
+        yield
+
+
 def _fresh_globals(sender, **extra) -> None:
-    """Test requests run inside the fixture's app context, so `g` would carry the previous
-    request's user and CSRF token over; in production each request starts with a new `g`."""
+    """A request made while a test holds the app's context runs inside that context, so `g`
+    would carry the previous request's user and CSRF token over; in production each request
+    starts with a new `g`."""
     g.__dict__.clear()
 
 
@@ -145,7 +154,7 @@ class Actions:
 
 
 @pytest.fixture
-def actions(client, app):
+def actions(client, app, app_context):
     return Actions(client, app)
 
 
@@ -171,7 +180,7 @@ def field_error(page: str, field: str) -> str:
 
 
 @pytest.fixture
-def make_org():
+def make_org(app_context):
     def make(name="Acme", members=()):
         org = Organization(name=name, members=list(members))
         db.session.add(org)
@@ -182,7 +191,7 @@ def make_org():
 
 
 @pytest.fixture
-def make_provider():
+def make_provider(app_context):
     def make(name="east", organizations=(), **fields):
         fields.setdefault("cluster_address", "https://k8s.invalid:6443")
         fields.setdefault("namespace", "workspaces")

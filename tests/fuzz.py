@@ -53,6 +53,7 @@ ROUTES = {
     "workspaces.pod": Route(),
     "workspaces.delete": Route((ConfirmForm,)),
     "workspaces.forget": Route((ConfirmForm,)),
+    "workspaces.rebuild": Route((ConfirmForm,)),
     "providers.status": Route(query=SCOPE),
     "providers.sync_status": Route(query=SCOPE, raw=("known", "fp")),
     "providers.show": Route(),

@@ -262,7 +262,7 @@ class KubeAPI:
         data = {"provider": provider}
         if not legacy:
             data.update({"provider-uid": provider_uid(provider),
-                         "grants": grants(needs_service_accounts=True)})
+                         "grants": grants(needs_service_accounts=True, needs_services=True)})
         self.put("v1/namespaces", None, namespace, {"kind": "Namespace"})
         self.put("v1/configmaps", namespace, "provider-admin-marker",
                  {"kind": "ConfigMap", "data": data})

@@ -42,6 +42,17 @@ def test_out_of_range_ids_are_404(admin, client, make_org, path, number):
     assert response.status_code in (404, 405), response.status_code
 
 
+@pytest.mark.parametrize("method, path", [
+    ("get", "/manage/providers/999/edit"), ("get", "/manage/users/999/edit"), ("get", "/manage/organizations/999"),
+    ("get", "/workspaces/999"), ("get", "/workspaces/?provider=999"),
+    ("post", "/manage/organizations/{org}/members/999/remove"),
+])
+def test_an_id_in_range_that_names_nothing_is_404(admin, actions, make_org, method, path):
+    path = path.format(org=make_org("Acme").id)
+    response = actions.post(path) if method == "post" else actions.client.get(path)
+    assert response.status_code == 404
+
+
 def test_the_largest_id_is_looked_up_and_missing(admin, client):
     assert client.get(f"/manage/providers/{MAX_ID}/edit").status_code == 404
     assert client.get(f"/manage/providers/{MAX_ID:020d}").status_code == 404  # leading zeros

@@ -12,6 +12,9 @@ from provider_admin.providers import builtin
 
 from .kube import TOKEN
 
+# These tests read and change the database directly, in the app's context.
+pytestmark = pytest.mark.usefixtures("app_context")
+
 
 @pytest.fixture
 def pod(kube_api_tls, tmp_path, monkeypatch):

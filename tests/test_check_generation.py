@@ -16,6 +16,9 @@ from provider_admin.models import CHECKED_FIELDS, Provider, ProviderCheck, utcno
 from .test_checks import scheduled, wait_for
 from .test_kube_health import jwt
 
+# These tests read and change the database directly, in the app's context.
+pytestmark = pytest.mark.usefixtures("app_context")
+
 MARKER = "get /api/v1/namespaces/{}/configmaps/provider-admin-marker"
 SLOW = 1.5  # seconds a slowed marker request takes: the save happens meanwhile
 
@@ -136,7 +139,7 @@ NEW_VALUES = {
     "name": "renamed", "cluster_address": "https://other.example:6443", "ca_cert": "PEM",
     "credentials_encrypted": b"new", "namespace": "elsewhere", "storage_class": "fast",
     "service_account": "builder", "service_account_annotations": {"iam": "role"},
-    "is_builtin": True,
+    "is_builtin": True, "external_ssh": True,
 }
 
 

@@ -17,6 +17,9 @@ from provider_admin.extensions import db
 from provider_admin.kube import client as kube_client
 from provider_admin.models import Provider, ProviderCheck, utcnow
 
+# These tests read and change the database directly, in the app's context.
+pytestmark = pytest.mark.usefixtures("app_context")
+
 
 @pytest.fixture
 def app_config():

@@ -4,6 +4,9 @@ import pytest
 from provider_admin.extensions import db
 from provider_admin.models import AuditEvent, Role, User
 
+# These tests read and change the database directly, in the app's context.
+pytestmark = pytest.mark.usefixtures("app_context")
+
 
 @pytest.fixture
 def runner(app):

@@ -27,6 +27,9 @@ from provider_admin.tokens import service as token_service
 from . import fuzz
 from .conftest import PASSWORD, Actions
 
+# These tests read and change the database directly, in the app's context.
+pytestmark = pytest.mark.usefixtures("app_context")
+
 PROFILES = {  # inputs per route and method, for each role
     "ci": {"examples": 4, "depth": 3000, "derandomize": True, "long_sizes": (1,)},
     "long": {"examples": 50, "depth": 30000, "derandomize": False, "long_sizes": (-1, 1)},

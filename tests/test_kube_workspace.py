@@ -18,10 +18,9 @@ from provider_admin.kube import (
 from provider_admin.kube.workspace import owned
 from provider_admin.scheduling import DEFAULT_AFFINITY
 from tests.kube import kube_api  # noqa: F401
+from tests.seed import ANNOTATIONS, TOLERATION
 
 SCHEMA_VERSIONS = ["1.33", kubernetes_validate.latest_version()]
-ROLE_ARN = "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}"  # the source document's
-TOLERATION = {"key": "com.coder.workspace", "operator": "Exists", "effect": "NoSchedule"}
 UID = "3a7f0c1e9b" + "4" * 22
 LABELS = {"com.coder.resource": "true", UID_LABEL: UID,
           "app.kubernetes.io/managed-by": "provider-admin"}
@@ -41,7 +40,7 @@ def make_spec(**overrides) -> WorkspaceSpec:
         image="codercom/enterprise-base:ubuntu", cpu="2", memory="4Gi", disk="10Gi",
         access_url="https://coder.example.com", e2e_encryption=True, external_ssh=False,
         storage_class="fast-ssd", service_account="workspaces",
-        annotations={"eks.amazonaws.com/role-arn": ROLE_ARN}, tolerations=[TOLERATION],
+        annotations=ANNOTATIONS, tolerations=[TOLERATION],
         node_selector={"node-pool": "workspaces"}, affinity=None,
     )
     fields.update(overrides)
@@ -124,7 +123,8 @@ def test_a_legacy_workspace_keeps_its_names_and_is_known_by_its_id_label():
     spec = make_spec(base_name="ws-1-dev", legacy_id=1)
     legacy = {"metadata": {"labels": {"com.coder.workspace.id": "1"}}}
 
-    assert object_names(spec) == {"pod": "ws-1-dev", "pvc": "ws-1-dev-home", "service_account": "ws-1-dev"}
+    assert object_names(spec) == {"pod": "ws-1-dev", "pvc": "ws-1-dev-home", "service_account": "ws-1-dev",
+                                  "service": "ws-1-dev"}
     assert owned(legacy, spec)
     assert not owned(legacy, make_spec(base_name="ws-1-dev"))  # a new workspace never adopts it
     assert not owned({"metadata": {"labels": {"com.coder.workspace.id": "1", UID_LABEL: "x"}}}, spec)

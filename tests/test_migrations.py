@@ -83,7 +83,7 @@ def test_upgrade_records_the_single_head(empty_sqlite_app):
     flask_db(empty_sqlite_app, "upgrade")  # a second upgrade is a no-op
 
 
-def test_the_test_database_matches_the_models(app):
+def test_the_test_database_matches_the_models(app, app_context):
     # The session's database was built by the real migrations: SQLite, or PostgreSQL when configured.
     assert MODEL_TABLES <= tables(db.engine)
     assert schema_differences(db.engine) == []
@@ -157,7 +157,7 @@ def test_upgrade_keeps_the_names_and_place_of_existing_workspaces(database_befor
 
         workspace = db.session.get(models.Workspace, 1)
         assert object_names(spec_for(workspace)) == {"pod": "ws-1-dev", "pvc": "ws-1-dev-home",
-                                                     "service_account": "ws-1-dev"}
+                                                     "service_account": "ws-1-dev", "service": "ws-1-dev"}
         assert spec_for(workspace).legacy_id == 1
         db.session.remove()
         flask_db(app, "downgrade", "0003")
@@ -229,3 +229,48 @@ def test_upgrade_gives_existing_providers_a_uid_on_postgresql():
         with engine.begin() as connection:
             connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
+
+
+def test_workspace_settings_upgrade_from_0007_leaves_existing_workspaces_unknown(database_before_0006):
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_before_0006, "AUTO_MIGRATE": False,
+                      "TESTING": True, "SECRET_KEY": "x", "ENCRYPTION_KEY": ENCRYPTION_KEY})
+    with app.app_context():
+        flask_db(app, "upgrade", "0007")
+        with db.engine.begin() as conn:
+            now = "2026-11-01 00:00:00+00:00"
+            conn.execute(sa.text(
+                "INSERT INTO users (id, email, username, role, active, created_at, session_version) "
+                "VALUES (1, 'ada@example.com', 'ada', 'member', true, :now, 1)"), {"now": now})
+            conn.execute(sa.text("INSERT INTO organizations (id, name, created_at) VALUES (1, 'Acme', :now)"),
+                         {"now": now})
+            conn.execute(sa.text(
+                "INSERT INTO providers (id, name, uid, cluster_address, namespace, is_builtin, e2e_encryption, "
+                "external_ssh, access_url, cordoned, status, consecutive_failures, display_version, "
+                "check_generation, created_at, updated_at, version) VALUES (1, 'east', "
+                "'00000000-0000-0000-0000-000000000001', 'https://k8s.example.com', 'ws', false, true, false, "
+                "'https://coder.example.com', false, 'ready', 0, 1, 1, :now, :now, 1)"), {"now": now})
+            conn.execute(sa.text(
+                "INSERT INTO workspaces (id, name, owner_id, organization_id, provider_id, image, cpu, memory, "
+                "disk, status, delete_requested, uid, object_base, legacy_labels, namespace, cluster_address, "
+                "created_at, updated_at) VALUES (1, 'dev', 1, 1, 1, 'img', '1', '1Gi', '1Gi', 'running', false, "
+                "'3a7f0c1e9b4444444444444444444444', 'ws-3a7f0c1e9b-dev', false, 'ws', "
+                "'https://k8s.example.com', :now, :now)"), {"now": now})
+
+        flask_db(app, "upgrade")
+
+        assert db.session.execute(sa.text("SELECT settings FROM workspaces")).scalar() is None
+        assert schema_differences(db.engine) == []
+        from provider_admin.workspaces import settings
+        from provider_admin.workspaces.builds import spec_for
+
+        workspace = db.session.get(models.Workspace, 1)
+        assert workspace.settings is None and settings.outdated(workspace) is None  # unknown, not outdated
+        assert spec_for(workspace).e2e_encryption is True  # the provider's settings stand in
+        workspace.settings = settings.current(workspace.provider)
+        db.session.commit()
+        db.session.expire_all()
+        assert db.session.get(models.Workspace, 1).settings["access_url"] == "https://coder.example.com"
+        db.session.remove()
+        flask_db(app, "downgrade", "0007")
+        assert "settings" not in {c["name"] for c in sa.inspect(db.engine).get_columns("workspaces")}
+        db.engine.dispose()

@@ -100,10 +100,6 @@ def test_edit_page(client, actions, admin, make_org):
     assert str(member.id) not in [value for value, _ in options]
 
 
-def test_edit_page_of_unknown_organization_is_404(client, admin):
-    assert client.get("/manage/organizations/999").status_code == 404
-
-
 @pytest.mark.parametrize("htmx", [False, True])
 def test_rename(actions, admin, make_org, htmx):
     org = make_org("Acme")

@@ -5,6 +5,7 @@ import pytest
 
 from provider_admin.models import Role
 
+from .seed import TOLERATIONS_JSON
 from .test_kube_hints import DEFAULT_CLASS, WORKSPACE_TAINT, ZONE, node, storage_class
 
 
@@ -49,7 +50,7 @@ def test_edit_form_hints_follow_the_settings_as_typed(actions, cluster, kube_pro
     form = actions.client.get(f"/manage/providers/{provider.id}/edit").get_data(as_text=True)
     assert f'hx-post="/manage/providers/{provider.id}/hints"' in form
     typed = {"pod_node_selector": '{"pool": "workspaces"}',
-             "pod_tolerations": '[{"key": "com.coder.workspace", "operator": "Exists", "effect": "NoSchedule"}]',
+             "pod_tolerations": TOLERATIONS_JSON,
              "storage_class": "", "affinity": ""}  # empty affinity: the default one
 
     zonal = text(actions.post(f"/manage/providers/{provider.id}/hints", typed, htmx=True))

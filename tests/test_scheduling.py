@@ -10,34 +10,10 @@ from provider_admin.scheduling import (
     DEFAULT_AFFINITY, MAX_FIELD_BYTES, TEMPLATE_VARIABLES, SchedulingError, dumps, effective_affinity,
     parse_affinity, parse_annotations, parse_node_selector, parse_tolerations, render_annotation,
     template_variables_in)
+from tests.seed import AFFINITY_BLOCK, ANNOTATIONS_BLOCK, EMPTY_AFFINITY, TOLERATIONS_BLOCK
 
 PARSERS = (parse_tolerations, parse_node_selector, parse_annotations, parse_affinity)
 
-# The snippets exactly as the source document (workspace-provider-management) prints them.
-# They lost their closing brackets and the braces around list items on the way into the
-# document, so each one is malformed JSON.
-SEED_TOLERATIONS_BLOCK = textwrap.dedent("""\
-    "pod_tolerations": [
-        "key": "com.coder.workspace",
-        "operator": "Exists",
-        "effect": "NoSchedule"
-    "pod_node_selector": {},
-    "service_account_annotations": {},
-    "affinity": {}""")
-SEED_ANNOTATIONS_BLOCK = textwrap.dedent("""\
-    "service_account_annotations": {
-      "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}\"""")
-SEED_AFFINITY_BLOCK = textwrap.dedent("""\
-    "affinity": {
-          "podAffinity": {
-              "preferredDuringSchedulingIgnoredDuringExecution": [
-                      "weight": 1,
-                      "podAffinityTerm": {
-                          "labelSelector": {
-                              "matchLabels": {
-                                  "com.coder.resource": "true"
-                          "topologyKey": "kubernetes.io/hostname\"""")
-SEED_EMPTY_AFFINITY = '"affinity": {}'
 ALLOWED_VARIABLES = "{{ .UserEmail }}, {{ .Username }}, {{ .WorkspaceName }}, {{ .OrganizationName }}"
 
 
@@ -55,7 +31,7 @@ def assert_mentions(message, *fragments):
 # --- The source document's snippets ------------------------------------------------------
 
 def test_seed_tolerations_block_explains_every_problem():
-    message = error_of(parse_tolerations, SEED_TOLERATIONS_BLOCK)
+    message = error_of(parse_tolerations, TOLERATIONS_BLOCK)
     assert message.startswith("Invalid JSON at line 1, column 1: ")
     assert_mentions(
         message,
@@ -67,14 +43,14 @@ def test_seed_tolerations_block_explains_every_problem():
 
 
 def test_seed_tolerations_block_keeps_positions_when_copied_with_indentation():
-    indented = textwrap.indent(SEED_TOLERATIONS_BLOCK, "      ")
+    indented = textwrap.indent(TOLERATIONS_BLOCK, "      ")
     message = error_of(parse_tolerations, indented)
     assert_mentions(message, "line 1, column 7", 'without the "pod_tolerations": key', "line 2, column 16",
                     "each toleration must be an object in braces")
 
 
 def test_seed_tolerations_without_the_key_still_explains_the_braces():
-    value = "[\n" + SEED_TOLERATIONS_BLOCK.split("\n", 1)[1]
+    value = "[\n" + TOLERATIONS_BLOCK.split("\n", 1)[1]
     message = error_of(parse_tolerations, value)
     assert_mentions(message, "Invalid JSON at line 2, column 10", "each toleration must be an object in braces",
                     '[{"key": ...}]')
@@ -87,7 +63,7 @@ def test_seed_single_toleration_fields_without_brackets():
 
 
 def test_seed_annotations_block():
-    message = error_of(parse_annotations, SEED_ANNOTATIONS_BLOCK)
+    message = error_of(parse_annotations, ANNOTATIONS_BLOCK)
     assert_mentions(message, "Invalid JSON at line 1, column 1",
                     'paste only the value, without the "service_account_annotations": key',
                     # ...and the closing brace never came: name the spot and the bracket to add.
@@ -95,21 +71,21 @@ def test_seed_annotations_block():
 
 
 def test_seed_annotations_value_without_braces():
-    value = SEED_ANNOTATIONS_BLOCK.split("\n", 1)[1]
+    value = ANNOTATIONS_BLOCK.split("\n", 1)[1]
     message = error_of(parse_annotations, value)
     assert_mentions(message, "Invalid JSON at line 1, column 31", "must be inside braces { }",
                     '{"eks.amazonaws.com/role-arn": ...}')
 
 
 def test_seed_affinity_block():
-    message = error_of(parse_affinity, SEED_AFFINITY_BLOCK)
+    message = error_of(parse_affinity, AFFINITY_BLOCK)
     assert_mentions(message, "Invalid JSON at line 1, column 1", 'paste only the value, without the "affinity": key',
                     "line 4, column 27", "each item of this list must be an object in braces { }",
                     '[{"weight": ...}]')
 
 
 def test_seed_empty_affinity_with_key():
-    message = error_of(parse_affinity, SEED_EMPTY_AFFINITY)
+    message = error_of(parse_affinity, EMPTY_AFFINITY)
     assert_mentions(message, "Invalid JSON at line 1, column 1", 'without the "affinity": key', "that is: {}",
                     "{} means no affinity at all", "leave the field empty for the default affinity")
 
@@ -124,14 +100,14 @@ def test_pasted_key_with_a_valid_value():
 
 
 def test_seed_empty_affinity_with_trailing_comma():
-    message = error_of(parse_affinity, SEED_EMPTY_AFFINITY + ",")
+    message = error_of(parse_affinity, EMPTY_AFFINITY + ",")
     assert_mentions(message, 'without the "affinity": key', "line 1, column 15", "remove the trailing comma")
 
 
 @pytest.mark.parametrize("parser, text, owner", [
-    (parse_tolerations, SEED_EMPTY_AFFINITY, "Affinity field"),
-    (parse_node_selector, SEED_TOLERATIONS_BLOCK, "Pod tolerations field"),
-    (parse_affinity, SEED_ANNOTATIONS_BLOCK, "Service account annotations field"),
+    (parse_tolerations, EMPTY_AFFINITY, "Affinity field"),
+    (parse_node_selector, TOLERATIONS_BLOCK, "Pod tolerations field"),
+    (parse_affinity, ANNOTATIONS_BLOCK, "Service account annotations field"),
     (parse_annotations, '"nodeSelector": {"a": "b"}', "Pod node selector field"),
 ])
 def test_seed_snippet_in_the_wrong_field_names_the_right_one(parser, text, owner):
@@ -447,7 +423,7 @@ def test_invalid_annotations(annotations, expected):
 
 
 def test_render_annotation_from_the_source_document():
-    value = parse_annotations(SEED_ANNOTATIONS_BLOCK.split("\n", 1)[1].join("{}"))["eks.amazonaws.com/role-arn"]
+    value = parse_annotations(ANNOTATIONS_BLOCK.split("\n", 1)[1].join("{}"))["eks.amazonaws.com/role-arn"]
     assert value == "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}"
     assert render_annotation(value, {"UserEmail": "ada@example.com"}) == \
         "arn:aws:iam::123456789123:role/coder-role-ada@example.com"

@@ -12,6 +12,9 @@ from provider_admin.models import Role
 from .conftest import PASSWORD
 from .test_auth import is_signed_in, sign_in
 
+# These tests read and change the database directly, in the app's context.
+pytestmark = pytest.mark.usefixtures("app_context")
+
 
 def session_cookie(client) -> str:
     cookie = client.get_cookie("session")

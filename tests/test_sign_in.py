@@ -25,6 +25,9 @@ from provider_admin.models import AuditEvent, Role, SignInThrottle, User, utcnow
 
 from .conftest import ENCRYPTION_KEY, PASSWORD, field_error
 
+# These tests read and change the database directly, in the app's context.
+pytestmark = pytest.mark.usefixtures("app_context")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -127,28 +127,22 @@ def test_edit_form_shows_the_current_values(client, actions, admin, make_org):
     assert "Leave empty to keep the current password." in page and ">Update user</button>" in page
 
 
-def test_edit_of_unknown_user_is_404(client, admin):
-    assert client.get("/manage/users/999/edit").status_code == 404
-
-
-def test_edit_role(actions, admin, make_org):
-    acme = make_org("Acme")
-    dev = actions.user(Role.MEMBER.value, username="dev", organizations=[acme])
-    response = actions.post(f"/manage/users/{dev.id}/edit", form_data(dev, role="manager"))
+@pytest.mark.parametrize("change, role, organizations, changes", [
+    ({"role": "manager"}, "manager", ["Acme"], {"role": {"from": "member", "to": "manager"}}),
+    ({"organizations": ["Globex"]}, "member", ["Globex"], {"organizations": {"from": ["Acme"], "to": ["Globex"]}}),
+], ids=["role", "organizations"])
+def test_edit_changes_what_was_changed_and_records_it(actions, admin, make_org, change, role, organizations,
+                                                       changes):
+    orgs = {org.name: org for org in (make_org("Acme"), make_org("Globex"))}
+    dev = actions.user(Role.MEMBER.value, username="dev", organizations=[orgs["Acme"]])
+    if "organizations" in change:
+        change = {"organizations": [orgs[name].id for name in change["organizations"]]}
+    response = actions.post(f"/manage/users/{dev.id}/edit", form_data(dev, **change))
     assert response.status_code == 303
     user = get_user("dev")
-    assert user.role == "manager" and [o.name for o in user.organizations] == ["Acme"]
+    assert user.role == role and [o.name for o in user.organizations] == organizations
     (event,) = user_events("user.update")
-    assert event.changes == {"role": {"from": "member", "to": "manager"}}
-
-
-def test_edit_organizations(actions, admin, make_org):
-    acme, globex = make_org("Acme"), make_org("Globex")
-    dev = actions.user(Role.MEMBER.value, username="dev", organizations=[acme])
-    assert actions.post(f"/manage/users/{dev.id}/edit", form_data(dev, organizations=[globex.id])).status_code == 303
-    assert [o.name for o in get_user("dev").organizations] == ["Globex"]
-    (event,) = user_events("user.update")
-    assert event.changes == {"organizations": {"from": ["Acme"], "to": ["Globex"]}}
+    assert event.changes == changes
 
 
 def test_deactivate_stops_sign_in(app, actions, admin):

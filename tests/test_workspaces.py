@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from provider_admin.extensions import db
 from provider_admin.models import AuditEvent, BuildLogLine, Workspace
-
-ROLE_ARN = "arn:aws:iam::123456789123:role/coder-role-{{.UserEmail}}"
+from tests.conftest import field_error
+from tests.seed import ANNOTATIONS, ANNOTATIONS_JSON
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def provider(kube_api, kube_provider, org):
     kube_api.deploy_marker("east")
     return kube_provider(kube_api, organizations=[org], status="ready",
                          storage_class="fast-ssd",
-                         service_account_annotations={"eks.amazonaws.com/role-arn": ROLE_ARN})
+                         service_account_annotations=ANNOTATIONS)
 
 
 def workspace_form(provider, org, **overrides):
@@ -134,6 +134,34 @@ def test_bad_workspace_input_is_shown_at_the_field(member, actions, provider, or
     assert f'id="{field}-error"' in response.text
 
 
+def test_a_second_workspace_of_the_same_name_is_refused_at_the_field(member, actions, provider, org):
+    first = wait_status(created(actions, provider, org).id, "running", "failed")
+    for htmx in (False, True):
+        response = actions.post("/workspaces/new", workspace_form(provider, org), htmx=htmx)
+        assert response.status_code == 422
+        assert field_error(response.text, "name") == "You already have a workspace with this name."
+    assert db.session.scalars(sa.select(Workspace.id)).all() == [first.id]
+
+
+@pytest.mark.parametrize("role, may_delete", [("manager", False), ("admin", True)])
+def test_who_may_delete_someone_elses_workspace(actions, client, provider, org, role, may_delete):
+    actions.login("member", username="alice", organizations=[org])
+    workspace = wait_status(created(actions, provider, org).id, "running", "failed")
+    client.post("/logout", data={"csrf_token": actions.token()})
+    actions.login(role, organizations=[org])
+    page = client.get(f"/workspaces/{workspace.id}").text
+    assert (">Delete</a>" in page) is may_delete
+    assert actions.htmx_get(f"/workspaces/{workspace.id}/delete").status_code == (200 if may_delete else 403)
+
+
+def test_the_record_of_a_workspace_that_did_not_fail_stays(actions, provider, org):
+    actions.login("admin", organizations=[org])
+    workspace = wait_status(created(actions, provider, org).id, "running")
+    response = actions.post(f"/workspaces/{workspace.id}/forget", htmx=True)
+    assert response.status_code == 409 and 'role="dialog"' in response.text
+    assert db.session.scalar(sa.select(Workspace.status).filter_by(id=workspace.id)) == "running"
+
+
 def test_members_see_only_their_own_workspaces(actions, client, provider, org, kube_api):
     alice = actions.login("member", username="alice", organizations=[org])
     workspace = wait_status(created(actions, provider, org).id, "running", "failed")
@@ -171,7 +199,7 @@ def test_when_the_cluster_is_gone_an_admin_can_remove_the_record(actions, client
     workspace = wait_status(workspace.id, "failed")
     assert workspace.status == "failed"
     dialog = actions.htmx_get(f"/workspaces/{workspace.id}/forget")
-    assert 'role="dialog"' in dialog.text and "Pod " in dialog.text
+    assert '<dialog id="dialog"' in dialog.text and "Pod " in dialog.text
     workspace_id = workspace.id
     response = actions.post(f"/workspaces/{workspace_id}/forget")
     assert response.status_code == 303
@@ -196,7 +224,7 @@ def test_preview_shows_the_pod_and_service_account_as_typed(actions, provider):
     actions.login("admin", email="ada@example.com")
     response = actions.post("/manage/providers/preview", {
         "name": "east", "namespace": "ws", "storage_class": "fast-ssd",
-        "service_account_annotations": '{"eks.amazonaws.com/role-arn": "' + ROLE_ARN + '"}',
+        "service_account_annotations": ANNOTATIONS_JSON,
         "pod_node_selector": '{"disktype": "ssd"}', "affinity": "{}",
     }, htmx=True)
     assert response.status_code == 200

@@ -5,6 +5,7 @@ from flask_login import current_user, login_required
 
 from .. import audit
 from ..extensions import db
+from ..htmx import done
 from ..problems import is_api_request
 from ..models import Role, User
 from .. import sessions
@@ -46,7 +47,7 @@ def setup():
         db.session.commit()
         sessions.start(user)
         flash("Welcome! You are the site admin.", "success")
-        return redirect(url_for("providers.index"), code=303)
+        return done(url_for("providers.index"))
     return render_template("auth/setup.html", form=form), 422 if form.errors else 200
 
 
@@ -59,7 +60,7 @@ def login():
         db.session.commit()
         if attempt.user is not None:
             sessions.start(attempt.user)
-            return redirect(_safe_next(request.args.get("next")), code=303)
+            return done(_safe_next(request.args.get("next")))
         form.password.errors.append(attempt.error)
         status = attempt.status
     return render_template("auth/login.html", form=form), status if status != 200 else (422 if form.errors else 200)
@@ -73,7 +74,7 @@ def logout():
     audit.record("auth.sign_out", current_user, actor=current_user, target_type="sign_in")
     db.session.commit()
     sessions.end()
-    return redirect(url_for("auth.login"), code=303)
+    return done(url_for("auth.login"))
 
 
 @bp.route("/")

@@ -25,7 +25,7 @@ CLAIMED_COLUMNS = (
     providers.c.id, providers.c.name, providers.c.uid, providers.c.namespace, providers.c.cluster_address,
     providers.c.ca_cert, providers.c.credentials_encrypted, providers.c.is_builtin,
     providers.c.storage_class, providers.c.service_account,
-    providers.c.service_account_annotations, providers.c.status,
+    providers.c.service_account_annotations, providers.c.external_ssh, providers.c.status,
     providers.c.last_permissions_check_at, providers.c.check_generation,
 )
 

@@ -22,6 +22,7 @@ class CheckJob:
     storage_class: str | None
     service_account: str | None
     needs_service_accounts: bool
+    needs_services: bool
     full: bool
 
 
@@ -61,8 +62,10 @@ def job_for(provider: Provider, *, full: bool) -> CheckJob:
         connection=connection,
         connection_error=error,
         storage_class=provider.storage_class,
-        service_account=provider.service_account,
+        # With annotations each workspace gets its own account: the plain one is not used.
+        service_account=None if provider.service_account_annotations else provider.service_account,
         needs_service_accounts=bool(provider.service_account_annotations),
+        needs_services=bool(provider.external_ssh),
         full=full,
     )
 
@@ -80,6 +83,7 @@ def run(job: CheckJob, timeout: float) -> tuple[kube.CheckResult, float]:
             storage_class=job.storage_class,
             service_account=job.service_account,
             needs_service_accounts=job.needs_service_accounts,
+            needs_services=job.needs_services,
             full=job.full,
             timeout=timeout,
         )

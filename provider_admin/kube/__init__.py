@@ -5,8 +5,9 @@ back; nothing outside this package imports the `kubernetes` client. No Flask, no
 
     conn = Connection(server="https://k8s.example:6443", namespace="ws", ca_cert=pem, token=t)
     result = check(conn, provider_name="eu-1", storage_class=None, service_account=None,
-                   needs_service_accounts=False, full=True)
-    objs = bootstrap_manifest(provider_name="eu-1", namespace="ws", provider_uid=uid)
+                   needs_service_accounts=False, needs_services=False, full=True)
+    objs = bootstrap_manifest(provider_name="eu-1", namespace="ws", provider_uid=uid,
+                              needs_services=True)
     outcomes = deploy(conn, objs, provider_uid=uid, provider_name="eu-1")
     removed = remove_bootstrap(conn, [Ref("Role", "ws", "provider-admin")], provider_uid=uid)
 """
@@ -49,18 +50,18 @@ from .manifest import bootstrap_manifest, to_yaml
 from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
 from .permissions import UID_LABEL as PROVIDER_UID_LABEL
 from .removal import COULD_NOT_REMOVE, REMOVED, Ref, by_hand, remove_bootstrap
+from .state import PodState, pod_state, ssh_address
 from .workspace import UID_LABEL as WORKSPACE_UID_LABEL
 from .workspace import (
     BuildResult,
-    PodState,
     TeardownResult,
     WorkspaceSpec,
     object_base,
     object_names,
-    pod_state,
     workspace_objects,
 )
 from .workspace import build as build_workspace
+from .workspace import rebuild as rebuild_workspace
 from .workspace import teardown as teardown_workspace
 
 __all__ = [
@@ -70,7 +71,7 @@ __all__ = [
     "ClientConfigError", "Connection", "KubeconfigError", "Names", "NotInClusterError", "Outcome", "Permission",
     "PodState", "Ref", "TeardownResult", "WorkspaceSpec", "bootstrap_manifest", "build_workspace", "by_hand", "check",
     "check_address", "clear_client_cache", "deploy", "describe", "in_cluster_connection", "kubeconfig_contexts",
-    "object_base", "object_names", "parse_kubeconfig", "pod_state", "remove_bootstrap", "required_permissions",
-    "scheduling_hints", "service_accounts", "storage_classes", "succeeded", "teardown_workspace", "to_yaml",
+    "object_base", "object_names", "parse_kubeconfig", "pod_state", "rebuild_workspace", "remove_bootstrap", "required_permissions",
+    "scheduling_hints", "service_accounts", "ssh_address", "storage_classes", "succeeded", "teardown_workspace", "to_yaml",
     "token_expiry", "token_expiry_phrase", "undeploy", "workspace_objects",
 ]

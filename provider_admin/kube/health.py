@@ -64,20 +64,23 @@ def check(
     storage_class: str | None = None,
     service_account: str | None = None,
     needs_service_accounts: bool = False,
+    needs_services: bool = False,
     full: bool = False,
     timeout: float = 5.0,
 ) -> CheckResult:
     """Check that `conn` can take new workspaces for the provider `provider_uid` (its marker
-    records the uid; a marker from before uids is accepted when it names `provider_name`)."""
+    records the uid; a marker from before uids is accepted when it names `provider_name`).
+    `needs_services`: external SSH is on, so the Role must grant services too."""
     run = _Check(conn, timeout)
+    needs = {"needs_service_accounts": needs_service_accounts, "needs_services": needs_services}
     try:
         run.token()
         run.api = get_client(conn)
         run.version()
         run.readyz()
-        run.marker(provider_name, provider_uid, needs_service_accounts)
+        run.marker(provider_name, provider_uid, needs)
         if full:
-            run.permissions(required_permissions(needs_service_accounts=needs_service_accounts))
+            run.permissions(required_permissions(**needs))
             if storage_class:
                 run.storage_class(storage_class)
             if service_account:
@@ -189,8 +192,7 @@ class _Check:
                 "Check the health of the control plane."
             ))
 
-    def marker(self, provider_name: str, provider_uid: str | None,
-               needs_service_accounts: bool) -> None:
+    def marker(self, provider_name: str, provider_uid: str | None, needs: dict) -> None:
         ns = self.conn.namespace
         status, marker = self.get(f"/api/v1/namespaces/{q(ns)}/configmaps/{MARKER_NAME}",
                                   f"get configmaps in namespace {ns}", allow=(404,))
@@ -214,8 +216,7 @@ class _Check:
             self.warnings.append(f"{STALE_BOOTSTRAP} (its marker does not record this provider's "
                                  "id yet, so a rename would lose the namespace).")
             return
-        lacking = missing_grants(str(data.get(MARKER_GRANTS_KEY) or ""),
-                                 needs_service_accounts=needs_service_accounts)
+        lacking = missing_grants(str(data.get(MARKER_GRANTS_KEY) or ""), **needs)
         if lacking:
             self.warnings.append(f"{STALE_BOOTSTRAP} (its Role does not grant {', '.join(lacking)}).")
 

@@ -29,13 +29,16 @@ def bootstrap_manifest(
     service_account_name: str = "provider-admin",
     include_cluster_role: bool = True,
     needs_service_accounts: bool = True,
+    needs_services: bool = False,
 ) -> list[dict]:
     """Kubernetes objects, in the order to apply them; the marker ConfigMap comes last so
     that "deployed" implies everything before it was applied.
 
     Namespace, ServiceAccount, its token Secret, Role (exactly the permissions workspaces
     need in the namespace), RoleBinding, optionally a ClusterRole + ClusterRoleBinding to read
-    StorageClasses and Nodes cluster-wide, and the marker ConfigMap naming the provider. With
+    StorageClasses and Nodes cluster-wide, and the marker ConfigMap naming the provider. The
+    Role grants service accounts only with `needs_service_accounts` (annotations) and services
+    only with `needs_services` (external SSH). With
     `provider_uid`, every object carries it as a label and the marker records it with what
     the Role grants: Deploy updates only objects with this label, the check compares the uid.
     """
@@ -58,7 +61,8 @@ def bootstrap_manifest(
             meta["annotations"] = annotations
         return {"apiVersion": api_version, "kind": kind, "metadata": meta}
 
-    role_rules = rules(needs_service_accounts=needs_service_accounts)
+    needs = {"needs_service_accounts": needs_service_accounts, "needs_services": needs_services}
+    role_rules = rules(**needs)
     subject = [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]
     objs = [
         _obj("v1", "Namespace", namespace, annotations={PROVIDER_ANNOTATION: provider_name}),
@@ -89,7 +93,7 @@ def bootstrap_manifest(
     marker = {MARKER_KEY: provider_name}
     if provider_uid:
         marker[MARKER_UID_KEY] = provider_uid
-        marker[MARKER_GRANTS_KEY] = grants(needs_service_accounts=needs_service_accounts)
+        marker[MARKER_GRANTS_KEY] = grants(**needs)
     objs.append({**_obj("v1", "ConfigMap", MARKER_NAME, namespace,
                         annotations={PROVIDER_ANNOTATION: provider_name}),
                  "data": marker})

@@ -12,6 +12,7 @@ UID_LABEL = "provider-admin.io/provider-uid"  # on every bootstrap object of one
 
 WORKLOAD_VERBS = ("create", "get", "list", "delete")
 SERVICE_ACCOUNT_VERBS = ("create", "get", "patch", "delete")
+SERVICE_VERBS = ("create", "get", "list", "patch", "delete")  # external SSH's LoadBalancer Services
 
 
 class Permission(NamedTuple):
@@ -23,8 +24,10 @@ class Permission(NamedTuple):
         return f"{self.verb} {self.resource}"
 
 
-def rules(*, needs_service_accounts: bool) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
-    """(API group, resources, verbs) triples, as a Role lists them."""
+def rules(*, needs_service_accounts: bool,
+          needs_services: bool = False) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """(API group, resources, verbs) triples, as a Role lists them: service accounts only for
+    service account annotations, services only for external SSH."""
     result = [
         ("", ("pods", "persistentvolumeclaims"), WORKLOAD_VERBS),
         ("", ("configmaps",), ("get",)),
@@ -32,26 +35,32 @@ def rules(*, needs_service_accounts: bool) -> list[tuple[str, tuple[str, ...], t
     ]
     if needs_service_accounts:
         result.append(("", ("serviceaccounts",), SERVICE_ACCOUNT_VERBS))
+    if needs_services:
+        result.append(("", ("services",), SERVICE_VERBS))
     return result
 
 
-def required_permissions(*, needs_service_accounts: bool) -> list[Permission]:
+def required_permissions(*, needs_service_accounts: bool, needs_services: bool = False) -> list[Permission]:
     """Every verb on every resource, in a stable order, for SelfSubjectAccessReviews."""
     return [
         Permission(verb, resource, group)
-        for group, resources, verbs in rules(needs_service_accounts=needs_service_accounts)
+        for group, resources, verbs in rules(needs_service_accounts=needs_service_accounts,
+                                             needs_services=needs_services)
         for resource in resources
         for verb in verbs
     ]
 
 
-def grants(*, needs_service_accounts: bool) -> str:
+def grants(*, needs_service_accounts: bool, needs_services: bool = False) -> str:
     """What the marker records that the bootstrap grants ("create pods" per line)."""
-    return "\n".join(map(str, required_permissions(needs_service_accounts=needs_service_accounts)))
+    return "\n".join(map(str, required_permissions(needs_service_accounts=needs_service_accounts,
+                                                   needs_services=needs_services)))
 
 
-def missing_grants(recorded: str, *, needs_service_accounts: bool) -> list[str]:
+def missing_grants(recorded: str, *, needs_service_accounts: bool,
+                   needs_services: bool = False) -> list[str]:
     """The needed permissions that a marker's recorded grants lack, in a stable order."""
     have = set(recorded.splitlines())
-    return [str(p) for p in required_permissions(needs_service_accounts=needs_service_accounts)
-            if str(p) not in have]
+    needed = required_permissions(needs_service_accounts=needs_service_accounts,
+                                  needs_services=needs_services)
+    return [str(p) for p in needed if str(p) not in have]

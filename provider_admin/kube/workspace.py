@@ -4,22 +4,23 @@ log) and never raise: the result says what happened and which objects were left 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import urllib3.exceptions as u3
 
 from provider_admin import scheduling
 
 from . import errors as e
-from .client import BlockedPeerError, get_client, send
-from .client import quote_segment as q
+from .client import get_client
 from .connection import Connection
 from .manifest import DNS_LABEL
+from .objects import KINDS, Ref, read, request
+from .objects import listed as _list
+from .objects import show as _show
 from .permissions import MANAGED_BY_LABEL
+from .services import service_spec
 
 RESOURCE_LABEL = "com.coder.resource"  # what the default affinity's label selector matches
 # Every object carries its workspace's uid, which is never reused: a build adopts, a teardown
@@ -27,11 +28,6 @@ RESOURCE_LABEL = "com.coder.resource"  # what the default affinity's label selec
 UID_LABEL = "provider-admin.io/workspace-uid"
 # What objects of workspaces built before the uid label carry instead: the database id.
 LEGACY_ID_LABEL = "com.coder.workspace.id"
-# kind -> (plural, key in object_names); all core (v1), namespaced; teardown goes in this order.
-KINDS = {"Pod": ("pods", "pod"), "PersistentVolumeClaim": ("persistentvolumeclaims", "pvc"),
-         "ServiceAccount": ("serviceaccounts", "service_account")}
-
-Ref = tuple[str, str]  # (kind, name)
 Log = Callable[[str], None]
 _logger = logging.getLogger(__name__)
 
@@ -54,7 +50,7 @@ class WorkspaceSpec:
     disk: str  # "10Gi"
     access_url: str
     e2e_encryption: bool = False
-    external_ssh: bool = False
+    external_ssh: bool = False  # a LoadBalancer Service exposes the pod's SSH port
     storage_class: str | None = None
     service_account: str | None = None  # the provider's
     annotations: dict | None = None  # raw, with template variables
@@ -97,7 +93,7 @@ def object_names(spec: WorkspaceSpec) -> dict[str, str]:
     if not DNS_LABEL.match(base[:63].rstrip("-")):
         raise ValueError(f"The object name stem {base!r} is not a valid DNS-1123 label.")
     pod = base[:63].rstrip("-")
-    return {"pod": pod, "pvc": base[:58].rstrip("-") + "-home", "service_account": pod}
+    return {"pod": pod, "pvc": base[:58].rstrip("-") + "-home", "service_account": pod, "service": pod}
 
 
 def _check_name(name: str) -> None:
@@ -123,7 +119,8 @@ def rendered_annotations(spec: WorkspaceSpec) -> dict[str, str]:
 
 
 def workspace_objects(spec: WorkspaceSpec) -> list[dict]:
-    """ServiceAccount (only with annotations), PersistentVolumeClaim, Pod: in build order."""
+    """ServiceAccount (only with annotations), PersistentVolumeClaim, Pod, and the Service
+    that exposes SSH (only with external SSH): in build order."""
     names = object_names(spec)
     objs = []
     service_account = spec.service_account or None
@@ -136,6 +133,9 @@ def workspace_objects(spec: WorkspaceSpec) -> list[dict]:
     objs.append({**_object("PersistentVolumeClaim", names["pvc"], spec), "spec": claim})
     objs.append({**_object("Pod", names["pod"], spec),
                  "spec": _pod_spec(spec, names["pvc"], service_account)})
+    if spec.external_ssh:
+        objs.append({**_object("Service", names["service"], spec),
+                     "spec": service_spec({UID_LABEL: spec.uid})})
     return objs
 
 
@@ -192,7 +192,7 @@ def build(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0)
     created: list[Ref] = []  # only these are removed on a failure, never an earlier build's
     refs = [(obj["kind"], obj["metadata"]["name"]) for obj in objs]
     for obj, ref in zip(objs, refs):
-        status, reason, maybe = _request(api, conn, "POST", spec.namespace, ref, timeout, obj)
+        status, reason, maybe = request(api, conn, "POST", spec.namespace, ref, timeout, obj)
         if status in (200, 201, 202):
             created.append(ref)
             say(_created_line(obj))
@@ -216,7 +216,7 @@ def build(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0)
 
 def _not_adoptable(api, conn, spec: WorkspaceSpec, ref: Ref, timeout: float) -> str | None:
     """None when the existing object is this workspace's own; else why the build stops."""
-    status, obj, reason = _read(api, conn, spec.namespace, ref, timeout)
+    status, obj, reason = read(api, conn, spec.namespace, ref, timeout)
     if status == 200 and owned(obj, spec):
         return None
     if status == 200:
@@ -243,25 +243,28 @@ def _undo(api, conn, namespace, say, timeout, created, failed: Ref, message: str
     return BuildResult(False, message, created, remaining)
 
 
-def teardown(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0) -> TeardownResult:
-    """Delete the pod, the home volume claim and the service account, each only when it
-    carries this workspace's label: a same-named object without it is left and reported.
-    Without annotations the account is tried in case an earlier setting made one, but its
-    absence or a 403 is no failure. `remaining`: own objects not confirmed deleted."""
+def teardown(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0,
+             keep: tuple[str, ...] = ()) -> TeardownResult:
+    """Delete the SSH Service, the pod, the home volume claim and the service account (but
+    not the kinds in `keep`), each only when it carries this workspace's label: a same-named
+    object without it is left and reported. Without annotations the account, and without
+    external SSH the Service, are tried in case an earlier setting made one, but their absence
+    or a 403 is no failure. `remaining`: own objects not confirmed deleted."""
     say = _safe(log)
     try:
         names, namespace = object_names(spec), spec.namespace
-        refs = [(kind, names[key]) for kind, (_, key) in KINDS.items()]
-        optional = {r for r in refs if r[0] == "ServiceAccount" and not spec.annotations}
+        refs = [(kind, names[key]) for kind, (_, key) in KINDS.items() if kind not in keep]
+        optional = {r for r in refs if (r[0] == "ServiceAccount" and not spec.annotations)
+                    or (r[0] == "Service" and not spec.external_ssh)}
         api = get_client(conn)
     except Exception as exc:  # an invalid name, certificates that do not load, bad data
         say(f"Cannot delete: {e.snippet(exc) or type(exc).__name__}")
         return TeardownResult(False, f"Cannot delete: {e.snippet(exc) or type(exc).__name__}")
     remaining, left = [], []
     for index, ref in enumerate(refs):
-        status, obj, reason = _read(api, conn, namespace, ref, timeout)
+        status, obj, reason = read(api, conn, namespace, ref, timeout)
         if status == 404 or (ref in optional and status == 403):
-            if ref not in optional:  # an account that was never made is not news
+            if ref not in optional:  # an object that was never made is not news
                 say(f"{_show(ref)} was already gone")
         elif status != 200:
             say(f"Could not read {_show(ref)}: {reason}")
@@ -284,12 +287,48 @@ def teardown(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5
                           left=left)
 
 
+def rebuild(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0,
+            wait: float = 90.0) -> BuildResult:
+    """Recreate the workspace's objects from `spec` while keeping its home volume claim (and
+    its SSH Service while external SSH stays on, so that its address stays): delete the pod
+    and the service account, wait until the pod is gone, then build, which adopts what was
+    kept. A failed build removes only what it created, never the kept volume."""
+    say = _safe(log)
+    kept = ("PersistentVolumeClaim",) + (("Service",) if spec.external_ssh else ())
+    removed = teardown(conn, spec, log, timeout, keep=kept)
+    if not removed.ok or removed.left:
+        return BuildResult(False, "Rebuild stopped before building: " + removed.message)
+    gone = _wait_until_gone(conn, spec, say, timeout, wait)
+    if gone is not None:
+        return BuildResult(False, gone)
+    return build(conn, spec, log, timeout)
+
+
+def _wait_until_gone(conn: Connection, spec: WorkspaceSpec, say: Log, timeout: float,
+                     wait: float) -> str | None:
+    """None once the pod is gone (a deleted pod terminates gracefully first); else why not."""
+    ref, deadline, told = ("Pod", object_names(spec)["pod"]), time.monotonic() + wait, False
+    api = get_client(conn)
+    while True:
+        status, _, reason = read(api, conn, spec.namespace, ref, timeout)
+        if status == 404:
+            return None
+        if status != 200:
+            return f"Could not see whether {_show(ref)} is gone: {reason}"
+        if time.monotonic() >= deadline:
+            return f"{_show(ref)} was still terminating after {wait:.0f} seconds; rebuild again later."
+        if not told:
+            say(f"Waiting for {_show(ref)} to terminate")
+            told = True
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
 def _delete(api, conn, namespace: str, refs: list[Ref], say, timeout: float, verb: str,
             optional: set[Ref] = frozenset()) -> list[Ref]:
     """DELETE each; returns those not confirmed gone (all the rest once the cluster is out of
     reach: they would only wait for the same timeout)."""
     for index, ref in enumerate(refs):
-        status, reason, _ = _request(api, conn, "DELETE", namespace, ref, timeout)
+        status, reason, _ = request(api, conn, "DELETE", namespace, ref, timeout)
         if status in (200, 202):
             say(f"{verb.capitalize()}d {_show(ref)}")
         elif status == 404 or (ref in optional and status == 403):
@@ -303,60 +342,13 @@ def _delete(api, conn, namespace: str, refs: list[Ref], say, timeout: float, ver
     return []
 
 
-def _request(api, conn: Connection, method: str, namespace: str, ref: Ref, timeout: float,
-             body: dict | None = None) -> tuple[int | None, str, bool]:
-    """(status or None, the reason of a failure, whether a failed request may have worked)."""
-    (kind, name), plural = ref, KINDS[ref[0]][0]
-    path = f"/api/v1/namespaces/{q(namespace)}/{plural}" + ("" if body else f"/{q(name)}")
-    try:
-        status, text = send(api, method, path, timeout=timeout, body=body)
-    except Exception as exc:
-        found = e.classify_transport(exc, conn, timeout)
-        return None, found[1] if found else f"The request failed: {e.snippet(exc)}", _sent(exc)
-    if status < 400:
-        return status, "", False
-    doing = f"{'create' if method == 'POST' else 'delete'} {plural} in namespace {namespace}"
-    reason = e.classify_http(status, text, doing)[1]
-    if status == 404 and method == "POST":
-        reason += f" Check that namespace {namespace} exists (deploy the provider)."
-    elif status == 422:
-        reason = f"The cluster rejected the {kind} as invalid: {e.server_message(text)}"
-    # 504: the API server stopped waiting, but the write may still be applied
-    return status, reason, status == 504
-
-
-def _read(api, conn: Connection, namespace: str, ref: Ref,
-          timeout: float) -> tuple[int | None, dict | None, str]:
-    """GET one object: (status or None, the object when 200, the reason of a failure)."""
-    (kind, name), plural = ref, KINDS[ref[0]][0]
-    try:
-        status, text = send(api, "GET", f"/api/v1/namespaces/{q(namespace)}/{plural}/{q(name)}",
-                            timeout=timeout)
-    except Exception as exc:
-        found = e.classify_transport(exc, conn, timeout)
-        return None, None, found[1] if found else f"The request failed: {e.snippet(exc)}"
-    if status >= 400:
-        return status, None, e.classify_http(status, text, f"get {plural} in namespace {namespace}")[1]
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict):
-        return 502, None, f"The cluster's answer is not a {kind}."
-    return status, obj, ""
-
-
-def _sent(exc: BaseException) -> bool:  # False if the request surely never reached the server
-    never = (u3.NewConnectionError, u3.ConnectTimeoutError, u3.SSLError, ConnectionRefusedError,
-             BlockedPeerError)
-    return not any(isinstance(x, never) for x in e._chain(exc)) and "SSLError" not in str(exc)
-
-
 def _created_line(obj: dict) -> str:
     meta, spec = obj["metadata"], obj.get("spec") or {}
     if obj["kind"] == "ServiceAccount":
         pairs = [f"{k}={e.snippet(v)}" for k, v in meta["annotations"].items()]
         detail = f"with annotation{'s' if len(pairs) > 1 else ''} {', '.join(pairs)}"
+    elif obj["kind"] == "Service":
+        detail = f"(type LoadBalancer, exposing SSH on port {spec['ports'][0]['port']} outside the cluster)"
     elif obj["kind"] == "PersistentVolumeClaim":
         sc = spec.get("storageClassName")
         detail = (f"({spec['resources']['requests']['storage']}, "
@@ -369,14 +361,6 @@ def _created_line(obj: dict) -> str:
     return f"Created {obj['kind']} {meta['name']} {detail}"
 
 
-def _show(ref: Ref) -> str:
-    return " ".join(ref)
-
-
-def _list(refs: list[Ref]) -> str:
-    return ", ".join(map(_show, refs))
-
-
 def _safe(log: Log) -> Log:
     """The caller's log minus its exceptions: a failing log must not stop a cleanup."""
     def say(line: str) -> None:
@@ -385,51 +369,3 @@ def _safe(log: Log) -> Log:
         except Exception:
             _logger.exception("The workspace log callback failed on: %s", line)
     return say
-
-
-@dataclass(frozen=True)
-class PodState:
-    """What the cluster says of a workspace's pod: its phase and, when it is stuck, why."""
-
-    phase: str | None  # Pending, Running, Succeeded, Failed, Unknown; None when unread
-    detail: str = ""
-    ready: bool = False
-
-
-def pod_state(conn: Connection, spec: WorkspaceSpec, timeout: float = 5.0) -> PodState:
-    """Read the pod (one GET); never raises. The detail names the first thing that holds it
-    back: an unschedulable pod (the provider's scheduling), an image that will not pull, a
-    crashing container."""
-    namespace, pod = spec.namespace, object_names(spec)["pod"]
-    try:
-        status, obj, reason = _read(get_client(conn), conn, namespace, ("Pod", pod), timeout)
-    except Exception as exc:  # certificates that do not load
-        return PodState(None, f"The request failed: {e.snippet(exc)}")
-    if status == 404:
-        return PodState(None, f"Pod {pod} is not in namespace {namespace}: it was deleted "
-                              "from the cluster. Delete the workspace and create it again.")
-    if status != 200:
-        return PodState(None, reason)
-    if not owned(obj, spec):
-        return PodState(None, f"Pod {pod} in namespace {namespace} is not this workspace's (it "
-                              f"lacks the label {UID_LABEL}={spec.uid}).")
-    pod_status = obj.get("status")
-    return _pod_state(pod_status if isinstance(pod_status, dict) else {})
-
-
-def _pod_state(status: dict) -> PodState:
-    phase = e.snippet(status.get("phase") or "Pending", 32)
-    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
-    ready = (conditions.get("Ready") or {}).get("status") == "True"
-    scheduled = conditions.get("PodScheduled") or {}
-    if scheduled.get("status") == "False":
-        why = " ".join(p for p in (scheduled.get("reason"), scheduled.get("message")) if p)
-        return PodState(phase, f"Not scheduled: {e.snippet(why)}" if why else "Not scheduled yet.")
-    for container in status.get("containerStatuses") or []:
-        waiting = ((container or {}).get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") and waiting["reason"] not in ("ContainerCreating", "PodInitializing"):
-            why = ": ".join(p for p in (waiting["reason"], waiting.get("message")) if p)
-            return PodState(phase, f"Container {e.snippet(container.get('name'), 63)} is waiting: {e.snippet(why)}")
-    if phase == "Failed":
-        return PodState(phase, e.snippet(status.get("message") or status.get("reason") or "The pod failed."))
-    return PodState(phase, "", ready)

@@ -8,12 +8,13 @@ from ..extensions import db
 from ..htmx import done, render
 from ..models import Organization, User, Workspace, organization_members, provider_organizations
 from ..providers.forms import ConfirmForm
+from ..users.queries import get_user_or_404
 from . import bp
 from .forms import AddMemberForm, OrganizationForm
 
 
-def get_organization_or_404(organization_id: int) -> Organization:
-    organization = db.session.get(Organization, organization_id)
+def get_organization_or_404(organization_id: int, *options) -> Organization:
+    organization = db.session.get(Organization, organization_id, options=options)
     if organization is None:
         abort(404)
     return organization
@@ -50,9 +51,7 @@ def index():
 @bp.route("/<int:organization_id>", methods=["GET", "POST"])
 def update(organization_id: int):
     """Rename an organization and manage its members."""
-    organization = db.session.scalar(
-        db.select(Organization).filter_by(id=organization_id).options(selectinload(Organization.members))
-    ) or abort(404)
+    organization = get_organization_or_404(organization_id, selectinload(Organization.members))
     form = OrganizationForm(organization=organization, obj=organization)
     if form.validate_on_submit() and form.name.data != organization.name:
         with duplicate_at(form, "name") as refused:
@@ -72,7 +71,7 @@ def add_member(organization_id: int):
     add = AddMemberForm()
     add.user_id.choices = _non_member_choices(organization)
     if add.validate_on_submit():
-        user = db.session.get(User, add.user_id.data)
+        user = get_user_or_404(add.user_id.data)
         organization.members.append(user)
         audit.record("organization.add_member", organization, {"member": user.email})
         db.session.commit()
@@ -85,7 +84,7 @@ def add_member(organization_id: int):
 def remove_member(organization_id: int, user_id: int):
     """Remove a user from the organization (their workspaces stay until deleted)."""
     organization = get_organization_or_404(organization_id)
-    user = db.session.get(User, user_id) or abort(404)
+    user = get_user_or_404(user_id)
     if ConfirmForm().validate_on_submit() and user in organization.members:
         organization.members.remove(user)
         audit.record("organization.remove_member", organization, {"member": user.email})

@@ -22,7 +22,8 @@ def objects(provider: Provider) -> list[dict]:
     """The provider's bootstrap manifest: what the download offers and Deploy applies."""
     return kube.bootstrap_manifest(
         provider_name=provider.name, namespace=provider.namespace, provider_uid=provider.uid,
-        needs_service_accounts=bool(provider.service_account_annotations))
+        needs_service_accounts=bool(provider.service_account_annotations),
+        needs_services=bool(provider.external_ssh))
 
 
 def deploy(provider: Provider) -> list[kube.Outcome]:

@@ -12,6 +12,7 @@ from ..downloads import attachment
 from ..extensions import db
 from ..htmx import done, render
 from ..models import Provider, ProviderCheck
+from ..workspaces import settings as workspace_settings
 from . import bootstrap, bp
 from .forms import ConfirmForm
 from .queries import Scope, get_provider_or_404, providers_by_id, status_fingerprint, status_snapshot, \
@@ -63,8 +64,11 @@ def show(provider_id: int):
         select(ProviderCheck).filter_by(provider_id=provider.id)
         .order_by(ProviderCheck.checked_at.desc(), ProviderCheck.id.desc()).limit(20)
     ).all()
+    groups = workspace_settings.groups(workspace_settings.of_provider(provider),
+                                       workspace_settings.current(provider))
     return render("providers/show.html", "providers/_detail.html", provider=provider,
-                  history=history, confirm=ConfirmForm(), count=workspace_count_of(provider))
+                  history=history, confirm=ConfirmForm(), count=workspace_count_of(provider),
+                  settings_groups=groups)
 
 
 @bp.get("/<int:provider_id>/manifest.yaml")

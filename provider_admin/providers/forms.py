@@ -101,6 +101,14 @@ class ProviderForm(BaseForm):
         if not field.data and not (self.kubeconfig.data or "").strip() and not self.in_cluster:
             raise ValidationError("The cluster address is required (or paste a kubeconfig).")
 
+    def validate_service_account(self, field) -> None:
+        field.data = (field.data or "").strip()
+        if field.data and (self.service_account_annotations.data or "").strip():
+            raise ValidationError(
+                "Leave this empty while service account annotations are set: each workspace then "
+                "gets a service account of its own, made from the annotations, and this one would "
+                "not be used.")
+
     def validate_kubeconfig(self, field) -> None:
         from ..kube import KubeconfigError, parse_kubeconfig
 

@@ -15,7 +15,7 @@ from .queries import get_provider_or_404
 SAMPLE_UID = "0" * 32  # the preview's sample workspace
 HINT_TIMEOUT = 3.0  # seconds per request: hints are advice, never worth a slow page
 
-PREVIEW_KINDS = ("ServiceAccount", "Pod")
+PREVIEW_KINDS = ("ServiceAccount", "Pod", "Service")
 
 
 @bp.post("/preview")

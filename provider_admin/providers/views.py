@@ -4,6 +4,8 @@ from .. import scheduling
 from ..checks import check_now
 from ..extensions import db
 from ..htmx import done, is_fragment_request, render
+from ..models import Provider
+from ..workspaces import settings as workspace_settings
 from . import bootstrap, bp, cluster, rows, service  # noqa: F401  (rows: the list's row template global)
 from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
 from .queries import Scope, get_provider_or_404, workspace_count_of, workspaces_of
@@ -49,6 +51,7 @@ def update(provider_id: int):
         return _form(form, provider)
     check_now(provider, trigger="save")
     flash(f"Provider {provider.name} updated.", "success")
+    _flash_settings_notice(provider, changes)
     _flash_e2e_notice(changes)
     return _saved(provider)
 
@@ -122,9 +125,17 @@ def delete(provider_id: int):
                   total=workspace_count_of(provider))
 
 
+def _flash_settings_notice(provider: Provider, changes: dict) -> None:
+    """Settings reach new workspaces only: say so, with the existing ones they do not reach."""
+    notice = workspace_settings.saved_notice(changes, workspace_settings.of_provider(provider),
+                                             workspace_settings.current(provider))
+    if notice:
+        flash(notice, "info")
+
+
 def _flash_e2e_notice(changes: dict) -> None:
     if changes.get("e2e_encryption", {}).get("to"):
-        flash("End-to-end encryption is on: users who connect over SSH must rerun "
+        flash("With end-to-end encryption on, users who connect over SSH must rerun "
               "coder config-ssh to regenerate their SSH configuration.", "info")
 
 

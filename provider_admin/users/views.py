@@ -1,4 +1,4 @@
-from flask import abort, flash, url_for
+from flask import flash, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
@@ -10,6 +10,7 @@ from ..htmx import done, render
 from ..models import Organization, Role, User
 from . import admins, bp
 from .forms import UserForm
+from .queries import get_user_or_404
 
 
 @bp.get("/")
@@ -42,7 +43,7 @@ def create():
 @bp.route("/<int:user_id>/edit", methods=["GET", "POST"])
 def update(user_id: int):
     """Change a user's role, organizations, status or password."""
-    user = db.session.get(User, user_id) or abort(404)
+    user = get_user_or_404(user_id)
     form = _form(UserForm(user=user, data=_values(user)))
     if form.validate_on_submit() and not _refuse_self_lockout(user, form):
         with duplicate_at(form, "email", "username") as refused:

@@ -7,12 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Flask, current_app
 from sqlalchemy import event, select
 
-from .. import audit
+from .. import audit, kube
 from ..checks.jobs import connection_for
 from ..extensions import db
 from ..kube import Connection
 from ..kube import workspace as kube_workspace
-from ..models import BuildLogLine, Provider, Workspace, utcnow
+from ..models import BuildLogLine, Provider, Status, Workspace, utcnow
+from . import settings
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +31,22 @@ def _identity_and_location(mapper, connection, workspace: Workspace) -> None:
         workspace.namespace, workspace.cluster_address = where.namespace, where.cluster_address
 
 
-def spec_for(workspace: Workspace) -> kube_workspace.WorkspaceSpec:
-    provider = workspace.provider
+def spec_for(workspace: Workspace, values: dict | None = None) -> kube_workspace.WorkspaceSpec:
+    """The workspace's objects made from `values` (a settings record): by default what it
+    was built with, or its provider's settings now when that was never recorded."""
+    values = {**settings.current(workspace.provider), **(values or workspace.settings or {})}
     return kube_workspace.WorkspaceSpec(
         uid=workspace.uid, base_name=workspace.object_base,
         legacy_id=workspace.id if workspace.legacy_labels else None,
         name=workspace.name, owner_email=workspace.owner.email,
         owner_username=workspace.owner.username, organization_name=workspace.organization.name,
-        provider_name=provider.name, namespace=workspace.namespace, image=workspace.image,
+        provider_name=values["provider_name"], namespace=workspace.namespace, image=workspace.image,
         cpu=workspace.cpu, memory=workspace.memory, disk=workspace.disk,
-        access_url=provider.access_url or current_app.config["SITE_ACCESS_URL"],
-        e2e_encryption=provider.e2e_encryption, external_ssh=provider.external_ssh,
-        storage_class=provider.storage_class, service_account=provider.service_account,
-        annotations=provider.service_account_annotations, tolerations=provider.pod_tolerations,
-        node_selector=provider.pod_node_selector, affinity=provider.affinity,
+        access_url=values["access_url"], e2e_encryption=values["e2e_encryption"],
+        external_ssh=values["external_ssh"], storage_class=values["storage_class"],
+        service_account=values["service_account"], annotations=values["service_account_annotations"],
+        tolerations=values["pod_tolerations"], node_selector=values["pod_node_selector"],
+        affinity=values["affinity"],
     )
 
 
@@ -75,11 +78,44 @@ def _write_if(workspace: Workspace, statuses: tuple[str, ...], **values) -> bool
     return written.rowcount == 1
 
 
+def rebuild_refusal(workspace: Workspace) -> str | None:
+    """Why the workspace cannot be rebuilt now, or None. A cordoned provider still rebuilds:
+    a cordon stops new workspaces, and a rebuild replaces the objects of one it has."""
+    if workspace.status == "deleting" or workspace.delete_requested:
+        return "It is being deleted."
+    if workspace.busy:
+        return "It is building: wait until the build ends."
+    problem = location_problem(workspace)
+    if problem:
+        return problem + " A rebuild never builds in a new place."
+    provider = workspace.provider
+    if provider.status != Status.READY.value:
+        return (f"Provider {provider.name} is not ready ({provider.status_label}): a rebuild deletes "
+                "the pod first, so it waits until the provider is Ready.")
+    return None
+
+
+def rebuild_or_refuse(workspace: Workspace) -> str | None:
+    """Start a rebuild with the provider's settings now (None), or say why not. The status
+    changes with a conditional write, so two clicks cannot start two rebuilds."""
+    refusal = rebuild_refusal(workspace)
+    if refusal:
+        return refusal
+    before = settings.outdated(workspace)
+    if not _write_if(workspace, ("running", "failed"), status="building", status_message=None):
+        return "Another build or deletion of it has just started."
+    audit.record("workspace.rebuild", workspace, {
+        "changed": "unknown (never recorded)" if before is None else settings.labels(before) or "nothing"})
+    db.session.commit()
+    start(workspace, "rebuild")
+    return None
+
+
 def _run(app: Flask, workspace_id: int, action: str) -> None:
     with app.app_context():
         try:
             _step(workspace_id, action)
-            if action == "build" and _start_queued_deletion(workspace_id):
+            if action in ("build", "rebuild") and _start_queued_deletion(workspace_id):
                 _step(workspace_id, "teardown")
         finally:
             db.session.remove()
@@ -87,7 +123,8 @@ def _run(app: Flask, workspace_id: int, action: str) -> None:
 
 def _step(workspace_id: int, action: str) -> None:
     try:
-        (_build if action == "build" else _teardown)(db.session.get(Workspace, workspace_id))
+        steps = {"build": _build, "rebuild": _rebuild, "teardown": _teardown}
+        steps[action](db.session.get(Workspace, workspace_id))
     except Exception:
         log.exception("%s of workspace %s failed", action, workspace_id)
         db.session.rollback()
@@ -132,9 +169,28 @@ def location_problem(workspace: Workspace) -> str | None:
 
 def _build(workspace: Workspace) -> None:
     write = _writer(workspace)
+    workspace.settings = settings.current(workspace.provider)  # what this build is made with
     write(f"Building on provider {workspace.provider.name}, namespace {workspace.namespace}")
     result = kube_workspace.build(_connection(workspace), spec_for(workspace), write,
                                   timeout=current_app.config["CHECK_TIMEOUT"])
+    _finish(workspace, "running" if result.ok else "failed", None if result.ok else result.message)
+
+
+def _rebuild(workspace: Workspace) -> None:
+    write = _writer(workspace)
+    problem = location_problem(workspace)
+    if problem:  # the provider moved after the rebuild was asked for
+        write(problem + " Nothing was rebuilt.")
+        return _finish(workspace, "failed", problem + " Nothing was rebuilt.")
+    values = settings.for_rebuild(workspace)
+    old = settings.outdated(workspace)
+    write(f"Rebuilding on provider {workspace.provider.name} with its current settings"
+          + (f" (changed: {settings.labels(old)})" if old else "")
+          + f"; the home volume claim {kube_workspace.object_names(spec_for(workspace))['pvc']} is kept")
+    result = kube.rebuild_workspace(_connection(workspace), spec_for(workspace, values), write,
+                                    timeout=current_app.config["CHECK_TIMEOUT"])
+    if result.ok:  # after a failure the record stays, and the page still offers a rebuild
+        workspace.settings = values
     _finish(workspace, "running" if result.ok else "failed", None if result.ok else result.message)
 
 
@@ -182,13 +238,22 @@ def settle_if_interrupted(workspace: Workspace) -> None:
                                  "ran). Delete the workspace to remove whatever it made in the cluster.")
 
 
-def pod_state(workspace: Workspace) -> kube_workspace.PodState:
+def pod_state(workspace: Workspace) -> kube.PodState:
     """The phase of the workspace's pod as the cluster reports it now (one request)."""
     problem = location_problem(workspace)
     if problem:
-        return kube_workspace.PodState(None, problem + " Its pod is not looked for elsewhere.")
+        return kube.PodState(None, problem + " Its pod is not looked for elsewhere.")
     timeout = min(3.0, float(current_app.config["CHECK_TIMEOUT"]))
-    return kube_workspace.pod_state(_connection(workspace), spec_for(workspace), timeout=timeout)
+    return kube.pod_state(_connection(workspace), spec_for(workspace), timeout=timeout)
+
+
+def ssh_address(workspace: Workspace) -> tuple[str | None, str] | None:
+    """The external SSH address of a workspace built with external SSH (one request), as
+    (address or None, what to say instead); None when it was built without."""
+    if not (workspace.settings or {}).get("external_ssh") or location_problem(workspace):
+        return None
+    timeout = min(3.0, float(current_app.config["CHECK_TIMEOUT"]))
+    return kube.ssh_address(_connection(workspace), spec_for(workspace), timeout=timeout)
 
 
 def object_list(workspace: Workspace) -> list[str]:

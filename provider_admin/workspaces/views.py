@@ -1,4 +1,4 @@
-from flask import Response, abort, flash, redirect, request, session, url_for
+from flask import abort, flash, request, session, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
@@ -6,12 +6,12 @@ from .. import audit
 from ..database import duplicate_at
 from ..extensions import db
 from ..htmx import done, is_fragment_request, render
-from ..models import Organization, Provider, Workspace
+from ..models import Workspace
 from ..providers.forms import ConfirmForm
 from ..web import arg_int
-from . import bp, builds
-from .eligibility import providers_for, reason_not_eligible
-from .forms import WorkspaceForm
+from ..providers.queries import get_provider_or_404
+from . import bp, builds, settings
+from .forms import DUPLICATE_NAME, WorkspaceForm
 
 
 DELETING = "deleting_workspaces"  # session key: ids whose deletion this browser started
@@ -36,7 +36,7 @@ def index():
     provider = None
     provider_id = arg_int(request.args, "provider")
     if provider_id and current_user.can_manage:
-        provider = db.session.get(Provider, provider_id) or abort(404)
+        provider = get_provider_or_404(provider_id)
         query = query.filter(Workspace.provider_id == provider_id)
     return render("workspaces/index.html", "workspaces/_list.html", workspaces=db.session.scalars(query).all(),
                   provider=provider)
@@ -45,32 +45,17 @@ def index():
 @bp.route("/new", methods=["GET", "POST"])
 def create():
     """Create a workspace on a provider its organization may use; the build runs in the background."""
-    # A GET with arguments is the form re-rendered for another organization: keep what was typed.
-    form = WorkspaceForm(formdata=request.args if request.method == "GET" and request.args else None) \
-        if request.method == "GET" else WorkspaceForm()
-    organizations = current_user.organizations
-    form.organization.choices = [(o.id, o.name) for o in organizations]
-    organization = _chosen(organizations, form.organization.data or arg_int(request.args, "organization"))
-    choices = providers_for(organization, current_user)
-    form.provider.choices = [(p.id, p.name) for p, _ in choices]
-    if request.method == "POST" and form.validate():
-        provider = next(p for p, _ in choices if p.id == form.provider.data)
-        reason = reason_not_eligible(provider, organization)
-        if reason:
-            form.provider.errors.append(f"{provider.name} cannot take new workspaces: {reason}.")
-        else:
-            with duplicate_at(form, "name", message="You already have a workspace with this name.") as refused:
-                workspace = Workspace(name=form.name.data, owner=current_user, organization=organization,
-                                      provider=provider, image=form.image.data, cpu=form.cpu.data,
-                                      memory=form.memory.data, disk=form.disk.data, status="building")
-                db.session.add(workspace)
-                db.session.commit()
-            if not refused:
-                builds.start(workspace, "build")
-                return done(url_for(".show", workspace_id=workspace.id))
-    status = 422 if request.method == "POST" else 200
-    return render("workspaces/new.html", "workspaces/_form.html", status, form=form, choices=choices,
-                  organization=organization)
+    form = _workspace_form()
+    if form.validate_on_submit():
+        with duplicate_at(form, "name", message=DUPLICATE_NAME) as refused:
+            workspace = form.new_workspace()
+            db.session.add(workspace)
+            db.session.commit()
+        if not refused:
+            builds.start(workspace, "build")
+            return done(url_for(".show", workspace_id=workspace.id))
+    return render("workspaces/new.html", "workspaces/_form.html", 422 if form.errors else 200, form=form,
+                  choices=form.offers, organization=form.chosen_organization)
 
 
 @bp.get("/<int:workspace_id>")
@@ -81,15 +66,11 @@ def show(workspace_id: int):
         # The live page of a workspace whose deletion (asked for in this session) just finished,
         # or finished before the page after "Delete" loaded, goes back to the list.
         flash("The workspace was deleted.", "success")
-        if not is_fragment_request():
-            return redirect(url_for(".index"), code=303)
-        response = Response(status=200)
-        response.headers["HX-Redirect"] = url_for(".index")
-        return response
+        return done(url_for(".index"))
     workspace = get_workspace_or_404(workspace_id)
     builds.settle_if_interrupted(workspace)
     response = render("workspaces/show.html", "workspaces/_detail.html", workspace=workspace,
-                      confirm=ConfirmForm())
+                      confirm=ConfirmForm(), **_settings_context(workspace))
     if is_fragment_request() and not workspace.busy:
         response.status_code = 286  # tells htmx to stop polling
     return response
@@ -99,8 +80,10 @@ def show(workspace_id: int):
 def pod(workspace_id: int):
     """The pod's phase in the cluster, and why it is stuck when it is (refreshed by the page)."""
     workspace = get_workspace_or_404(workspace_id)
-    state = builds.pod_state(workspace) if workspace.status == "running" else None
-    return render("workspaces/pod.html", "workspaces/_pod.html", workspace=workspace, state=state)
+    running = workspace.status == "running"
+    state = builds.pod_state(workspace) if running else None
+    ssh = builds.ssh_address(workspace) if running else None
+    return render("workspaces/pod.html", "workspaces/_pod.html", workspace=workspace, state=state, ssh=ssh)
 
 
 @bp.route("/<int:workspace_id>/delete", methods=["GET", "POST"])
@@ -108,7 +91,7 @@ def delete(workspace_id: int):
     """Delete a workspace: its objects are removed from the cluster, then the record. While it
     builds, the deletion is queued and starts when the build ends."""
     workspace = get_workspace_or_404(workspace_id)
-    if workspace.owner_id != current_user.id and not current_user.is_admin:
+    if not workspace.can_be_deleted_by(current_user):
         abort(403)
     builds.settle_if_interrupted(workspace)
     form = ConfirmForm()
@@ -126,6 +109,24 @@ def delete(workspace_id: int):
     return render("workspaces/delete.html", "workspaces/_delete.html", status, workspace=workspace, form=form)
 
 
+@bp.post("/<int:workspace_id>/rebuild")
+def rebuild(workspace_id: int):
+    """Rebuild a workspace with its provider's current settings, keeping its home volume; the
+    build runs in the background. Allowed to whoever may delete the workspace."""
+    workspace = get_workspace_or_404(workspace_id)
+    if not workspace.can_be_deleted_by(current_user):  # who may delete it may rebuild it
+        abort(403)
+    builds.settle_if_interrupted(workspace)
+    if ConfirmForm().validate_on_submit():
+        refusal = builds.rebuild_or_refuse(workspace)
+        if refusal:
+            flash(f"Workspace {workspace.name} was not rebuilt: {refusal}", "error")
+        else:
+            flash(f"Rebuilding workspace {workspace.name} with the provider's current settings; "
+                  "its home volume is kept.", "info")
+    return done(url_for(".show", workspace_id=workspace.id))
+
+
 @bp.route("/<int:workspace_id>/forget", methods=["GET", "POST"])
 def forget(workspace_id: int):
     """Admins only: remove the record of a workspace whose cluster cannot delete it."""
@@ -139,10 +140,21 @@ def forget(workspace_id: int):
         db.session.commit()
         flash(f"The record of workspace {workspace.name} was removed.", "success")
         return done(url_for(".index"))
-    return render("workspaces/forget.html", "workspaces/_forget.html", workspace=workspace, form=form,
+    status = 409 if form.is_submitted() else 200  # only a failed workspace's record may go
+    return render("workspaces/forget.html", "workspaces/_forget.html", status, workspace=workspace, form=form,
                   objects=builds.object_list(workspace))
 
 
-def _chosen(organizations: list[Organization], organization_id) -> Organization | None:
-    by_id = {o.id: o for o in organizations}
-    return by_id.get(organization_id) or (organizations[0] if organizations else None)
+def _settings_context(workspace: Workspace) -> dict:
+    now = settings.current(workspace.provider)
+    found = settings.differences(workspace.settings, now)
+    outdated = None if found is None else [s for s in found if s.rebuilt]
+    return {"outdated": outdated, "outdated_labels": settings.labels(outdated or []),
+            "kept": [s for s in found or [] if not s.rebuilt]}
+
+
+def _workspace_form() -> WorkspaceForm:
+    """The form as posted; on a GET with arguments, the form re-rendered for another
+    organization, keeping what was typed."""
+    formdata = {"formdata": request.args or None} if request.method == "GET" else {}
+    return WorkspaceForm(owner=current_user, organization_id=arg_int(request.args, "organization"), **formdata)

@@ -1,7 +1,8 @@
-// Small behaviours on top of htmx: menus and dialogs close on Escape, outside
-// clicks and Cancel; menu buttons tell assistive technology whether they are open;
-// the keyboard works as in any menu and modal dialog (Space opens, arrows move, Tab
-// stays in the dialog) and focus goes back to the menu button when they close.
+// Small behaviours on top of htmx: menus close on Escape, outside clicks and Tab; menu
+// buttons tell assistive technology whether they are open; the keyboard works as in any
+// menu (Space opens, arrows move). Dialogs are native: the browser traps focus and closes
+// them on Escape or a backdrop click; this opens them as modals and gives focus back to
+// what opened them.
 (function () {
   "use strict";
 
@@ -47,11 +48,8 @@
   }
   window.setInterval(refreshTimes, 15000);
 
-  var FOCUSABLE = "input:not([type=hidden]):not([disabled]), select:not([disabled]), " +
-    "textarea:not([disabled]), button:not([disabled]), a[href]";
-  // The menu button that opened the dialog: focus goes back to it when the dialog closes.
+  // What opened the dialog (a menu's button, or a link): focus goes back to it at the end.
   var opener = null;
-  var pressedOn = null;
 
   function closeMenus(except) {
     var closed = null;
@@ -68,23 +66,14 @@
     return closed;
   }
 
-  // Only a dialog htmx opened in the slot is closed here; on its own page (no htmx, or
-  // a reload) the dialog is the page, and Cancel is a link back to the list.
-  function openDialog() {
-    return document.querySelector("#dialog-slot #dialog");
+  // Only a dialog htmx opened in the slot is a modal; on its own page (no htmx, or a
+  // reload) the dialog is the page, and Cancel is a link back to the list.
+  function modalDialog() {
+    return document.querySelector("#dialog-slot dialog[data-modal]");
   }
 
   function giveFocusBack(button) {
     if (button && button.isConnected) button.focus();
-  }
-
-  function closeDialog() {
-    var dialog = openDialog();
-    if (!dialog) return false;
-    dialog.remove();
-    giveFocusBack(opener);
-    opener = null;
-    return true;
   }
 
   // A form or dialog that is the page's own content (a direct child of <main>) is left to
@@ -92,8 +81,8 @@
   function dismiss(link) {
     var target = document.querySelector(link.getAttribute("data-dismiss"));
     if (!target || !target.parentElement || target.parentElement.tagName === "MAIN") return false;
-    if (target === openDialog()) {
-      closeDialog();
+    if (target === modalDialog()) {
+      target.close();
     } else {
       target.remove();
     }
@@ -104,25 +93,10 @@
     return true;
   }
 
-  function focusFirst(container) {
-    var field = container.querySelector("[aria-invalid=true]") || container.querySelector(FOCUSABLE);
-    if (field) field.focus();
-  }
-
-  document.addEventListener("mousedown", function (event) {
-    pressedOn = event.target;
-  }, true);
-
   document.addEventListener("click", function (event) {
     var link = event.target.closest("[data-dismiss]");
     if (link && window.htmx && dismiss(link)) {
       event.preventDefault();
-      return;
-    }
-    // A click on the backdrop closes the dialog; not a drag that started inside it.
-    var dialog = openDialog();
-    if (dialog && event.target === dialog && pressedOn === dialog) {
-      closeDialog();
       return;
     }
     var kebab = event.target.closest(".kebab");
@@ -141,6 +115,21 @@
     if (!event.target.closest(".menu")) closeMenus(null);
   }, true);
 
+  // The browser keeps Tab inside a modal dialog, except that at either end it lets focus out
+  // to its own toolbar; the dialog wraps around instead, from last to first and back.
+  var FOCUSABLE = "input:not([type=hidden]):not([disabled]), select:not([disabled]), " +
+    "textarea:not([disabled]), button:not([disabled]), a[href]";
+
+  function wrapTab(dialog, event) {
+    var fields = dialog.querySelectorAll(FOCUSABLE);
+    var first = fields[0], last = fields[fields.length - 1];
+    var edge = event.shiftKey ? first : last;
+    if (edge && document.activeElement === edge) {
+      event.preventDefault();
+      (event.shiftKey ? last : first).focus();
+    }
+  }
+
   function moveInMenu(menu, event) {
     var items = Array.prototype.slice.call(menu.querySelectorAll("[role=menuitem]"));
     if (!items.length) return;
@@ -155,25 +144,10 @@
     items[next].focus();
   }
 
-  function trapFocus(dialog, event) {
-    var fields = Array.prototype.slice.call(dialog.querySelectorAll(FOCUSABLE));
-    if (!fields.length) return;
-    var first = fields[0], last = fields[fields.length - 1];
-    var inside = dialog.contains(document.activeElement);
-    if (!inside || (event.shiftKey && document.activeElement === first)) {
-      event.preventDefault();
-      (event.shiftKey ? last : first).focus();
-    } else if (!event.shiftKey && document.activeElement === last) {
-      event.preventDefault();
-      first.focus();
-    }
-  }
-
   document.addEventListener("keydown", function (event) {
     var menu = event.target.closest && event.target.closest(".menu-slot .menu");
     if (event.key === "Escape") {
       var button = closeMenus(null);
-      if (closeDialog()) return;
       if (menu) giveFocusBack(button);
       return;
     }
@@ -187,9 +161,9 @@
       giveFocusBack(closeMenus(null));
       return;
     }
-    var dialog = openDialog();
-    if (dialog && event.key === "Tab") {
-      trapFocus(dialog, event);
+    var dialog = modalDialog();
+    if (dialog && dialog.open && event.key === "Tab") {
+      wrapTab(dialog, event);
       return;
     }
     // The menu buttons are links with role=button: Space must work as on a button.
@@ -219,12 +193,44 @@
   });
 
   document.addEventListener("htmx:afterSwap", function () {
-    var dialog = openDialog();
-    if (dialog && !dialog.contains(document.activeElement)) {
-      // Opened from a menu (or re-rendered with errors): the menu goes, focus moves in.
-      var from = closeMenus(null);
-      if (from) opener = from;
-      focusFirst(dialog);
+    if (!modalDialog()) {
+      // A dialog whose form succeeded is swapped away, without a close event.
+      giveFocusBack(opener);
+      opener = null;
+    } else if (!opener) {
+      // Just arrived: the menu it came from goes, and its button gets the focus back later.
+      var active = document.activeElement;
+      opener = closeMenus(null) || (active !== document.body ? active : null);
     }
   });
+
+  // Opened once htmx has wired up its form (a swap with errors brings a new dialog): the
+  // browser focuses the first control, or here the first field that was refused.
+  document.addEventListener("htmx:load", function (event) {
+    var dialog = event.detail.elt;
+    if (!dialog.matches("dialog[data-modal]") || dialog.open) return;
+    dialog.showModal();
+    var refused = dialog.querySelector("[aria-invalid=true]");
+    if (refused) refused.focus();
+  });
+
+  // "close" does not bubble: listen while it goes down. Escape, the backdrop and Cancel end here.
+  document.addEventListener("close", function (event) {
+    if (event.target !== modalDialog()) return;
+    event.target.remove();
+    giveFocusBack(opener);
+    opener = null;
+  }, true);
+
+  // Where the browser has no closedby="any" yet, a click on the backdrop closes the dialog
+  // all the same (the backdrop's clicks go to the dialog, outside its box).
+  if (!("closedBy" in HTMLDialogElement.prototype)) {
+    document.addEventListener("click", function (event) {
+      var dialog = modalDialog(), box = dialog && dialog.getBoundingClientRect();
+      if (!dialog || event.target !== dialog) return;
+      var inside = event.clientX >= box.left && event.clientX <= box.right &&
+        event.clientY >= box.top && event.clientY <= box.bottom;
+      if (!inside) dialog.close();
+    });
+  }
 })();

@@ -3,6 +3,9 @@ import re
 
 import pytest
 
+from provider_admin.extensions import db
+from provider_admin.models import Workspace
+
 from .conftest import cancel_control, create_opener, expect, no_reload, open_menu, provider_row
 
 pytestmark = pytest.mark.browser
@@ -143,3 +146,91 @@ def test_dialog_as_its_own_page_is_not_closed_by_script(east_page):
     cancel_control(dialog).click()
     expect(page).to_have_url(re.compile(r"/manage/providers/$"))
     expect(provider_row(page, "east")).to_be_visible()
+
+
+def _menu_item(name, presses):
+    """Open the row's menu with Enter on its button and walk to the item with the arrows."""
+    def reach(page):
+        kebab = page.get_by_role("button", name=f"Actions for {name}")
+        kebab.focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("menuitem", name="Edit", exact=True)).to_be_focused()
+        for key in presses:
+            page.keyboard.press(key)
+        return kebab
+    return reach
+
+
+def _page_link(name):
+    def reach(page):
+        link = page.get_by_role("link", name=name, exact=True)
+        link.focus()
+        return link
+    return reach
+
+
+KEYBOARD_DIALOGS = [
+    pytest.param("/manage/providers/", _menu_item("west", ["End"]), "Delete provider west?", id="provider-delete"),
+    pytest.param("/manage/providers/", _menu_item("east", ["End"]), "Delete provider east?",
+                 id="provider-delete-refused"),
+    pytest.param("/manage/providers/", _menu_item("east", ["ArrowDown", "ArrowDown"]), "Cordon provider east?",
+                 id="provider-cordon"),
+    pytest.param("/workspaces/{id}", _page_link("Delete"), "Delete workspace old?", id="workspace-delete"),
+    pytest.param("/workspaces/{id}", _page_link("Remove record"), "Remove the record of old?",
+                 id="workspace-forget"),
+]
+
+
+@pytest.mark.parametrize("url, reach, name", KEYBOARD_DIALOGS)
+def test_every_dialog_works_from_the_keyboard(page, sign_in, make_org, make_provider, url, reach, name):
+    """Enter opens it, Tab and Shift+Tab go round inside it, Escape closes it and focus
+    goes back to the control that opened it."""
+    admin = sign_in(page)
+    org = make_org("Acme", members=[admin])
+    east = make_provider("east", organizations=[org])
+    make_provider("west", organizations=[org])
+    workspace = Workspace(name="old", owner=admin, organization=org, provider=east, image="img",
+                          cpu="1", memory="1Gi", disk="10Gi", status="failed")
+    db.session.add(workspace)
+    db.session.commit()
+    page.goto(url.format(id=workspace.id))
+    focus_inside = "() => document.querySelector('#dialog-slot dialog').contains(document.activeElement)"
+
+    with no_reload(page):
+        opener = reach(page)
+        page.keyboard.press("Enter")
+        dialog = page.get_by_role("dialog", name=name)
+        expect(dialog).to_be_visible()
+        expect(page.get_by_role("menu")).to_have_count(0)
+        page.wait_for_function(focus_inside)
+        stops = dialog.locator("input:not([type=hidden]):not([disabled]), button:not([disabled]), a[href]").count()
+        for key in ["Tab"] * (stops + 1) + ["Shift+Tab"] * (stops + 1):
+            page.keyboard.press(key)
+            assert page.evaluate(focus_inside), f"{key} took the focus out of the dialog"
+
+        page.keyboard.press("Escape")
+        expect(page.get_by_role("dialog")).to_have_count(0)
+        expect(opener).to_be_focused()
+
+
+def test_menu_with_buttons_and_links_from_the_keyboard(east_page, make_provider):
+    """A cordoned row's menu mixes links and buttons (Uncordon): the arrows go through both,
+    and Shift+Tab leaves it on its button as Tab does."""
+    page = east_page
+    make_provider("west", cordoned=True, cordon_reason="Node pool upgrade")
+    page.reload()
+    kebab = page.get_by_role("button", name="Actions for west")
+    menu = page.get_by_role("menu", name="Actions for west")
+
+    with no_reload(page):
+        kebab.focus()
+        page.keyboard.press("Enter")
+        expect(kebab).to_have_attribute("aria-expanded", "true")
+        for key, name in [("Home", "Edit"), ("ArrowDown", "Check now"), ("ArrowDown", "Uncordon"),
+                          ("ArrowDown", "Delete"), ("ArrowDown", "Edit"), ("ArrowUp", "Delete")]:
+            page.keyboard.press(key)
+            expect(menu.get_by_role("menuitem", name=name, exact=True)).to_be_focused()
+        page.keyboard.press("Shift+Tab")
+        expect(menu).to_have_count(0)
+        expect(kebab).to_be_focused()
+        expect(kebab).to_have_attribute("aria-expanded", "false")
