@@ -2,16 +2,25 @@
 from pathlib import Path
 
 from flask import Flask
+from flask_openapi3 import OpenAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the application: config, extensions, blueprints, database."""
-    from . import config, database, errors, web
+    from . import config, database, errors, problems, web
+    from .api import document
 
-    app = Flask(
+    # Flask, plus the OpenAPI description of the API blueprint's routes (flask-openapi3).
+    app = OpenAPI(
         __name__,
+        info=document.INFO,
+        security_schemes=document.SECURITY_SCHEMES,
+        doc_ui=False,
+        validation_error_status=422,
+        validation_error_model=document.Problem,
+        validation_error_callback=problems.validation_problem,
         instance_relative_config=True,
         instance_path=config.instance_path(ROOT),
         template_folder=str(ROOT / "templates"),
@@ -31,9 +40,13 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import audit, auth, organizations, providers, users, workspaces
+    from . import api, audit, auth, organizations, providers, tokens, users, workspaces
     from .cli import cli
+    from .providers.commands import cli as providers_cli
 
-    for module in (auth, workspaces, providers, organizations, users, audit):
+    for module in (auth, workspaces, providers, organizations, users, audit, tokens):
         app.register_blueprint(module.bp)
+    app.register_api(api.bp)  # a blueprint whose routes also join the OpenAPI document
+    api.init_app(app)
     app.cli.add_command(cli)
+    app.cli.add_command(providers_cli)

@@ -21,6 +21,8 @@ class Defaults:
     SIGN_IN_MAX_FAILURES = 5  # per account, within 15 minutes, before sign-in is locked
     SIGN_IN_MAX_FAILURES_PER_ADDRESS = 20  # per client address, likewise
     SIGN_IN_LOCKOUT = 900  # the longest lock, in seconds (locks double from 30 s)
+    API_RATE_LIMIT = "600/minute"  # per API token (per client address before the token is known)
+    API_RATE_LIMIT_STORAGE = "memory://"  # counts per process; redis://host:6379 counts across them
     FRAME_ANCESTORS = "'self'"
     TRUSTED_PROXIES = ""
     AUTO_MIGRATE = True

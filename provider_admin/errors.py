@@ -2,6 +2,7 @@
 from flask import Flask, make_response, render_template
 from flask_wtf.csrf import CSRFError
 
+from .problems import is_api_request, problem
 from .htmx import is_fragment_request
 
 MESSAGES = {
@@ -16,6 +17,8 @@ MESSAGES = {
 
 
 def error_response(code: int, message: str | None = None):
+    if is_api_request():
+        return problem(code, detail=message)
     message = message or MESSAGES.get(code, "Error")
     if is_fragment_request():
         response = make_response(

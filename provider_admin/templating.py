@@ -3,6 +3,7 @@ from datetime import datetime, timezone
 
 from flask import Flask, get_flashed_messages
 
+from .problems import PREFIX as API_PREFIX
 from .kube import token_expiry_phrase
 from .kube.health import TOKEN_WARNING_DAYS
 
@@ -30,5 +31,6 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(iso)
     app.add_template_filter(token_expiry_phrase, "token_expiry")
     app.add_template_global(TOKEN_WARNING_DAYS, "TOKEN_WARNING_DAYS")
+    app.add_template_global(API_PREFIX, "API_PREFIX")
     app.add_template_global(get_flashed_messages)
     app.add_template_global(lambda: datetime.now(timezone.utc), "now")

@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, ValidationError
 
 from . import sessions
+from .problems import is_api_request, problem
 from .errors import error_response
 from .extensions import csrf, db, login_manager
 from .forms import text_problem
@@ -26,6 +27,16 @@ class SessionInterface(SecureCookieSessionInterface):
         if setting is None or setting == "auto":
             return has_request_context() and request.is_secure
         return bool(setting)
+
+    def open_session(self, app: Flask, request):
+        # The API signs in by token alone: a cookie sent along is not even read.
+        if is_api_request():
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session, response) -> None:
+        if not is_api_request():
+            super().save_session(app, session, response)
 
 
 # The largest id a table holds: the primary keys are `integer` columns (32-bit on PostgreSQL).
@@ -64,6 +75,7 @@ def init_app(app: Flask) -> None:
     # Before anything reads the body (CSRF, sign-in), and before the query string reaches a view.
     app.before_request(_refuse_large_body)
     app.before_request(_refuse_odd_query)
+    app.before_request(_refuse_token_outside_api)
     csrf.init_app(app)
     app.session_interface = SessionInterface()
     login_manager.init_app(app)
@@ -115,8 +127,20 @@ def _refuse_odd_query():
     limit = int(current_app.config["MAX_FORM_FIELD_BYTES"])
     for key, value in request.args.items(multi=True):
         if text_problem(key, multiline=False, limit=limit) or text_problem(value, multiline=False, limit=limit):
+            if is_api_request():
+                return problem(422, "Invalid request", "A query parameter holds control characters or "
+                                                      "invalid Unicode.", errors=[{"pointer": f"#/query/{key}",
+                                                                                   "detail": "Not acceptable text."}])
             return error_response(400, "The address holds characters that no page takes, "
                                        "such as control characters.")
+    return None
+
+
+def _refuse_token_outside_api():
+    """A personal access token opens the API only: sent to a page it is refused, never taken
+    for a session (nor silently ignored, which would hide a script's wrong address)."""
+    if request.headers.get("Authorization", "").lower().startswith("bearer ") and not is_api_request():
+        return error_response(401, "API tokens are accepted under /api/v1/ only; sign in to use the pages.")
     return None
 
 

@@ -26,6 +26,7 @@ from provider_admin.extensions import db
 from provider_admin.forms import ConfirmForm
 from provider_admin.organizations.forms import AddMemberForm, OrganizationForm
 from provider_admin.providers.forms import CordonForm, DeleteForm, ProviderForm
+from provider_admin.tokens.forms import TokenForm
 from provider_admin.users.forms import UserForm
 from provider_admin.web import MAX_ID
 from provider_admin.workspaces.forms import WorkspaceForm
@@ -78,6 +79,19 @@ ROUTES = {
     "users.create": Route((UserForm,)),
     "users.update": Route((UserForm,)),
     "audit.index": Route(query=("page", "type")),
+    "tokens.index": Route((TokenForm,)),
+    "tokens.everyone": Route(),
+    "tokens.revoke": Route((ConfirmForm,), raw=("back",)),
+    # The API answers these clients (session cookies, no bearer token) 401; it is fuzzed with
+    # tokens from its own OpenAPI description.
+    "api.me": Route(),
+    **{f"api.providers.{name}": Route() for name in (
+        "list_providers", "get_provider", "get_manifest", "create_provider", "update_provider", "delete_provider",
+        "check_provider", "cordon_provider", "uncordon_provider", "deploy_provider")},
+    "api.openapi_json": Route(),
+    "api.reference": Route(),
+    "api.tokens": Route(query=("owner",)),
+    "api.revoke_token": Route(),
 }
 
 

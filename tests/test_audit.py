@@ -128,7 +128,7 @@ def test_filter_for_htmx_returns_the_event_list_only(actions, manager):
 
 def test_filter_form_offers_the_types(client, manager):
     page = client.get("/manage/audit/").get_data(as_text=True)
-    assert re.findall(r'<option value="(\w*)"', page) == ["", "provider", "organization", "user", "sign_in"]
+    assert re.findall(r'<option value="(\w*)"', page) == ["", "provider", "organization", "user", "sign_in", "api_token"]
     assert 'hx-get="/manage/audit/"' in page and 'hx-target="#audit-events"' in page
 
 

@@ -6,6 +6,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from provider_admin import create_app, models  # noqa: F401  (models fill db.metadata)
+from provider_admin.tokens import models as token_models  # noqa: F401
 from provider_admin.database import MIGRATIONS
 from provider_admin.extensions import db
 
@@ -45,7 +46,7 @@ def flask_db(app, *args):
 
 def test_the_models_are_loaded():
     assert {"users", "organizations", "organization_members", "providers", "provider_organizations",
-            "provider_checks", "workspaces", "audit_events"} <= MODEL_TABLES
+            "provider_checks", "workspaces", "audit_events", "api_tokens"} <= MODEL_TABLES
 
 
 def test_the_comparison_sees_differences(empty_sqlite_app):

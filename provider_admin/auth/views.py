@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 from .. import audit
 from ..extensions import db
 from ..htmx import done
+from ..problems import is_api_request
 from ..models import Role, User
 from .. import sessions
 from . import bp, signin
@@ -18,10 +19,11 @@ def _has_users() -> bool:
 
 @bp.before_app_request
 def _setup_first():
-    """Until the first admin exists, every page leads to the setup page."""
+    """Until the first admin exists, every page leads to the setup page (the API has no token
+    to accept yet, and says so itself)."""
     from flask import current_app
 
-    if request.endpoint in ("auth.setup", "static") or current_app.config.get("_HAS_USERS"):
+    if request.endpoint in ("auth.setup", "static") or current_app.config.get("_HAS_USERS") or is_api_request():
         return None
     if _has_users():
         current_app.config["_HAS_USERS"] = True

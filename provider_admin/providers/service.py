@@ -3,8 +3,10 @@ import json
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func
+from sqlalchemy.orm.exc import StaleDataError
 
-from .. import crypto
+from .. import audit, crypto
+from ..database import duplicate_at
 from ..kube import token_expiry
 from ..extensions import db
 from ..models import Organization, Provider, User, Workspace
@@ -200,3 +202,78 @@ def _snapshot(provider: Provider) -> dict:
 
 def _diff(before: dict, after: dict) -> dict:
     return {k: {"from": before[k], "to": after[k]} for k in after if before.get(k) != after[k]}
+
+
+# The changes every caller makes the same way: the pages, the API and `providers apply` ------
+
+def check_form(provider: Provider | None, form) -> bool:
+    """The form's own checks, then the guards that need the stored provider (an organization
+    with workspaces stays on the allowlist; a provider with workspaces keeps its place). The
+    problems are left at the form's fields."""
+    if not form.validate():
+        return False
+    if provider is not None:
+        form.organizations.errors = allowlist_errors(provider, set(form.organizations.data or []))
+        for name, message in location_errors(provider, form).items():
+            getattr(form, name).errors.append(message)
+    return not any(field.errors for field in form)
+
+
+def save(provider: Provider | None, form, *, actor=None) -> tuple[Provider | None, dict]:
+    """Create (provider None) or update from a checked form, with its audit entry, committed.
+    Returns the provider and its changes; (None, {}) when a concurrent create took the name
+    (the message is at the name field). Raises Conflict when it changed since it was read."""
+    target = provider or Provider()
+    try:
+        with duplicate_at(form, "name") as refused:
+            changes = apply(target, form)
+            db.session.add(target)
+            db.session.flush()
+            audit.record("provider.update" if provider else "provider.create", target, changes,
+                         **({"actor": actor} if actor else {}))
+            db.session.commit()
+    except StaleDataError:
+        db.session.rollback()
+        raise Conflict() from None
+    except Conflict:
+        db.session.rollback()
+        raise
+    return (None, {}) if refused else (target, changes)
+
+
+def cordon(provider: Provider, reason: str, *, actor=None) -> None:
+    """Stop new workspaces on the provider (those it has keep running)."""
+    provider.cordoned, provider.cordon_reason = True, reason.strip()
+    provider.display_version = (provider.display_version or 0) + 1
+    audit.record("provider.cordon", provider, {"reason": provider.cordon_reason}, **({"actor": actor} if actor else {}))
+    _commit_or_conflict()
+
+
+def uncordon(provider: Provider, *, actor=None) -> bool:
+    """Let the provider take new workspaces again; False when it was not cordoned."""
+    if not provider.cordoned:
+        return False
+    provider.cordoned, provider.cordon_reason = False, None
+    provider.display_version = (provider.display_version or 0) + 1
+    audit.record("provider.uncordon", provider, **({"actor": actor} if actor else {}))
+    _commit_or_conflict()
+    return True
+
+
+def _commit_or_conflict() -> None:
+    try:
+        db.session.commit()
+    except StaleDataError:
+        db.session.rollback()
+        raise Conflict() from None
+
+
+def why_not_deletable(provider: Provider) -> str | None:
+    """The built-in provider is configured by its settings; a provider with workspaces keeps them."""
+    if provider.is_builtin:
+        return "The built-in provider is registered by the site's settings; remove it there."
+    count = db.session.scalar(db.select(func.count()).select_from(Workspace).filter_by(provider_id=provider.id))
+    if count:
+        return (f"{count} workspace{'s' if count != 1 else ''} run{'s' if count == 1 else ''} on {provider.name}: "
+                "delete them before deleting the provider.")
+    return None

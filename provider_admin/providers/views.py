@@ -1,9 +1,6 @@
 from flask import flash, redirect, request, url_for
-from sqlalchemy.orm.exc import StaleDataError
 
-from .. import audit
 from ..checks import check_now
-from ..database import duplicate_at
 from ..extensions import db
 from ..forms import ConfirmForm
 from ..htmx import done, is_fragment_request, render
@@ -27,15 +24,9 @@ def create():
     """Register a new provider; it starts Pending."""
     form = ProviderForm(data={"affinity": scheduling.dumps(scheduling.DEFAULT_AFFINITY)})
     form.organizations.choices = service.organization_choices()
-    if form.validate_on_submit():
-        with duplicate_at(form, "name") as refused:
-            provider = Provider()
-            changes = service.apply(provider, form)
-            db.session.add(provider)
-            db.session.flush()
-            audit.record("provider.create", provider, changes)
-            db.session.commit()
-        if refused:
+    if form.is_submitted() and service.check_form(None, form):
+        provider, changes = service.save(None, form)
+        if provider is None:
             return _form(form, None)
         check_now(provider, trigger="save")
         flash(f"Provider {provider.name} created.", "success")
@@ -50,22 +41,13 @@ def update(provider_id: int):
     provider = get_provider_or_404(provider_id)
     form = ProviderForm(provider=provider, data=service.form_data(provider))
     form.organizations.choices = service.organization_choices()
-    if not form.validate_on_submit():
-        return _form(form, provider)
-    form.organizations.errors = service.allowlist_errors(provider, set(form.organizations.data))
-    for field, message in (moved := service.location_errors(provider, form)).items():
-        getattr(form, field).errors.append(message)
-    if form.organizations.errors or moved:
+    if not (form.is_submitted() and service.check_form(provider, form)):
         return _form(form, provider)
     try:
-        with duplicate_at(form, "name") as refused:
-            changes = service.apply(provider, form)
-            audit.record("provider.update", provider, changes)
-            db.session.commit()
-    except (service.Conflict, StaleDataError):
-        db.session.rollback()
+        saved, changes = service.save(provider, form)
+    except service.Conflict:
         return _conflict(form, provider_id)
-    if refused:
+    if saved is None:
         return _form(form, provider)
     check_now(provider, trigger="save")
     flash(f"Provider {provider.name} updated.", "success")
@@ -87,10 +69,10 @@ def cordon(provider_id: int):
     provider = get_provider_or_404(provider_id)
     form = CordonForm()
     if form.validate_on_submit():
-        provider.cordoned, provider.cordon_reason = True, form.reason.data.strip()
-        provider.display_version += 1
-        audit.record("provider.cordon", provider, {"reason": provider.cordon_reason})
-        db.session.commit()
+        try:
+            service.cordon(provider, form.reason.data)
+        except service.Conflict:  # changed meanwhile: show it as it is now
+            return _row(get_provider_or_404(provider_id))
         flash(f"Provider {provider.name} cordoned: it takes no new workspaces.", "success")
         return done(url_for(".index"), event="providersChanged", fragment="providers/_dialog_closed.html")
     status = 422 if form.errors else 200
@@ -101,12 +83,11 @@ def cordon(provider_id: int):
 def uncordon(provider_id: int):
     """Let a cordoned provider take new workspaces again."""
     provider = get_provider_or_404(provider_id)
-    if ConfirmForm().validate_on_submit() and provider.cordoned:
-        provider.cordoned, provider.cordon_reason = False, None
-        provider.display_version += 1
-        audit.record("provider.uncordon", provider)
-        db.session.commit()
-        flash(f"Provider {provider.name} uncordoned.", "success")
+    try:
+        if ConfirmForm().validate_on_submit() and service.uncordon(provider):
+            flash(f"Provider {provider.name} uncordoned.", "success")
+    except service.Conflict:  # two uncordons at once: the other one did it
+        provider = get_provider_or_404(provider_id)
     return _row(provider)
 
 

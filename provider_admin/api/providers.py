@@ -1,0 +1,273 @@
+"""/api/v1/providers: what the providers pages do, for site managers and admins, through the
+same form, service and guards as the pages."""
+import json
+
+from flask import Response, abort, request, url_for
+from flask_login import current_user
+from flask_openapi3 import APIBlueprint, Tag
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from .. import kube
+from ..kube import scheduling
+from ..checks import check_now
+from ..extensions import db
+from ..models import Organization, Provider, Workspace, provider_organizations
+from ..problems import problem
+from ..providers import bootstrap, formdata, service
+from ..providers.forms import ProviderForm
+from .provider_schemas import (Cordon, DeleteOptions, NewProvider, Outcomes, Precondition, Provider as ProviderOut,
+                               ProviderFilter, ProviderPage, ProviderPath, Settings)
+from .schemas import OrganizationRef
+
+TAG = Tag(name="Providers", description="Workspace providers (site managers and admins).")
+bp = APIBlueprint("providers", __name__, url_prefix="/providers", abp_tags=[TAG], abp_security=[{"token": []}],
+                  operation_id_callback=lambda *, bp_name="", name="", path="", method="": name)
+
+
+@bp.before_request
+def _managers_only():
+    if not current_user.can_manage:
+        abort(403)
+
+
+def _representation(provider: Provider, workspaces: int) -> dict:
+    return ProviderOut(
+        id=provider.id, uid=provider.uid, name=provider.name, builtin=provider.is_builtin,
+        cluster_address=provider.cluster_address, namespace=provider.namespace, ca_certificate=provider.ca_cert,
+        kubeconfig_context=provider.kubeconfig_context,
+        credentials={"kind": provider.credentials_kind, "token_expires_at": provider.token_expires_at},
+        organizations=[OrganizationRef(id=o.id, name=o.name) for o in provider.organizations],
+        e2e_encryption=provider.e2e_encryption, external_ssh=provider.external_ssh,
+        access_url=provider.access_url, storage_class=provider.storage_class,
+        service_account=provider.service_account, pod_tolerations=provider.pod_tolerations,
+        pod_node_selector=provider.pod_node_selector,
+        service_account_annotations=provider.service_account_annotations,
+        affinity=scheduling.effective_affinity(provider.affinity), cordoned=provider.cordoned,
+        cordon_reason=provider.cordon_reason, workspaces=workspaces, version=provider.version,
+        status={"state": provider.status, "category": provider.status_category,
+                "message": provider.status_message, "warnings": provider.status_warnings or [],
+                "kube_version": provider.kube_version, "last_checked_at": provider.last_checked_at,
+                "last_ready_at": provider.last_ready_at},
+        created_at=provider.created_at, updated_at=provider.updated_at,
+    ).model_dump(mode="json")
+
+
+def _count(provider: Provider) -> int:
+    return db.session.scalar(select(func.count()).select_from(Workspace).filter_by(provider_id=provider.id))
+
+
+def etag(provider: Provider) -> str:
+    return f'"{provider.version}"'
+
+
+def _answer(provider: Provider, status: int = 200, **headers) -> Response:
+    db.session.refresh(provider)
+    response = Response(json.dumps(_representation(provider, _count(provider))), status,
+                        mimetype="application/json", headers=headers)
+    response.headers["ETag"] = etag(provider)
+    return response
+
+
+def _load(provider_id: int) -> Provider:
+    return db.session.get(Provider, provider_id) or abort(404)
+
+
+def _precondition(provider: Provider, required: bool) -> Response | None:
+    """If-Match against the provider's version: 428 when required and missing, 412 when stale."""
+    given = request.headers.get("If-Match")
+    if given is None:
+        return problem(428, "Precondition required", "Send If-Match with the ETag of your last read, "
+                            "so that a change made meanwhile is not overwritten.") if required else None
+    if given.strip() != "*" and etag(provider) not in [tag.strip() for tag in given.split(",")]:
+        return problem(412, "Changed meanwhile", f"The provider is at {etag(provider)} now; read it again.",
+                       headers={"ETag": etag(provider)})
+    return None
+
+
+# Reading ------------------------------------------------------------------------------------
+
+@bp.get("", responses={200: ProviderPage})
+def list_providers(query: ProviderFilter):
+    """List providers
+
+    In the order they were registered, a page at a time (`limit`, then `cursor` from the
+    previous page: pages stay right while providers come and go), filtered by status,
+    organization, part of the name or cordon.
+    """
+    statement = _filtered(select(Provider), query).options(selectinload(Provider.organizations))
+    if query.cursor is not None:
+        statement = statement.filter(Provider.id > query.cursor)
+    providers = db.session.scalars(statement.order_by(Provider.id).limit(query.limit + 1)).all()
+    page, more = providers[:query.limit], len(providers) > query.limit
+    counts = dict(db.session.execute(select(Workspace.provider_id, func.count()).group_by(Workspace.provider_id)
+                                     .filter(Workspace.provider_id.in_([p.id for p in page]))).all())
+    return {"items": [_representation(p, counts.get(p.id, 0)) for p in page],
+            "next_cursor": page[-1].id if page and more else None}
+
+
+def _filtered(statement, query: ProviderFilter):
+    if query.status:
+        statement = statement.filter(Provider.status == query.status)
+    if query.cordoned is not None:
+        statement = statement.filter(Provider.cordoned.is_(query.cordoned))
+    if query.name:
+        pattern = "%" + query.name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        statement = statement.filter(func.lower(Provider.name).like(pattern, escape="\\"))
+    if query.organization:
+        statement = statement.filter(Provider.id.in_(
+            select(provider_organizations.c.provider_id).join(Organization)
+            .filter(func.lower(Organization.name) == query.organization.lower())))
+    return statement
+
+
+@bp.get("/<int:provider_id>", responses={200: ProviderOut})
+def get_provider(path: ProviderPath):
+    """Get a provider
+
+    Its settings, with their version as the ETag, and its live status.
+    """
+    return _answer(_load(path.provider_id))
+
+
+@bp.get("/<int:provider_id>/manifest", responses={200: None})
+def get_manifest(path: ProviderPath):
+    """The bootstrap manifest
+
+    The YAML to `kubectl apply` in the provider's cluster (what Deploy applies).
+    """
+    provider = _load(path.provider_id)
+    return Response(kube.to_yaml(bootstrap.objects(provider)), mimetype="application/yaml")
+
+
+# Changing -----------------------------------------------------------------------------------
+
+def _form(provider: Provider | None, values: dict) -> ProviderForm | Response:
+    """The provider form filled from the body and checked like the page's, or the 422 answer."""
+    try:
+        data = formdata.to_formdata(values, provider, partial=provider is not None)
+    except formdata.FieldProblems as error:
+        return _refused({name: [message] for name, message in error.problems.items()})
+    form = ProviderForm(formdata=data, provider=provider, meta={"csrf": False})
+    form.organizations.choices = service.organization_choices()
+    if not service.check_form(provider, form):
+        return _refused({field.name: field.errors for field in form if field.errors})
+    return form
+
+
+def _refused(errors: dict) -> Response:
+    pointers = {"version": "#/header/If-Match"}
+    return problem(422, "Invalid provider", "Some values were refused; see errors.", errors=[
+        {"pointer": pointers.get(name, f"/{name}"), "detail": str(message)}
+        for name, messages in errors.items() for message in messages])
+
+
+@bp.post("", responses={201: ProviderOut})
+def create_provider(body: NewProvider):
+    """Register a provider
+
+    Checked like the page's form; it starts Pending and is checked at once.
+    """
+    form = _form(None, request.get_json())
+    if isinstance(form, Response):
+        return form
+    provider, _ = service.save(None, form)
+    if provider is None:
+        return _refused({"name": form.name.errors})
+    check_now(provider, trigger="save")
+    return _answer(provider, 201, Location=url_for("api.providers.get_provider", provider_id=provider.id))
+
+
+@bp.patch("/<int:provider_id>", responses={200: ProviderOut, 412: None, 428: None})
+def update_provider(path: ProviderPath, body: Settings, header: Precondition):
+    """Change a provider
+
+    The fields sent replace the stored ones (credentials stay unless sent). Needs `If-Match`.
+    """
+    provider = _load(path.provider_id)
+    if (refused := _precondition(provider, required=True)) is not None:
+        return refused
+    form = _form(provider, request.get_json())
+    if isinstance(form, Response):
+        return form
+    try:
+        saved, _ = service.save(provider, form)
+    except service.Conflict:
+        return _precondition(_load(path.provider_id), required=True) or problem(412, "Changed meanwhile")
+    if saved is None:
+        return _refused({"name": form.name.errors})
+    check_now(saved, trigger="save")
+    return _answer(saved)
+
+
+@bp.delete("/<int:provider_id>", responses={204: None, 409: None, 412: None})
+def delete_provider(path: ProviderPath, query: DeleteOptions, header: Precondition):
+    """Delete a provider
+
+    Refused (409) while it hosts workspaces. `If-Match` is honoured when sent.
+    """
+    provider = _load(path.provider_id)
+    if (refused := _precondition(provider, required=False)) is not None:
+        return refused
+    if reason := service.why_not_deletable(provider):
+        return problem(409, "Cannot delete", reason)
+    removal = bootstrap.remove(provider) if query.remove_bootstrap else None
+    bootstrap.delete_audit(provider, removal)
+    db.session.delete(provider)
+    db.session.commit()
+    return Response(status=204)
+
+
+@bp.post("/<int:provider_id>/check", responses={200: ProviderOut})
+def check_provider(path: ProviderPath):
+    """Check now
+
+    Checks the cluster at once and answers with the provider and its new status.
+    """
+    provider = _load(path.provider_id)
+    check_now(provider)
+    return _answer(provider)
+
+
+@bp.post("/<int:provider_id>/cordon", responses={200: ProviderOut, 409: None})
+def cordon_provider(path: ProviderPath, body: Cordon):
+    """Cordon
+
+    No new workspaces on it; those it has keep running.
+    """
+    provider = _load(path.provider_id)
+    try:
+        service.cordon(provider, body.reason)
+    except service.Conflict:
+        return problem(409, "Changed meanwhile", "The provider changed while cordoning it; try again.")
+    return _answer(provider)
+
+
+@bp.post("/<int:provider_id>/uncordon", responses={200: ProviderOut})
+def uncordon_provider(path: ProviderPath):
+    """Uncordon
+
+    It takes new workspaces again (nothing changes when it was not cordoned).
+    """
+    provider = _load(path.provider_id)
+    try:
+        service.uncordon(provider)
+    except service.Conflict:
+        pass  # a concurrent uncordon did it: the answer shows the provider as it is
+    return _answer(_load(path.provider_id))
+
+
+@bp.post("/<int:provider_id>/deploy", responses={200: Outcomes})
+def deploy_provider(path: ProviderPath):
+    """Deploy
+
+    Converges the bootstrap in the cluster like `kubectl apply` and checks at once; says per
+    object what was created, updated, left unchanged or could not be touched.
+    """
+    provider = _load(path.provider_id)
+    outcomes = bootstrap.deploy(provider)
+    db.session.commit()
+    check_now(provider, trigger="deploy")
+    return {"succeeded": kube.succeeded(outcomes), "summary": kube.describe(outcomes),
+            "objects": [{"kind": o.kind, "namespace": o.namespace or None, "name": o.name, "result": o.result}
+                        for o in outcomes]}
