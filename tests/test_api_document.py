@@ -101,7 +101,7 @@ def test_schemathesis_finds_nothing(live_app, actions, role, read_only):
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         def run(case):
             if case.path_parameters and case.path_parameters.get("token_id") == _token_id(secret):
@@ -140,7 +140,7 @@ def test_schemathesis_follows_the_links_statefully(live_app, actions, make_org):
             case.validate_response(response, excluded_checks=[positive_data_acceptance])
 
     run_state_machine_as_test(Machine, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=6, deadline=None, database=None,
+        max_examples=EXAMPLES, stateful_step_count=6, deadline=None, database=None, derandomize=True,
         suppress_health_check=list(HealthCheck)))
     assert "POST /api/v1/providers" in followed
-    assert {"GET /api/v1/providers/{provider_id}", "DELETE /api/v1/providers/{provider_id}"} & set(followed)
+    assert any("{provider_id}" in label for label in followed), "no link of a created provider was followed"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from provider_admin.extensions import db
-from provider_admin import scheduling
+from provider_admin.kube import scheduling
 from provider_admin.models import AuditEvent, Organization, Provider, Role, Workspace
 from provider_admin.tokens import service as tokens
 
