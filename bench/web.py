@@ -133,8 +133,10 @@ def sign_in(app) -> tuple[str, str, str, str]:
                                            "csrf_token": token.group(1)})
     if response.status_code != 303:
         raise RuntimeError(f"sign-in answered {response.status_code}")
-    cookie = client.get_cookie("session")
+    # The page puts the CSRF token in the session (signing in starts a new one without it):
+    # the cookie to send is the one after it, as a browser has it.
     page = client.get("/manage/providers/").get_data(as_text=True)
+    cookie = client.get_cookie("session")
     csrf = re.search(r'"X-CSRFToken": "([^"]+)"', page)
     url = re.search(r'<div hx-get="([^"]+)" hx-trigger="every', page)
     fp = re.search(r'"fp": "([^"]+)"', page)
