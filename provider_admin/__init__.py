@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the application: config, extensions, blueprints, database."""
-    from . import config, database, errors, web
+    from . import caches, config, database, errors, web
 
     app = Flask(
         __name__,
@@ -23,6 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     config.load(app, test_config)
     web.init_app(app)
     database.init_app(app)
+    caches.init_app(app)
     errors.init_app(app)
     _register_blueprints(app)
     builtin.init_app(app)

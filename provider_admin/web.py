@@ -2,7 +2,6 @@
 security headers, template helpers."""
 import ipaddress
 import logging
-import time
 from typing import NamedTuple
 
 from flask import Flask, current_app, has_request_context, request, session
@@ -12,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, ValidationError
 
 from . import sessions
+from .caches import caches
 from .errors import error_response
 from .extensions import csrf, db, login_manager
 from .forms import text_problem
@@ -173,16 +173,11 @@ def _from_trusted_proxy(req) -> bool:
 # pass on the role and active flag read up to RECENT_USER_SECONDS ago, with one small
 # statement instead of Flask-Login's ORM load. Everything else loads the user in full.
 
-RECENT_USER_SECONDS = 5.0
-_RECENT_USERS_MAX = 1024
-
-
 class RecentUser(NamedTuple):
     role: str
     active: bool
     email: str
     session_version: int
-    expires: float
 
 
 _recent_user_statement = select(User.role, User.active, User.email, User.session_version).where(
@@ -190,27 +185,27 @@ _recent_user_statement = select(User.role, User.active, User.email, User.session
 
 
 def recent_session_user() -> RecentUser | None:
-    """The session's user, as read at most RECENT_USER_SECONDS ago; None whenever Flask-Login
-    would do more than load that user (no user id in the session, session protection that
-    would act, a trusted header naming someone else) or the user is gone or inactive."""
+    """The session's user, as read at most RECENT_USER_SECONDS ago (caches.py); None whenever
+    Flask-Login would do more than load that user (no user id in the session, session
+    protection that would act, a trusted header naming someone else) or the user is gone or
+    inactive."""
     user_id = session.get("_user_id")
     if user_id is None or not str(user_id).isdigit() or not _session_identity_holds():
         return None
-    recent = current_app.extensions.setdefault("recent_users", {})
-    user = recent.get(int(user_id))
-    if user is None or user.expires < time.monotonic():
-        row = db.session.connection().execute(_recent_user_statement, {"id": int(user_id)}).first()
-        if row is None:
-            return None
-        if len(recent) >= _RECENT_USERS_MAX:
-            recent.clear()
-        user = recent[int(user_id)] = RecentUser(
-            row.role, bool(row.active), row.email.lower(), row.session_version,
-            time.monotonic() + RECENT_USER_SECONDS)
+    user = caches().recent_users.fetch(int(user_id), lambda: _read_user(int(user_id)))
+    if user is None:
+        return None
     email = _header_email(request)
     if not user.active or (email and email != user.email) or not sessions.holds(user.session_version):
         return None
     return user
+
+
+def _read_user(user_id: int) -> RecentUser | None:
+    row = db.session.connection().execute(_recent_user_statement, {"id": user_id}).first()
+    if row is None:
+        return None
+    return RecentUser(row.role, bool(row.active), row.email.lower(), row.session_version)
 
 
 def _session_identity_holds() -> bool:

@@ -168,7 +168,6 @@ def apply(provider: Provider, form) -> dict:
         changes["credentials"] = "(changed)"
     elif moved and before["credentials"]:
         changes["credentials"] = "(removed: the connection changed)"
-    provider.display_version = (provider.display_version or 0) + 1
     return changes
 
 

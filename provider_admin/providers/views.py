@@ -1,23 +1,22 @@
 from flask import flash, redirect, request, url_for
 from sqlalchemy.orm.exc import StaleDataError
 
-from .. import audit, scheduling
-from ..checks import check_now
+from .. import audit, checks, scheduling
 from ..database import duplicate_at
 from ..extensions import db
-from ..htmx import done, is_fragment_request, render
+from ..htmx import done, is_fragment_request, render, render_rendered
 from ..models import Provider
-from . import bootstrap, bp, cluster, rows, service  # noqa: F401  (rows: the list's row template global)
+from . import bootstrap, bp, cluster, rows, service
 from .forms import ConfirmForm, CordonForm, DeleteForm, ProviderForm
-from .queries import Scope, get_provider_or_404, workspace_count_of, workspaces_of
+from .queries import get_provider_or_404, workspace_count_of, workspaces_of
+from .scope import Scope
 
 
 @bp.get("/")
 def index():
     """The list of providers with their status, a page at a time, searchable by name."""
     scope = Scope.list_from_args(request.args)
-    return render("providers/index.html", "providers/_list.html", scope=scope,
-                  list_html=rows.provider_list(scope))
+    return render_rendered("providers/index.html", rows.provider_list(scope), scope=scope)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -35,7 +34,7 @@ def create():
             db.session.commit()
         if refused:
             return _form(form, None)
-        check_now(provider, trigger="save")
+        checks.check_now(provider, trigger="save")
         flash(f"Provider {provider.name} created.", "success")
         _flash_e2e_notice(changes)
         return _saved(provider)
@@ -65,7 +64,7 @@ def update(provider_id: int):
         return _conflict(form, provider_id)
     if refused:
         return _form(form, provider)
-    check_now(provider, trigger="save")
+    checks.check_now(provider, trigger="save")
     flash(f"Provider {provider.name} updated.", "success")
     _flash_e2e_notice(changes)
     return _saved(provider)
@@ -85,7 +84,6 @@ def cordon(provider_id: int):
     form = CordonForm()
     if form.validate_on_submit():
         provider.cordoned, provider.cordon_reason = True, form.reason.data.strip()
-        provider.display_version += 1
         audit.record("provider.cordon", provider, {"reason": provider.cordon_reason})
         db.session.commit()
         flash(f"Provider {provider.name} cordoned: it takes no new workspaces.", "success")
@@ -100,7 +98,6 @@ def uncordon(provider_id: int):
     provider = get_provider_or_404(provider_id)
     if ConfirmForm().validate_on_submit() and provider.cordoned:
         provider.cordoned, provider.cordon_reason = False, None
-        provider.display_version += 1
         audit.record("provider.uncordon", provider)
         db.session.commit()
         flash(f"Provider {provider.name} uncordoned.", "success")
@@ -111,7 +108,7 @@ def uncordon(provider_id: int):
 def check(provider_id: int):
     """Check the provider's cluster now and show the result where it was asked for."""
     provider = get_provider_or_404(provider_id)
-    ConfirmForm().validate_on_submit() and check_now(provider)
+    ConfirmForm().validate_on_submit() and checks.check_now(provider)
     if request.form.get("from") != "page":
         return _row(provider)
     if not is_fragment_request():
