@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the application: config, extensions, blueprints, database."""
-    from . import config, database, errors, problems, web
+    from . import caches, config, database, errors, problems, web
     from .api import document
 
     # Flask, plus the OpenAPI description of the API blueprint's routes (flask-openapi3).
@@ -32,6 +32,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     config.load(app, test_config)
     web.init_app(app)
     database.init_app(app)
+    caches.init_app(app)
     errors.init_app(app)
     _register_blueprints(app)
     builtin.init_app(app)

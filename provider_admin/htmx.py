@@ -20,6 +20,15 @@ def render(page: str, fragment: str, status: int = 200, **context):
     return response
 
 
+def render_rendered(page: str, fragment_html: str, **context):
+    """Like `render`, for a fragment rendered already: the page shows it as `fragment_html`."""
+    body = fragment_html if is_fragment_request() else render_template(
+        page, fragment_html=fragment_html, **context)
+    response = make_response(body, 200)
+    response.vary.add("HX-Request")
+    return response
+
+
 def done(location: str, *, event: str | None = None, fragment: str | None = None, **context):
     """After a successful change: redirect a plain request (303); give HTMX the fragment."""
     if not is_fragment_request():

@@ -195,7 +195,9 @@ class Provider(db.Model):
     last_ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_permissions_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
-    # Bumped whenever anything shown in the provider's row changes; the badge poll compares it.
+    # Bumped by the database whenever anything shown in the provider's row changes, whoever
+    # writes it (triggers: migrations/versions/0010_display_version_triggers.py); the badge
+    # poll and the cache of rendered rows compare it. Never bumped by hand.
     display_version: Mapped[int] = mapped_column(Integer, default=1)
     # Bumped whenever anything a check depends on changes (see CHECKED_FIELDS): a check's
     # result applies only while the provider is still at the generation it was computed for.

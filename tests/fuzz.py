@@ -231,6 +231,15 @@ def restore(tables: dict[str, list[dict]]) -> None:
         for table in db.metadata.sorted_tables:
             if tables[table.name]:
                 conn.execute(table.insert(), tables[table.name])
+        # Linking a provider to its organizations again bumped its display_version (the
+        # database does, migration 0010): put back the versions as they were.
+        providers = db.metadata.tables["providers"]
+        if tables["providers"]:
+            conn.execute(providers.update().where(providers.c.id == sa.bindparam("row_id"))
+                         .values(display_version=sa.bindparam("row_version"),
+                                 updated_at=sa.bindparam("row_updated_at")),
+                         [{"row_id": row["id"], "row_version": row["display_version"],
+                           "row_updated_at": row["updated_at"]} for row in tables["providers"]])
 
 
 def drain_background_work(app) -> None:

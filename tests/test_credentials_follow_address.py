@@ -284,7 +284,7 @@ class TestTheSettingAllowsLinkLocal:
             assert response.status_code == 422
 
     def test_and_the_connections_do_not_block_them(self, app, make_provider):
-        from provider_admin.checks.jobs import connection_for
+        from provider_admin.providers.connection import connection_for
 
         provider = make_provider("east", credentials_encrypted=crypto.encrypt('{"token": "t"}'))
         assert connection_for(provider).blocked_networks == ()

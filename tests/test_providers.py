@@ -465,9 +465,6 @@ def test_search_by_name_without_and_with_htmx(admin, client, actions):
 
 def test_rows_come_from_the_cache_until_what_they_show_changes(admin, client, actions, make_org):
     from provider_admin.models import Organization
-    from provider_admin.providers import rows
-
-    rows.cache.clear()
     org = make_org("Acme")
     _many(3, organizations=[org], status="ready", last_checked_at=utcnow())
     render = []
@@ -555,9 +552,9 @@ def test_a_change_by_another_process_shows_on_the_next_load(admin, client):
 
 
 def test_what_the_fingerprint_misses_shows_within_the_list_time(admin, client, make_org, monkeypatch):
-    from provider_admin.providers import rows
+    from provider_admin.caches import caches
 
-    monkeypatch.setattr(rows, "LIST_SECONDS", 0.2)
+    monkeypatch.setattr(caches().lists, "seconds", 0.2)
     org = make_org("Acme")
     _many(2, organizations=[org])
     assert client.get("/manage/providers/").text.count("Acme") == 2

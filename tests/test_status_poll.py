@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from provider_admin.extensions import db
 from provider_admin.models import Provider, Workspace, utcnow
-from provider_admin.providers import queries
+from provider_admin.caches import caches
+from provider_admin.providers import fingerprint, scope
 
 from .conftest import statements_of
 
@@ -121,7 +122,7 @@ def test_fingerprint_in_sql_matches_the_page(admin, client, make_provider, make_
     for args in ({}, {"page": 2}, {"q": "p1"}):
         page = client.get("/manage/providers/", query_string=args).text
         url, fp = poll_of(page)
-        assert fp == queries.status_fingerprint(queries.Scope.from_args(_args(args)))
+        assert fp == fingerprint.status_fingerprint(scope.Scope.from_args(_args(args)))
         assert get_poll(client, url, fp).status_code == 204
 
 
@@ -210,16 +211,16 @@ def test_long_lists_do_not_grow_the_poll(admin, actions, client):
     page = client.get("/manage/providers/").text
     url, fp = poll_of(page)
     assert len(url) + len(fp) < 60
-    assert page.count('<tr id="provider-row-') == queries.PAGE_SIZE
+    assert page.count('<tr id="provider-row-') == scope.PAGE_SIZE
     assert get_poll(client, url, fp).status_code == 204
     # Every row changes many times: the poll stays as short, the versions posted stay a page's.
     db.session.execute(sa.update(Provider).values(display_version=Provider.display_version + 1000))
     db.session.commit()
     assert get_poll(client, url, fp).status_code == 200
     known = known_of(page)
-    assert len(known) < 40 * queries.PAGE_SIZE
+    assert len(known) < 40 * scope.PAGE_SIZE
     answer = post_poll(actions, url, fp, known)
-    assert answer.text.count('<tr id="provider-row-') == queries.PAGE_SIZE
+    assert answer.text.count('<tr id="provider-row-') == scope.PAGE_SIZE
     assert get_poll(client, url, poll_of(answer.text)[1]).status_code == 204
 
 
@@ -239,8 +240,6 @@ def current_poll(client, make_provider):
 def test_the_unchanged_poll_costs_at_most_two_statements_and_sets_no_cookie(admin, app, client,
                                                                           make_provider):
     url, fp = current_poll(client, make_provider)
-    app.extensions.pop("recent_users", None)
-    app.extensions.pop("provider_fingerprints", None)
     # Nothing read lately: the user's role and active flag, then the fingerprint.
     statements, response = statements_of(lambda: get_poll(client, url, fp))
     assert response.status_code == 204 and "Set-Cookie" not in response.headers
@@ -270,7 +269,7 @@ def test_an_anonymous_poll_is_sent_to_sign_in_even_with_a_current_fingerprint(ac
 def test_a_member_gets_403_even_with_a_current_fingerprint(actions, client, make_provider):
     make_provider("east")
     actions.login("member")
-    fp = queries.status_fingerprint(queries.Scope())
+    fp = fingerprint.status_fingerprint(scope.Scope())
     for _ in range(2):  # the second time the member's role is known from the first
         response = get_poll(client, STATUS, fp)
         assert response.status_code == 403
@@ -293,14 +292,11 @@ def test_a_deactivated_user_loses_the_data_at_once(admin, actions, client, make_
 
 def test_the_quick_answer_forgets_a_deactivated_user_within_seconds(admin, app, client, make_provider,
                                                                     monkeypatch):
-    from provider_admin.auth import recent
-
     url, fp = current_poll(client, make_provider)
     assert get_poll(client, url, fp).status_code == 204
     admin.active = False
     db.session.commit()
-    monkeypatch.setattr(recent, "RECENT_USER_SECONDS", 0.0)
-    app.extensions.pop("recent_users", None)  # as when RECENT_USER_SECONDS have passed
+    monkeypatch.setattr(caches().recent_users, "seconds", 0.0)  # as when RECENT_USER_SECONDS have passed
     assert get_poll(client, url, fp).status_code == 401
 
 
@@ -320,7 +316,7 @@ def test_a_demoted_user_is_signed_out_on_anything_but_the_quick_answer(admin, ac
 
 def test_a_change_by_another_process_reaches_the_poll_within_the_cache_time(admin, app, client,
                                                                            make_provider, monkeypatch):
-    monkeypatch.setattr(queries, "FINGERPRINT_SECONDS", 0.2)
+    monkeypatch.setattr(caches().fingerprints, "seconds", 0.2)
     url, fp = current_poll(client, make_provider)
     assert get_poll(client, url, fp).status_code == 204  # read, and kept 0.2 s
     # Another process's engine: no commit is seen by this one.

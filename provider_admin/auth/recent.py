@@ -1,22 +1,20 @@
-"""The signed-in user as seen a few seconds ago, cached per process.
+"""The signed-in user as seen a few seconds ago, kept in the app's recent-users cache
+(caches.py).
 
 Only for answers that reveal nothing but "nothing changed" (the badge poll's 204): they may
 pass on the role and active flag read up to RECENT_USER_SECONDS ago, with one small
 statement instead of Flask-Login's ORM load. Everything else loads the user in full.
 """
-import time
 from typing import NamedTuple
 
 from flask import current_app, request, session
 from sqlalchemy import bindparam, select
 
 from .. import sessions
+from ..caches import caches
 from ..extensions import db, login_manager
 from ..models import User
 from ..web import trusted_header_email
-
-RECENT_USER_SECONDS = 5.0
-_RECENT_USERS_MAX = 1024
 
 
 class RecentUser(NamedTuple):
@@ -24,7 +22,6 @@ class RecentUser(NamedTuple):
     active: bool
     email: str
     session_version: int
-    expires: float
 
 
 _recent_user_statement = select(User.role, User.active, User.email, User.session_version).where(
@@ -32,27 +29,27 @@ _recent_user_statement = select(User.role, User.active, User.email, User.session
 
 
 def recent_session_user() -> RecentUser | None:
-    """The session's user, as read at most RECENT_USER_SECONDS ago; None whenever Flask-Login
-    would do more than load that user (no user id in the session, session protection that
-    would act, a trusted header naming someone else) or the user is gone or inactive."""
+    """The session's user, as read at most RECENT_USER_SECONDS ago (caches.py); None whenever
+    Flask-Login would do more than load that user (no user id in the session, session
+    protection that would act, a trusted header naming someone else) or the user is gone or
+    inactive."""
     user_id = session.get("_user_id")
     if user_id is None or not str(user_id).isdigit() or not _session_identity_holds():
         return None
-    recent = current_app.extensions.setdefault("recent_users", {})
-    user = recent.get(int(user_id))
-    if user is None or user.expires < time.monotonic():
-        row = db.session.connection().execute(_recent_user_statement, {"id": int(user_id)}).first()
-        if row is None:
-            return None
-        if len(recent) >= _RECENT_USERS_MAX:
-            recent.clear()
-        user = recent[int(user_id)] = RecentUser(
-            row.role, bool(row.active), row.email.lower(), row.session_version,
-            time.monotonic() + RECENT_USER_SECONDS)
+    user = caches().recent_users.fetch(int(user_id), lambda: _read_user(int(user_id)))
+    if user is None:
+        return None
     email = trusted_header_email(request)
     if not user.active or (email and email != user.email) or not sessions.holds(user.session_version):
         return None
     return user
+
+
+def _read_user(user_id: int) -> RecentUser | None:
+    row = db.session.connection().execute(_recent_user_statement, {"id": user_id}).first()
+    if row is None:
+        return None
+    return RecentUser(row.role, bool(row.active), row.email.lower(), row.session_version)
 
 
 def _session_identity_holds() -> bool:

@@ -1,14 +1,13 @@
 """A check job: the plain values a check needs, so that it can run in any thread."""
-import dataclasses
-import json
 import time
 from dataclasses import dataclass
 
 from flask import current_app
 
-from .. import crypto, kube
+from .. import kube
 from ..extensions import db
 from ..models import Provider
+from ..providers.connection import connection_for
 
 
 @dataclass(frozen=True)
@@ -24,27 +23,6 @@ class CheckJob:
     needs_service_accounts: bool
     needs_services: bool
     full: bool
-
-
-def connection_for(provider: Provider) -> kube.Connection:
-    """The provider's connection with its credentials decrypted (never leaves the server).
-
-    `provider` may also be a row with the same column names, such as a claim returns.
-    """
-    blocked = () if current_app.config["ALLOW_LINK_LOCAL_CLUSTERS"] else kube.BLOCKED_NETWORKS
-    if provider.is_builtin:
-        conn = kube.in_cluster_connection(namespace=provider.namespace)
-        return dataclasses.replace(conn, blocked_networks=blocked)
-    secret = json.loads(crypto.decrypt(provider.credentials_encrypted) or "{}")
-    return kube.Connection(
-        server=provider.cluster_address or "",
-        namespace=provider.namespace,
-        ca_cert=provider.ca_cert,
-        token=secret.get("token"),
-        client_cert=secret.get("client_cert"),
-        client_key=secret.get("client_key"),
-        blocked_networks=blocked,
-    )
 
 
 def job_for(provider: Provider, *, full: bool) -> CheckJob:

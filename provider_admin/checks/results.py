@@ -30,9 +30,8 @@ log = logging.getLogger(__name__)
 providers = Provider.__table__
 checks = ProviderCheck.__table__
 
-# Re-render a row at least this often so its "last checked" time stays close to the truth.
-STALE_DISPLAY = timedelta(seconds=120)
-# What the providers' rows show; a change to any of them bumps display_version.
+# The health a provider's row shows. The database bumps display_version when any of it
+# changes, whoever writes it (migrations/versions/0010_display_version_triggers.py).
 SHOWN = ("status", "status_category", "status_message", "status_warnings", "kube_version")
 
 
@@ -72,8 +71,6 @@ _UPDATE_HEALTH = (
         "token_expires_at": _param(providers.c.token_expires_at),
         "last_permissions_check_at": _unless_null(providers.c.last_permissions_check_at),
         "last_ready_at": _unless_null(providers.c.last_ready_at),
-        # Relative, so a manual check written meanwhile is never hidden from the badge poll.
-        "display_version": providers.c.display_version + bindparam("p_bump"),
     })
 )
 
@@ -167,8 +164,6 @@ def _new_values(row: dict, outcome: Outcome, now, config) -> dict:
     waiting = failures == 0 or values["status"] == Status.PENDING.value
     wait = config["CHECK_INTERVAL"] if waiting else min(
         config["CHECK_INTERVAL"] * 2 ** (failures - 1), config["CHECK_BACKOFF_MAX"])
-    stale = row["last_checked_at"] is None or now - row["last_checked_at"] > STALE_DISPLAY
-    changed = any(row[name] != values[name] for name in SHOWN)
     return {
         **values,
         "id": outcome.provider_id,
@@ -179,7 +174,6 @@ def _new_values(row: dict, outcome: Outcome, now, config) -> dict:
         # NULL keeps the stored value (see _unless_null).
         "last_permissions_check_at": now if outcome.full else None,
         "last_ready_at": now if values["status"] == Status.READY.value else None,
-        "bump": int(changed or stale),
     }
 
 

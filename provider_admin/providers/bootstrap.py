@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from .. import audit, kube
-from ..checks.jobs import connection_for
 from ..models import BootstrapObject, Provider
+from .connection import connection_for
 
 NOTHING_RECORDED = ("nothing to remove: Deploy created no object in the cluster for this provider "
                     "(objects applied with kubectl stay; remove them with kubectl delete -f)")

@@ -59,7 +59,6 @@ def ensure(name: str, namespace: str | None = None) -> Provider | None:
                if getattr(existing, field) != value}
     if changes:
         existing.name, existing.namespace = name, namespace
-        existing.display_version += 1
         audit.record("provider.update", existing, changes, actor=ACTOR)
         try:
             db.session.commit()

@@ -5,10 +5,10 @@ from flask import current_app, request
 from flask_login import current_user
 
 from .. import kube
-from ..checks.jobs import connection_for
 from ..htmx import render
 from ..kube import workspace as kube_workspace
 from . import bp, scheduling, service
+from .connection import connection_for
 from .forms import SCHEDULING_PARSERS, ProviderForm
 from .queries import get_provider_or_404
 

@@ -1,74 +1,52 @@
-"""The list's rows, rendered once and kept in a bounded in-process cache; and the whole list
-fragment, kept for a second.
+"""The providers list as HTML: each row rendered once and kept while what it shows is the
+same, and the whole list fragment kept for a second (both in the app's caches, caches.py).
 
-A row's HTML depends only on what it shows, so the cache key is exactly that: every field the
-row prints, its organizations' names, its workspace count and the URL prefix. A change to any
-of them is a new key, so nothing needs invalidating; old keys fall out of the LRU. The one
-part that changes with the clock, "Last checked … ago", is left out of the cached HTML and
-filled in on every render.
+A row's key is what it shows: its id and display_version, which the database bumps at every
+change to anything the row prints (fingerprint.py), its workspace count, its last check (not
+every check bumps the version) and the URL prefix. A change is a new key, so nothing needs
+invalidating; old keys fall out of the LRU. The one part that changes with the clock, "Last
+checked … ago", is left out of the kept HTML and filled in on every render.
 """
-import time
-from collections import OrderedDict
-from operator import attrgetter
-from threading import Lock
+from __future__ import annotations
 
-from flask import current_app, g, render_template, request
+from datetime import datetime
+from typing import NamedTuple
+
+from flask import render_template, request
 from markupsafe import Markup, escape
 
-from ..models import Provider
+from ..caches import caches
 from ..templating import time_ago
 from . import bp
-from .queries import Scope, commits_seen, current_fingerprint, provider_page
+from .fingerprint import current_fingerprint
+from .queries import provider_page
+from .scope import Scope
 
-CACHE_SIZE = 4096
-_SHOWN = attrgetter("id", "display_version", "name", "namespace", "cluster_address", "status",
-                    "status_message", "cordoned", "cordon_reason", "kube_version", "last_checked_at")
-# Stands in for the relative time while a row is rendered for the cache.
+# Stands in for the relative time while a row is rendered to be kept.
 _AGO = Markup("\x00ago\x00")
 
 
-class FragmentCache:
-    """A thread-safe LRU of rendered fragments."""
-
-    def __init__(self, size: int):
-        self.size, self._items, self._lock = size, OrderedDict(), Lock()
-
-    def get(self, key):
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-cache = FragmentCache(CACHE_SIZE)
+class RowKey(NamedTuple):
+    script_root: str
+    id: int
+    display_version: int
+    created_at: datetime | None
+    workspaces: int
+    last_checked_at: datetime | None
 
 
 @bp.app_template_global()
-def provider_row(provider: Provider, count: int) -> Markup:
-    """The row of `provider` in the list, from the cache when it shows the same things."""
-    key = (request.script_root, count, *_SHOWN(provider), tuple(provider.status_warnings or ()),
-           tuple(org.name for org in provider.organizations))
-    parts = cache.get(key)
-    if parts is None:
-        html = render_template("providers/_row.html", provider=provider, count=count, ago=_AGO)
-        parts = tuple(html.split(_AGO))
-        cache.put(key, parts)
+def provider_row(provider, count: int, check_times: list | None = None) -> Markup:
+    """The row of `provider` in the list, from the cache when it shows the same things. For a
+    list to be kept, `check_times` collects the row's last check and its "… ago" is left as a
+    placeholder (see KeptList)."""
+    key = RowKey(request.script_root, provider.id, provider.display_version, provider.created_at,
+                 count, provider.last_checked_at)
+    parts = caches().rows.fetch(key, lambda: tuple(render_template(
+        "providers/_row.html", provider=provider, count=count, ago=_AGO).split(_AGO)))
     if len(parts) == 1:
         return Markup(parts[0])
-    check_times = g.get("list_check_times")
-    if check_times is not None:  # a list being rendered to be kept: the time is filled in later
+    if check_times is not None:
         check_times.append(provider.last_checked_at)
         return Markup(str(_AGO).join(parts))
     return Markup(str(escape(time_ago(provider.last_checked_at))).join(parts))
@@ -79,38 +57,43 @@ def provider_row(provider: Provider, count: int) -> Markup:
 # A list fragment is served again while (1) the fingerprint of its scope, read afresh on
 # every request, is the one it was rendered with, so an added, removed or changed provider
 # (whichever process wrote it) or a new workspace count shows at once; (2) no transaction
-# committed in this process since; and (3) it is at most LIST_SECONDS old: what the
-# fingerprint does not cover (the time of the last check, a renamed organization) changes in
-# other processes, and shows on the next load after that. The fragment holds nothing per user.
+# committed in this process since; and (3) it is at most LIST_SECONDS old (caches.py): the
+# fingerprint does not cover the time of the last check, which changes in other processes and
+# shows on the next load after that. The fragment holds nothing per user.
 
-LIST_SECONDS = 1.0
-LISTS_KEPT = 64
+class ListKey(NamedTuple):
+    script_root: str
+    scope: Scope
+
+
+class KeptList(NamedTuple):
+    """A rendered list: its HTML around each row's "… ago", and each row's last check."""
+
+    fingerprint: str
+    parts: list[str]
+    check_times: list
+
+    def now(self) -> Markup:
+        """The list with each row's "Last checked … ago" as of now."""
+        html = [self.parts[0]]
+        for checked, part in zip(self.check_times, self.parts[1:]):
+            html += (str(escape(time_ago(checked))), part)
+        return Markup("".join(html))
 
 
 def provider_list(scope: Scope) -> Markup:
-    """The list fragment of `scope` (providers/_list.html)."""
-    lists = current_app.extensions.setdefault("provider_lists", FragmentCache(LISTS_KEPT))
-    key = (request.script_root, scope.kind, scope.q, scope.page, scope.provider_id)
+    """The list fragment of `scope` (providers/_list.html). A page past the end shows the
+    last page: kept under its own fingerprint, it is never served again for that scope."""
+    lists, key = caches().lists, ListKey(request.script_root, scope)
     kept = lists.get(key)
-    commits, now = commits_seen(), time.monotonic()
-    if kept is not None and kept[0] == commits and kept[1] > now and kept[2] == current_fingerprint(scope):
-        return _with_times(*kept[3:])
-    listing = provider_page(scope)
-    g.list_check_times = check_times = []
-    try:
-        parts = render_template("providers/_list.html", listing=listing).split(_AGO)
-    finally:
-        del g.list_check_times
+    if kept is None or kept.fingerprint != current_fingerprint(scope):
+        kept = lists.keep(key, lambda: _render(scope))
+    return kept.now()
+
+
+def _render(scope: Scope) -> KeptList:
+    listing, check_times = provider_page(scope), []
+    parts = render_template("providers/_list.html", listing=listing, check_times=check_times).split(_AGO)
     if len(parts) != len(check_times) + 1:  # the placeholder in a provider's own text
-        return Markup(render_template("providers/_list.html", listing=listing))
-    if listing.scope == scope:  # not a page past the end, shown as the last one
-        lists.put(key, (commits, now + LIST_SECONDS, listing.fingerprint, parts, check_times))
-    return _with_times(parts, check_times)
-
-
-def _with_times(parts: list, check_times: list) -> Markup:
-    """The list with each row's "Last checked … ago" as of now."""
-    html = [parts[0]]
-    for checked, part in zip(check_times, parts[1:]):
-        html += (str(escape(time_ago(checked))), part)
-    return Markup("".join(html))
+        parts, check_times = [render_template("providers/_list.html", listing=listing, check_times=None)], []
+    return KeptList(listing.fingerprint, parts, check_times)

@@ -171,7 +171,6 @@ def apply(provider: Provider, form) -> dict:
         changes["credentials"] = "(changed)"
     elif moved and before["credentials"]:
         changes["credentials"] = "(removed: the connection changed)"
-    provider.display_version = (provider.display_version or 0) + 1
     return changes
 
 
@@ -244,7 +243,6 @@ def save(provider: Provider | None, form, *, actor=None) -> tuple[Provider | Non
 def cordon(provider: Provider, reason: str, *, actor=None) -> None:
     """Stop new workspaces on the provider (those it has keep running)."""
     provider.cordoned, provider.cordon_reason = True, reason.strip()
-    provider.display_version = (provider.display_version or 0) + 1
     audit.record("provider.cordon", provider, {"reason": provider.cordon_reason}, **({"actor": actor} if actor else {}))
     _commit_or_conflict()
 
@@ -254,7 +252,6 @@ def uncordon(provider: Provider, *, actor=None) -> bool:
     if not provider.cordoned:
         return False
     provider.cordoned, provider.cordon_reason = False, None
-    provider.display_version = (provider.display_version or 0) + 1
     audit.record("provider.uncordon", provider, **({"actor": actor} if actor else {}))
     _commit_or_conflict()
     return True

@@ -1,22 +1,22 @@
 from flask import flash, redirect, request, url_for
 
-from ..checks import check_now
+from .. import checks
 from ..extensions import db
 from ..forms import ConfirmForm
-from ..htmx import done, is_fragment_request, render
+from ..htmx import done, is_fragment_request, render, render_rendered
 from ..models import Provider
 from ..workspaces import settings as workspace_settings
-from . import bootstrap, bp, cluster, rows, scheduling, service  # noqa: F401  (rows: the list's row template global)
+from . import bootstrap, bp, cluster, rows, scheduling, service
 from .forms import CordonForm, DeleteForm, ProviderForm
-from .queries import Scope, get_provider_or_404, workspace_count_of, workspaces_of
+from .queries import get_provider_or_404, workspace_count_of, workspaces_of
+from .scope import Scope
 
 
 @bp.get("/")
 def index():
     """The list of providers with their status, a page at a time, searchable by name."""
     scope = Scope.list_from_args(request.args)
-    return render("providers/index.html", "providers/_list.html", scope=scope,
-                  list_html=rows.provider_list(scope))
+    return render_rendered("providers/index.html", rows.provider_list(scope), scope=scope)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -28,7 +28,7 @@ def create():
         provider, changes = service.save(None, form)
         if provider is None:
             return _form(form, None)
-        check_now(provider, trigger="save")
+        checks.check_now(provider, trigger="save")
         flash(f"Provider {provider.name} created.", "success")
         _flash_e2e_notice(changes)
         return _saved(provider)
@@ -49,7 +49,7 @@ def update(provider_id: int):
         return _conflict(form, provider_id)
     if saved is None:
         return _form(form, provider)
-    check_now(provider, trigger="save")
+    checks.check_now(provider, trigger="save")
     flash(f"Provider {provider.name} updated.", "success")
     _flash_settings_notice(provider, changes)
     _flash_e2e_notice(changes)
@@ -95,7 +95,7 @@ def uncordon(provider_id: int):
 def check(provider_id: int):
     """Check the provider's cluster now and show the result where it was asked for."""
     provider = get_provider_or_404(provider_id)
-    ConfirmForm().validate_on_submit() and check_now(provider)
+    ConfirmForm().validate_on_submit() and checks.check_now(provider)
     if request.form.get("from") != "page":
         return _row(provider)
     if not is_fragment_request():

@@ -8,7 +8,7 @@ from flask import Flask, current_app
 from sqlalchemy import event, select
 
 from .. import audit, kube
-from ..checks.jobs import connection_for
+from ..providers.connection import connection_for
 from ..extensions import db
 from ..kube import Connection
 from ..kube import workspace as kube_workspace
