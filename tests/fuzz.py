@@ -85,6 +85,11 @@ ROUTES = {
     # The API answers these clients (session cookies, no bearer token) 401; it is fuzzed with
     # tokens from its own OpenAPI description.
     "api.me": Route(),
+    **{f"api.organizations.{name}": Route() for name in (
+        "list_organizations", "get_organization", "create_organization", "rename_organization", "add_member",
+        "remove_member", "list_events")},
+    **{f"api.workspaces.{name}": Route() for name in (
+        "list_workspaces", "get_workspace", "create_workspace", "delete_workspace")},
     **{f"api.providers.{name}": Route() for name in (
         "list_providers", "get_provider", "get_manifest", "create_provider", "update_provider", "delete_provider",
         "check_provider", "cordon_provider", "uncordon_provider", "deploy_provider")},

@@ -6,7 +6,7 @@ from flask import Response, abort, request, url_for
 from flask_login import current_user
 from flask_openapi3 import APIBlueprint, Tag
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from .. import kube
 from ..kube import scheduling
@@ -18,7 +18,6 @@ from ..providers import bootstrap, formdata, service
 from ..providers.forms import ProviderForm
 from .provider_schemas import (Cordon, DeleteOptions, NewProvider, Outcomes, Precondition, Provider as ProviderOut,
                                ProviderFilter, ProviderPage, ProviderPath, Settings)
-from .schemas import OrganizationRef
 
 TAG = Tag(name="Providers", description="Workspace providers (site managers and admins).")
 bp = APIBlueprint("providers", __name__, url_prefix="/providers", abp_tags=[TAG], abp_security=[{"token": []}],
@@ -31,26 +30,34 @@ def _managers_only():
         abort(403)
 
 
-def _representation(provider: Provider, workspaces: int) -> dict:
-    return ProviderOut(
-        id=provider.id, uid=provider.uid, name=provider.name, builtin=provider.is_builtin,
-        cluster_address=provider.cluster_address, namespace=provider.namespace, ca_certificate=provider.ca_cert,
-        kubeconfig_context=provider.kubeconfig_context,
-        credentials={"kind": provider.credentials_kind, "token_expires_at": provider.token_expires_at},
-        organizations=[OrganizationRef(id=o.id, name=o.name) for o in provider.organizations],
-        e2e_encryption=provider.e2e_encryption, external_ssh=provider.external_ssh,
-        access_url=provider.access_url, storage_class=provider.storage_class,
-        service_account=provider.service_account, pod_tolerations=provider.pod_tolerations,
-        pod_node_selector=provider.pod_node_selector,
-        service_account_annotations=provider.service_account_annotations,
-        affinity=scheduling.effective_affinity(provider.affinity), cordoned=provider.cordoned,
-        cordon_reason=provider.cordon_reason, workspaces=workspaces, version=provider.version,
-        status={"state": provider.status, "category": provider.status_category,
-                "message": provider.status_message, "warnings": provider.status_warnings or [],
-                "kube_version": provider.kube_version, "last_checked_at": provider.last_checked_at,
-                "last_ready_at": provider.last_ready_at},
-        created_at=provider.created_at, updated_at=provider.updated_at,
-    ).model_dump(mode="json")
+def _representation(provider, workspaces: int, organizations: list[dict]) -> dict:
+    """The Provider schema's fields, from a Provider or a row of its table (built by hand:
+    this runs for every row of a list)."""
+    stamp = _iso
+    return {
+        "id": provider.id, "uid": provider.uid, "name": provider.name, "builtin": provider.is_builtin,
+        "cluster_address": provider.cluster_address, "namespace": provider.namespace,
+        "ca_certificate": provider.ca_cert, "kubeconfig_context": provider.kubeconfig_context,
+        "credentials": {"kind": provider.credentials_kind, "token_expires_at": stamp(provider.token_expires_at)},
+        "organizations": organizations,
+        "e2e_encryption": provider.e2e_encryption, "external_ssh": provider.external_ssh,
+        "access_url": provider.access_url, "storage_class": provider.storage_class,
+        "service_account": provider.service_account, "pod_tolerations": provider.pod_tolerations,
+        "pod_node_selector": provider.pod_node_selector,
+        "service_account_annotations": provider.service_account_annotations,
+        "affinity": scheduling.DEFAULT_AFFINITY if provider.affinity is None else provider.affinity,
+        "cordoned": provider.cordoned,
+        "cordon_reason": provider.cordon_reason, "workspaces": workspaces, "version": provider.version,
+        "status": {"state": provider.status, "category": provider.status_category,
+                   "message": provider.status_message, "warnings": provider.status_warnings or [],
+                   "kube_version": provider.kube_version, "last_checked_at": stamp(provider.last_checked_at),
+                   "last_ready_at": stamp(provider.last_ready_at)},
+        "created_at": stamp(provider.created_at), "updated_at": stamp(provider.updated_at),
+    }
+
+
+def _iso(value) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _count(provider: Provider) -> int:
@@ -61,12 +68,28 @@ def etag(provider: Provider) -> str:
     return f'"{provider.version}"'
 
 
-def _answer(provider: Provider, status: int = 200, **headers) -> Response:
-    db.session.refresh(provider)
-    response = Response(json.dumps(_representation(provider, _count(provider))), status,
+def _answer(provider: Provider, status: int = 200, *, workspaces: int | None = None, **headers) -> Response:
+    if workspaces is None:  # after a change: read it back as stored
+        db.session.refresh(provider)
+        workspaces = _count(provider)
+    organizations = [{"id": o.id, "name": o.name} for o in provider.organizations]
+    response = Response(json.dumps(_representation(provider, workspaces, organizations)), status,
                         mimetype="application/json", headers=headers)
     response.headers["ETag"] = etag(provider)
     return response
+
+
+_COUNT = select(func.count()).select_from(Workspace).where(Workspace.provider_id == Provider.id) \
+    .correlate(Provider).scalar_subquery()
+
+
+def _read(provider_id: int) -> Response:
+    """One provider with its organizations and workspace count in one statement."""
+    row = db.session.execute(select(Provider, _COUNT).where(Provider.id == provider_id)
+                             .options(joinedload(Provider.organizations))).unique().first()
+    if row is None:
+        abort(404)
+    return _answer(row[0], workspaces=row[1])
 
 
 def _load(provider_id: int) -> Provider:
@@ -95,15 +118,26 @@ def list_providers(query: ProviderFilter):
     previous page: pages stay right while providers come and go), filtered by status,
     organization, part of the name or cordon.
     """
-    statement = _filtered(select(Provider), query).options(selectinload(Provider.organizations))
+    table = Provider.__table__
+    statement = _filtered(select(table, _COUNT.label("workspace_count")), query)
     if query.cursor is not None:
         statement = statement.filter(Provider.id > query.cursor)
-    providers = db.session.scalars(statement.order_by(Provider.id).limit(query.limit + 1)).all()
-    page, more = providers[:query.limit], len(providers) > query.limit
-    counts = dict(db.session.execute(select(Workspace.provider_id, func.count()).group_by(Workspace.provider_id)
-                                     .filter(Workspace.provider_id.in_([p.id for p in page]))).all())
-    return {"items": [_representation(p, counts.get(p.id, 0)) for p in page],
+    rows = db.session.execute(statement.order_by(Provider.id).limit(query.limit + 1)).all()
+    page, more = rows[:query.limit], len(rows) > query.limit
+    organizations = _organizations_of([row.id for row in page])
+    body = {"items": [_representation(row, row.workspace_count, organizations.get(row.id, [])) for row in page],
             "next_cursor": page[-1].id if page and more else None}
+    return Response(json.dumps(body), mimetype="application/json")
+
+
+def _organizations_of(ids: list[int]) -> dict[int, list[dict]]:
+    found: dict[int, list[dict]] = {}
+    rows = db.session.execute(select(provider_organizations.c.provider_id, Organization.id, Organization.name)
+                              .join(Organization).where(provider_organizations.c.provider_id.in_(ids))
+                              .order_by(Organization.name))
+    for provider_id, organization_id, name in rows:
+        found.setdefault(provider_id, []).append({"id": organization_id, "name": name})
+    return found
 
 
 def _filtered(statement, query: ProviderFilter):
@@ -127,7 +161,7 @@ def get_provider(path: ProviderPath):
 
     Its settings, with their version as the ETag, and its live status.
     """
-    return _answer(_load(path.provider_id))
+    return _read(path.provider_id)
 
 
 @bp.get("/<int:provider_id>/manifest", responses={200: None})

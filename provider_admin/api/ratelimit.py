@@ -1,4 +1,4 @@
-"""Rate limits of the API: per token once it is known, per client address before (so that a
+"""Rate limits of the API (a sliding window counter: constant work per request): per token once it is known, per client address before (so that a
 flood of bad tokens is cut short too). A refused request gets 429 with Retry-After.
 
 Counts live in the storage named by API_RATE_LIMIT_STORAGE: "memory://" counts per process
@@ -16,7 +16,7 @@ from ..problems import problem
 class RateLimits:
     def __init__(self, app: Flask):
         self.limit = limits.parse(app.config["API_RATE_LIMIT"])
-        self.limiter = limits.strategies.MovingWindowRateLimiter(
+        self.limiter = limits.strategies.SlidingWindowCounterRateLimiter(
             limits.storage.storage_from_string(app.config["API_RATE_LIMIT_STORAGE"]))
 
     def refusal(self, key: str):

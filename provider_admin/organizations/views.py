@@ -2,14 +2,12 @@ from flask import abort, flash, url_for
 from sqlalchemy import func
 from sqlalchemy.orm import selectinload
 
-from .. import audit
-from ..database import duplicate_at
 from ..extensions import db
 from ..forms import ConfirmForm
 from ..htmx import done, render
 from ..models import Organization, User, Workspace, organization_members, provider_organizations
 from ..users.queries import get_user_or_404
-from . import bp
+from . import bp, service
 from .forms import AddMemberForm, OrganizationForm
 
 
@@ -28,16 +26,9 @@ def _counts(column, table) -> dict[int, int]:
 def index():
     """List organizations and create new ones."""
     form = OrganizationForm()
-    if form.validate_on_submit():
-        with duplicate_at(form, "name") as refused:
-            organization = Organization(name=form.name.data)
-            db.session.add(organization)
-            db.session.flush()
-            audit.record("organization.create", organization, {"name": organization.name})
-            db.session.commit()
-        if not refused:
-            flash(f"Organization {organization.name} created.", "success")
-            return done(url_for(".index"))
+    if form.validate_on_submit() and (organization := service.create(form)) is not None:
+        flash(f"Organization {organization.name} created.", "success")
+        return done(url_for(".index"))
     organizations = db.session.scalars(db.select(Organization).order_by(Organization.name)).all()
     return render(
         "organizations/index.html", "organizations/_list.html", 422 if form.errors else 200,
@@ -53,14 +44,9 @@ def update(organization_id: int):
     """Rename an organization and manage its members."""
     organization = get_organization_or_404(organization_id, selectinload(Organization.members))
     form = OrganizationForm(organization=organization, obj=organization)
-    if form.validate_on_submit() and form.name.data != organization.name:
-        with duplicate_at(form, "name") as refused:
-            audit.record("organization.update", organization, {"name": {"from": organization.name, "to": form.name.data}})
-            organization.name = form.name.data
-            db.session.commit()
-        if not refused:
-            flash("Organization renamed.", "success")
-            return done(url_for(".update", organization_id=organization.id))
+    if form.validate_on_submit() and form.name.data != organization.name and service.rename(organization, form):
+        flash("Organization renamed.", "success")
+        return done(url_for(".update", organization_id=organization.id))
     return _page(organization, form, AddMemberForm(formdata=None), 422 if form.errors else 200)
 
 
@@ -72,9 +58,7 @@ def add_member(organization_id: int):
     add.user_id.choices = _non_member_choices(organization)
     if add.validate_on_submit():
         user = get_user_or_404(add.user_id.data)
-        organization.members.append(user)
-        audit.record("organization.add_member", organization, {"member": user.email})
-        db.session.commit()
+        service.add_member(organization, user)
         flash(f"{user.username} added to {organization.name}.", "success")
         return done(url_for(".update", organization_id=organization.id))
     return _page(organization, OrganizationForm(formdata=None, obj=organization), add, 422)
@@ -85,10 +69,7 @@ def remove_member(organization_id: int, user_id: int):
     """Remove a user from the organization (their workspaces stay until deleted)."""
     organization = get_organization_or_404(organization_id)
     user = get_user_or_404(user_id)
-    if ConfirmForm().validate_on_submit() and user in organization.members:
-        organization.members.remove(user)
-        audit.record("organization.remove_member", organization, {"member": user.email})
-        db.session.commit()
+    if ConfirmForm().validate_on_submit() and service.remove_member(organization, user):
         flash(f"{user.username} removed from {organization.name}.", "success")
     return done(url_for(".update", organization_id=organization.id))
 
