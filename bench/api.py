@@ -22,7 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import fernet_key, make_app, revision, verdict, workdir  # noqa: E402
-from bench.web import Gunicorn, Target, check_targets, load, populate  # noqa: E402
+from bench.web import Gunicorn, Target, best_of_rounds, check_targets, populate  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -81,16 +81,7 @@ def run(args, folder: str) -> int:
                    Target("read", admin, f"/api/v1/providers/{provider_id}", 200, headers)]
         try:
             check_targets(targets, args.providers)
-            for target in targets:
-                load(target, min(1.0, args.seconds), args.concurrency, 200)
-            best: dict[str, dict] = {}
-            for round_ in range(1, args.rounds + 1):
-                for target in targets:
-                    result = load(target, args.seconds, args.concurrency, args.max_requests)
-                    print(f"round {round_} {target.name:8s} {result['rps']:8.1f} req/s  ({result['requests']} in "
-                          f"{result['seconds']:.1f} s; server CPU {result['server_cpu_ms']:.2f} ms/req)")
-                    if target.name not in best or result["rps"] > best[target.name]["rps"]:
-                        best[target.name] = result
+            best = best_of_rounds(targets, args)
         except RuntimeError as exc:
             with open(admin.log_path) as log:
                 print(log.read()[-2000:])

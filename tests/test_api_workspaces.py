@@ -6,24 +6,8 @@ from provider_admin.extensions import db
 from provider_admin.models import Role, Workspace
 from provider_admin.tokens import service as tokens
 
-from .test_workspaces import wait_status
+from .test_workspaces import app_config, org, provider, wait_status  # noqa: F401  (fixtures)
 from .tests_api import call
-
-
-@pytest.fixture
-def app_config():
-    return {"CHECK_TIMEOUT": 2.0}
-
-
-@pytest.fixture
-def org(make_org):
-    return make_org("Acme")
-
-
-@pytest.fixture
-def provider(kube_api, kube_provider, org):
-    kube_api.deploy_marker("east")
-    return kube_provider(kube_api, organizations=[org], status="ready")
 
 
 def api_of(app, user, read_only=False):

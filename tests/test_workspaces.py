@@ -158,7 +158,7 @@ def test_the_record_of_a_workspace_that_did_not_fail_stays(actions, provider, or
     actions.login("admin", organizations=[org])
     workspace = wait_status(created(actions, provider, org).id, "running")
     response = actions.post(f"/workspaces/{workspace.id}/forget", htmx=True)
-    assert response.status_code == 409 and 'role="dialog"' in response.text
+    assert response.status_code == 409 and '<dialog id="dialog"' in response.text
     assert db.session.scalar(sa.select(Workspace.status).filter_by(id=workspace.id)) == "running"
 
 

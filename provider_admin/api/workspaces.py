@@ -8,12 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 
-from ..database import duplicate_at
 from ..extensions import db
 from ..models import Workspace
 from ..problems import problem
 from ..workspaces import builds
-from ..workspaces.forms import DUPLICATE_NAME, WorkspaceForm
+from ..workspaces.forms import WorkspaceForm
 from .schemas import Id, Line
 
 TAG = Tag(name="Workspaces", description="Members: their own workspaces; managers and admins: everyone's.")
@@ -121,15 +120,9 @@ def create_workspace(body: NewWorkspace):
     On a provider its organization may use now; it builds in the background (poll it).
     """
     form = WorkspaceForm(formdata=_formdata(body), owner=current_user, meta={"csrf": False})
-    if form.validate():
-        with duplicate_at(form, "name", message=DUPLICATE_NAME) as refused:
-            workspace = form.new_workspace()
-            db.session.add(workspace)
-            db.session.commit()
-        if not refused:
-            builds.start(workspace, "build")
-            return Response(json.dumps(_body(workspace)), 201, mimetype="application/json", headers={
-                "Location": url_for("api.workspaces.get_workspace", workspace_id=workspace.id)})
+    if form.validate() and (workspace := builds.create(form)) is not None:
+        return Response(json.dumps(_body(workspace)), 201, mimetype="application/json", headers={
+            "Location": url_for("api.workspaces.get_workspace", workspace_id=workspace.id)})
     return problem(422, "Invalid workspace", "Some values were refused; see errors.", errors=[
         {"pointer": f"/{field.name}", "detail": str(message)} for field in form for message in field.errors])
 

@@ -9,11 +9,13 @@ from sqlalchemy import event, select
 
 from .. import audit, kube
 from ..providers.connection import connection_for
+from ..database import duplicate_at
 from ..extensions import db
 from ..kube import Connection
 from ..kube import workspace as kube_workspace
 from ..models import BuildLogLine, Provider, Status, Workspace, utcnow
 from . import settings
+from .forms import DUPLICATE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,19 @@ def start(workspace: Workspace, action: str) -> None:
     pool = app.extensions.setdefault(
         "workspace_builds", ThreadPoolExecutor(max_workers=4, thread_name_prefix="workspace-build"))
     pool.submit(_run, app, workspace.id, action)
+
+
+def create(form) -> Workspace | None:
+    """The workspace of a checked WorkspaceForm, saved and building in the background; None
+    when a concurrent create took its name (the message is at the name field)."""
+    with duplicate_at(form, "name", message=DUPLICATE_NAME) as refused:
+        workspace = form.new_workspace()
+        db.session.add(workspace)
+        db.session.commit()
+    if refused:
+        return None
+    start(workspace, "build")
+    return workspace
 
 
 def delete_or_queue(workspace: Workspace) -> str | None:

@@ -3,7 +3,6 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
 from .. import audit
-from ..database import duplicate_at
 from ..extensions import db
 from ..forms import ConfirmForm
 from ..htmx import done, is_fragment_request, render
@@ -11,7 +10,7 @@ from ..models import Workspace
 from ..web import arg_int
 from ..providers.queries import get_provider_or_404
 from . import bp, builds, settings
-from .forms import DUPLICATE_NAME, WorkspaceForm
+from .forms import WorkspaceForm
 
 
 DELETING = "deleting_workspaces"  # session key: ids whose deletion this browser started
@@ -46,14 +45,8 @@ def index():
 def create():
     """Create a workspace on a provider its organization may use; the build runs in the background."""
     form = _workspace_form()
-    if form.validate_on_submit():
-        with duplicate_at(form, "name", message=DUPLICATE_NAME) as refused:
-            workspace = form.new_workspace()
-            db.session.add(workspace)
-            db.session.commit()
-        if not refused:
-            builds.start(workspace, "build")
-            return done(url_for(".show", workspace_id=workspace.id))
+    if form.validate_on_submit() and (workspace := builds.create(form)) is not None:
+        return done(url_for(".show", workspace_id=workspace.id))
     return render("workspaces/new.html", "workspaces/_form.html", 422 if form.errors else 200, form=form,
                   choices=form.offers, organization=form.chosen_organization)
 
