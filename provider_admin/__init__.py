@@ -31,9 +31,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import audit, auth, organizations, providers, users, workspaces
+    from . import audit, auth, oidc, organizations, providers, users, workspaces
     from .cli import cli
 
-    for module in (auth, workspaces, providers, organizations, users, audit):
+    oidc.init_app(app)
+    for module in (auth, oidc, workspaces, providers, organizations, users, audit):
         app.register_blueprint(module.bp)
     app.cli.add_command(cli)
