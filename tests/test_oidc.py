@@ -7,13 +7,11 @@ import json
 
 import pytest
 import requests
-from flask import session
 
-from provider_admin import sessions
 from provider_admin.extensions import db
-from provider_admin.models import AuditEvent, Organization, Role, User, organization_members
+from provider_admin.models import AuditEvent, Role, User, organization_members
 
-from .conftest import PASSWORD
+from .conftest import field_error
 from .oidc import CLIENT_ID, idp, path_of, query, sso_config  # noqa: F401  (fixture)
 
 
@@ -312,3 +310,56 @@ def _with(app, **changes):
     import dataclasses
 
     return dataclasses.replace(app.extensions["oidc"], **changes)
+
+
+def test_the_claims_page_shows_what_was_received_and_what_the_mapping_made_of_it(app, client, actions, idp, orgs):
+    sign_in(client, actions, idp, "quin", groups=["platform-team", "org:Nowhere", "<script>x</script>"],
+            name="Quin <b>Q</b>")
+    user = account("quin@example.com")
+    client.post("/logout", data={"csrf_token": actions.token()})
+    actions.login(Role.ADMIN.value, username="boss")
+    edit = client.get(f"/manage/users/{user.id}/edit").get_data(as_text=True)
+    assert f'href="/manage/users/{user.id}/claims"' in edit
+    page = client.get(f"/manage/users/{user.id}/claims").get_data(as_text=True)
+    assert "Site role</dt>\n    <dd>manager, from platform-team" in page
+    assert "Platform (from platform-team)" in page
+    assert "No organization named Nowhere here" in page
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>x" not in page and "Quin &lt;b&gt;Q&lt;/b&gt;" in page
+    assert "mapping has changed since" not in page
+    app.extensions["oidc"] = _with(app, role_map={"platform-team": "member"})
+    assert "mapping has changed since" in client.get(f"/manage/users/{user.id}/claims").get_data(as_text=True)
+
+
+def test_the_claims_page_of_a_user_without_single_sign_on(client, actions):
+    admin = actions.login(Role.ADMIN.value, username="boss")
+    page = client.get(f"/manage/users/{admin.id}/claims")
+    assert page.status_code == 200 and "has not signed in with single sign-on yet" in page.get_data(as_text=True)
+    assert client.get("/manage/users/999999/claims").status_code == 404
+
+
+@pytest.mark.parametrize("role", [Role.MANAGER.value, Role.MEMBER.value])
+def test_the_claims_page_is_for_admins_only(client, actions, site, role):
+    actions.login(role)
+    assert client.get(f"/manage/users/{site.id}/claims").status_code == 403
+
+
+def test_a_synced_users_role_is_not_changed_by_hand(client, actions, idp, orgs):
+    sign_in(client, actions, idp, "rae", groups=["developers"])
+    user = account("rae@example.com")
+    client.post("/logout", data={"csrf_token": actions.token()})
+    actions.login(Role.ADMIN.value, username="boss")
+    page = client.get(f"/manage/users/{user.id}/edit").get_data(as_text=True)
+    assert "Role managed by the identity provider" in page
+    form = {"email": user.email, "username": user.username, "role": "admin", "active": "y",
+            "organizations": [str(orgs["Developers"].id)]}
+    response = actions.post(f"/manage/users/{user.id}/edit", form)
+    assert response.status_code == 422
+    assert field_error(response.get_data(as_text=True), "role").startswith(
+        "Role managed by the identity provider: change rae's groups there")
+    db.session.expire_all()
+    assert user.role == "member"
+    form["role"] = "member"  # everything else may still be changed
+    form["active"] = ""
+    assert actions.post(f"/manage/users/{user.id}/edit", form).status_code == 303
+    db.session.expire_all()
+    assert user.active is False
