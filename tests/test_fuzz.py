@@ -78,6 +78,7 @@ class Site:
             "workspace_id": [str(w) for w in db.session.scalars(db.select(Workspace.id))],
             "organization_id": [str(acme.id)],
             "user_id": [str(users["member"].id), str(other.id), str(users["admin"].id)],
+            "token": ["not-a-break-glass-link"],
         }
         self.valid = {
             "name": ["dev2", "fuzz", "Acme 2", "east"], "namespace": ["ws"], "cluster_address": [server],
@@ -92,6 +93,7 @@ class Site:
             "service_account_annotations": ['{"a/b": "{{ .Username }}"}'], "affinity": ["{}"],
             "next": ["/workspaces/"], "page": ["2"], "q": ["ea"], "fp": ["1-x"], "known": [f"{east.id}.1.0"],
             "type": ["provider"], "deleting": ["1"], "standalone": ["1"],
+            "code": ["a-code"], "state": ["a-state"], "error": ["access_denied"], "error_description": ["denied"],
         }
         self.tokens = {label: actions.form_token("/login" if role is None else "/workspaces/")
                        for (label, role), actions in zip(ROLES.items(), self.clients.values())}

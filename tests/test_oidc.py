@@ -363,3 +363,36 @@ def test_a_synced_users_role_is_not_changed_by_hand(client, actions, idp, orgs):
     assert actions.post(f"/manage/users/{user.id}/edit", form).status_code == 303
     db.session.expire_all()
     assert user.active is False
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("OIDC_ISSUER", "ftp://sso.example.com", "PROVIDER_ADMIN_OIDC_ISSUER: must be the provider's https URL"),
+    ("OIDC_ISSUER", "http://sso.example.com", "PROVIDER_ADMIN_OIDC_ISSUER: must be https"),
+    ("OIDC_ISSUER", "https://sso.example.com/?realm=a", "PROVIDER_ADMIN_OIDC_ISSUER: must be the provider's"),
+    ("OIDC_CLIENT_ID", "", "PROVIDER_ADMIN_OIDC_CLIENT_ID: must be set"),
+    ("OIDC_ROLE_MAP", {"platform-admins": "root"}, "PROVIDER_ADMIN_OIDC_ROLE_MAP: the group 'platform-admins' maps to 'root'"),
+    ("OIDC_ROLE_MAP", '["admin"]', "PROVIDER_ADMIN_OIDC_ROLE_MAP: must be a JSON object"),
+    ("OIDC_ROLE_MAP", "{not json", "PROVIDER_ADMIN_OIDC_ROLE_MAP: not valid JSON"),
+    ("OIDC_ORGANIZATION_MAP", {"team": ""}, "PROVIDER_ADMIN_OIDC_ORGANIZATION_MAP: the group 'team' must map"),
+    ("OIDC_ORGANIZATION_MAP", {"team": 3}, "PROVIDER_ADMIN_OIDC_ORGANIZATION_MAP: the group 'team' must map"),
+    ("OIDC_DEFAULT_ROLE", "owner", "PROVIDER_ADMIN_OIDC_DEFAULT_ROLE: 'owner' is not a role"),
+    ("OIDC_GROUPS_CLAIM", "realm_access..roles", "PROVIDER_ADMIN_OIDC_GROUPS_CLAIM: must name a claim"),
+    ("OIDC_SCOPES", "email profile", "PROVIDER_ADMIN_OIDC_SCOPES: must include openid"),
+])
+def test_a_mistake_in_the_settings_stops_the_start_naming_the_setting(idp, database_url, setting, value, message):
+    from provider_admin import create_app
+
+    config = sso_config(idp, **{setting: value}) | {"SQLALCHEMY_DATABASE_URI": database_url, "TESTING": True,
+                                                    "SECRET_KEY": "x", "AUTO_MIGRATE": False}
+    with pytest.raises(ValueError) as error:
+        create_app(config)
+    assert str(error.value).startswith(message)
+
+
+def test_the_maps_may_be_given_as_json_text(app, idp, database_url):
+    from provider_admin import create_app
+
+    config = sso_config(idp, OIDC_ROLE_MAP='{"ops": "admin"}', OIDC_ORGANIZATION_MAP="") | {
+        "SQLALCHEMY_DATABASE_URI": database_url, "TESTING": True, "SECRET_KEY": "x", "AUTO_MIGRATE": False}
+    found = create_app(config).extensions["oidc"]
+    assert found.role_map == {"ops": "admin"} and found.organization_map == {} and found.syncs_organizations  # by the prefix
