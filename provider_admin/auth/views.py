@@ -76,7 +76,9 @@ def logout():
 
     provider_sign_out = end_session_url()  # read while the session still says how it began
     sessions.end()
-    return redirect(provider_sign_out or url_for("auth.login"), code=303)
+    if provider_sign_out:  # a page that moves on: `form-action 'self'` stops a redirect there
+        return render_template("oidc/signed_out.html", url=provider_sign_out)
+    return redirect(url_for("auth.login"), code=303)
 
 
 @bp.route("/")

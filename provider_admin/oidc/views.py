@@ -19,9 +19,13 @@ VIA, NEXT = "_via", "_oidc_next"
 EXCERPT = 200
 
 
-@bp.post("/login")
+@bp.get("/login")
 def login():
-    """Send the browser to the identity provider (code flow with PKCE, state and nonce)."""
+    """Send the browser to the identity provider (code flow with PKCE, state and nonce).
+
+    A link, not a form: the Content-Security-Policy's `form-action 'self'` stops a form whose
+    answer redirects to another origin. Starting a sign-in changes only this visitor's own
+    session, and the state checked at the callback refuses an answer for any other."""
     settings() or abort(404)
     try:
         _check_discovery()
