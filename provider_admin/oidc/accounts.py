@@ -35,7 +35,7 @@ def _verified(value) -> bool:
 
 def email_of(claims: dict, settings: Settings) -> str:
     email = str(claims.get("email") or "").strip().lower()
-    if not email or "@" not in email:
+    if not email or "@" not in email or len(email) > 254:
         raise Refused("email_missing", "No email address from the identity provider",
                       "The identity provider did not send an email address, which is how accounts are "
                       "matched here. Ask its administrator to release the email claim (scope email).")
@@ -48,6 +48,9 @@ def email_of(claims: dict, settings: Settings) -> str:
 def find_or_create(claims: dict, settings: Settings) -> User:
     """The account of these claims: by the provider's identity, else by verified email."""
     email, subject = email_of(claims, settings), str(claims.get("sub") or "")
+    if not subject or len(subject) > 255:
+        raise Refused("subject", "The identity provider's answer did not check out",
+                      "It named no usable subject (sub) for the user.", 400)
     user = db.session.scalar(db.select(User).filter_by(oidc_issuer=settings.issuer, oidc_subject=subject))
     if user is None:
         user = db.session.scalar(db.select(User).filter(sa.func.lower(User.email) == email))

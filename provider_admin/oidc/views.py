@@ -5,6 +5,7 @@ from authlib.integrations.base_client.errors import MismatchingStateError, OAuth
 from authlib.common.errors import AuthlibBaseError
 from flask import abort, current_app, redirect, render_template, request, session, url_for
 from joserfc.errors import JoseError
+from sqlalchemy.exc import IntegrityError
 
 from .. import audit, sessions
 from ..auth.views import _safe_next
@@ -45,11 +46,14 @@ def callback():
         claims = _claims()
         user = accounts.find_or_create(claims, found)
         accounts.sync(user, claims, found)
+        audit.record("auth.sign_in", user, {"address": request.remote_addr, "method": "single sign-on"},
+                     actor=user, target_type="sign_in")
+        db.session.commit()
     except Refused as refused:
         return _refused(refused, claims)
-    audit.record("auth.sign_in", user, {"address": request.remote_addr, "method": "single sign-on"},
-                 actor=user, target_type="sign_in")
-    db.session.commit()
+    except IntegrityError:  # the same new account, signing in twice at once
+        return _refused(Refused("conflict", "Signed in twice at once",
+                                "Another sign-in of this account was being saved. Start again.", 409), claims)
     target = session.get(NEXT) or url_for("auth.home")
     # A new session, started after the commit: it carries the session version that a role
     # change by the sync just bumped, so it holds while the user's other sessions end.
