@@ -1,11 +1,14 @@
-"""Command-line tools: `flask --app app users create ...` for scripted installs."""
+"""Command-line tools: `flask --app app users create ...` for scripted installs, and
+`users break-glass` for when no one can sign in."""
 from types import SimpleNamespace
 
 import click
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app, url_for
 from flask.cli import AppGroup
 
 from . import audit
+from .auth import breakglass
 from .auth.forms import USERNAME
 from .extensions import db
 from .models import Organization, Role, User
@@ -54,3 +57,22 @@ def _check_identity(email: str, username: str) -> str:
     if not USERNAME.regex.match(username) or len(username) > 64:
         raise click.BadParameter(USERNAME.message, param_hint="--username")
     return email
+
+
+@cli.command("break-glass")
+@click.option("--email", required=True, help="The site admin to let in.")
+@click.option("--minutes", type=click.IntRange(1, breakglass.MAX_MINUTES), default=10, show_default=True,
+              help="How long the link is valid.")
+@click.option("--base-url", default="http://localhost:5000", show_default=True,
+              help="The address people open the app at (with its path prefix, if any).")
+def break_glass(email, minutes, base_url):
+    """Print a one-time sign-in link for a site admin, which works even with password sign-in off
+    or the identity provider down."""
+    user = db.session.scalar(db.select(User).filter(db.func.lower(User.email) == email.strip().lower()))
+    if user is None or not user.active or user.role != Role.ADMIN.value:
+        raise click.ClickException(f"{email} is not an active site admin")
+    token = breakglass.issue(user, minutes, COMMAND_LINE)
+    db.session.commit()
+    with current_app.test_request_context("/"):  # the link's path; the address is the caller's
+        path = url_for("auth.break_glass", token=token)
+    click.echo(f"Open within {minutes} minutes, once: {base_url.rstrip('/')}{path}")

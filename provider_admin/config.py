@@ -47,6 +47,21 @@ class Defaults:
     ALLOW_LINK_LOCAL_CLUSTERS = False
     BUILTIN_PROVIDER = None  # a name: registers the in-cluster provider when running in Kubernetes
     BUILTIN_NAMESPACE = None  # its workspaces' namespace; default: the pod's own
+    PASSWORD_SIGN_IN = True  # false: single sign-on (or the trusted header) is the only way in
+    # OpenID Connect single sign-on: on when an issuer is set (see provider_admin.oidc).
+    OIDC_ISSUER = None
+    OIDC_CLIENT_ID = None
+    OIDC_CLIENT_SECRET = None
+    OIDC_SCOPES = "openid email profile"
+    OIDC_BUTTON_LABEL = "Sign in with SSO"
+    OIDC_ALLOW_SIGNUP = False
+    OIDC_ALLOW_UNVERIFIED_EMAIL = False
+    OIDC_TIMEOUT = 10.0
+    OIDC_GROUPS_CLAIM = "groups"  # a dotted path reaches into nested claims: realm_access.roles
+    OIDC_ROLE_MAP = {}  # {"group": "admin" | "manager" | "member"}; empty: roles are not synced
+    OIDC_DEFAULT_ROLE = "member"  # the role of a synced user whom no group maps to one
+    OIDC_ORGANIZATION_MAP = {}  # {"group": "Organization name"}
+    OIDC_ORGANIZATION_PREFIX = None  # e.g. "org:": group "org:Platform" -> organization Platform
 
 
 def instance_path(root: Path) -> str:

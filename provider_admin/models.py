@@ -78,6 +78,9 @@ organization_members = Table(
     db.metadata,
     Column("organization_id", ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True),
     Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    # "manual", or "idp" for a membership that identity-provider sync made: sync adds and
+    # removes only its own, so memberships given by hand stay.
+    Column("source", String(8), nullable=False, default="manual", server_default="manual"),
 )
 
 provider_organizations = Table(
@@ -92,6 +95,7 @@ provider_organizations = Table(
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc_identity"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -103,6 +107,17 @@ class User(UserMixin, db.Model):
     # Every session carries the value it was started with; bumping it ends them all
     # (sign-out, a password or role change, deactivation).
     session_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    # Single sign-on: the identity at the provider, and what it said at the last sign-in
+    # (its claims, never its tokens, and what the mapping made of them).
+    oidc_issuer: Mapped[str | None] = mapped_column(String(255))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    idp_managed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)  # role set by sync
+    idp_claims: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    idp_outcome: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    idp_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A one-time sign-in link from the command line (its SHA-256, never the link itself).
+    break_glass_hash: Mapped[str | None] = mapped_column(String(64))
+    break_glass_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     organizations: Mapped[list[Organization]] = relationship(
         secondary=organization_members, back_populates="members", order_by="Organization.name"

@@ -47,6 +47,9 @@ ROUTES = {
     "auth.login": Route((LoginForm,), ("next",)),
     "auth.logout": Route(),
     "auth.home": Route(),
+    "auth.break_glass": Route(),
+    "oidc.login": Route(query=("next",)),
+    "oidc.callback": Route(query=("code", "state", "error", "error_description")),
     "workspaces.index": Route(query=("provider",)),
     "workspaces.create": Route((WorkspaceForm,), ("organization",) + tuple("name organization provider image "
                                                                            "cpu memory disk".split())),
@@ -78,6 +81,7 @@ ROUTES = {
     "users.index": Route(),
     "users.create": Route((UserForm,)),
     "users.update": Route((UserForm,)),
+    "users.claims": Route(),
     "audit.index": Route(query=("page", "type")),
     "tokens.index": Route((TokenForm,)),
     "tokens.everyone": Route(),

@@ -84,6 +84,7 @@ class Site:
             "organization_id": [str(acme.id)],
             "user_id": [str(users["member"].id), str(other.id), str(users["admin"].id)],
             "token_id": [str(member_token.id), str(other_token.id)],
+            "token": ["not-a-break-glass-link"],
         }
         self.valid = {
             "name": ["dev2", "fuzz", "Acme 2", "east"], "namespace": ["ws"], "cluster_address": [server],
@@ -99,6 +100,7 @@ class Site:
             "next": ["/workspaces/"], "page": ["2"], "q": ["ea"], "fp": ["1-x"], "known": [f"{east.id}.1.0"],
             "type": ["provider"], "deleting": ["1"], "standalone": ["1"],
             "days": ["30"], "access": ["read", "write"], "back": ["all"], "owner": ["all"],
+            "code": ["a-code"], "state": ["a-state"], "error": ["access_denied"], "error_description": ["denied"],
         }
         self.tokens = {label: actions.form_token("/login" if role is None else "/workspaces/")
                        for (label, role), actions in zip(ROLES.items(), self.clients.values())}

@@ -190,6 +190,15 @@ def builtin_namespace(setting, environment, monkeypatch, request):
     assert builtin_namespace_after_start() == "workspaces"
 
 
+def oidc_issuer(setting, environment, monkeypatch, request):
+    assert create_app().extensions["oidc"] is None  # unset: single sign-on is off
+    monkeypatch.setenv(setting.variable, "https://keycloak.example.com/realms/acme/")
+    with pytest.raises(ValueError, match="PROVIDER_ADMIN_OIDC_CLIENT_ID: must be set"):
+        create_app()  # an issuer needs its client
+    monkeypatch.setenv("PROVIDER_ADMIN_OIDC_CLIENT_ID", "provider-admin")
+    assert create_app().extensions["oidc"].issuer == "https://keycloak.example.com/realms/acme"
+
+
 EFFECTS = {
     "DATABASE_URL": database_url,
     "PROVIDER_ADMIN_INSTANCE_PATH": instance_path,
@@ -197,6 +206,7 @@ EFFECTS = {
     "PROVIDER_ADMIN_ENCRYPTION_KEY": generated_key("encryption_key"),
     "PROVIDER_ADMIN_RUN_SCHEDULER": run_scheduler,
     "PROVIDER_ADMIN_BUILTIN_NAMESPACE": builtin_namespace,
+    "PROVIDER_ADMIN_OIDC_ISSUER": oidc_issuer,
 }
 
 

@@ -8,4 +8,4 @@ from flask import Blueprint
 
 bp = Blueprint("auth", __name__)
 
-from . import views  # noqa: E402,F401
+from . import breakglass, views  # noqa: E402,F401

@@ -1,6 +1,6 @@
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import audit
@@ -53,8 +53,10 @@ def setup():
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Sign in with email and password."""
+    """Sign in with email and password (or, when that is off, only with single sign-on)."""
     form, status = LoginForm(), 200
+    if not current_app.config["PASSWORD_SIGN_IN"]:
+        return render_template("auth/login.html", form=None), 403 if request.method == "POST" else 200
     if form.validate_on_submit():
         attempt = signin.attempt(form.email.data, form.password.data, request.remote_addr)
         db.session.commit()
@@ -73,7 +75,12 @@ def logout():
     sessions.end_all(current_user)
     audit.record("auth.sign_out", current_user, actor=current_user, target_type="sign_in")
     db.session.commit()
+    from ..oidc.views import end_session_url  # the oidc blueprint builds on this one
+
+    provider_sign_out = end_session_url()  # read while the session still says how it began
     sessions.end()
+    if provider_sign_out:  # a page that moves on: `form-action 'self'` stops a redirect there
+        return render_template("oidc/signed_out.html", url=provider_sign_out)
     return done(url_for("auth.login"))
 
 

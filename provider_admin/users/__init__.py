@@ -7,4 +7,4 @@ from ..models import Role
 bp = Blueprint("users", __name__, url_prefix="/manage/users")
 require_roles(bp, Role.ADMIN.value)
 
-from . import views  # noqa: E402,F401
+from . import claims, views  # noqa: E402,F401

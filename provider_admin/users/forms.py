@@ -8,6 +8,7 @@ from ..forms import BaseForm
 from ..models import Role, User
 from ..providers.forms import CheckboxListField
 
+MANAGED = "Role managed by the identity provider"
 ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
 
@@ -35,6 +36,11 @@ class UserForm(BaseForm):
     def validate_email(self, field) -> None:
         field.data = field.data.strip().lower()
         self._unique(User.email, field.data, "email")
+
+    def validate_role(self, field) -> None:
+        if self.user is not None and self.user.idp_managed and field.data != self.user.role:
+            raise ValidationError(f"{MANAGED}: change {self.user.username}'s groups there; "
+                                  "a role set here would be overwritten at the next sign-in.")
 
     def validate_username(self, field) -> None:
         self._unique(User.username, field.data, "username")
