@@ -72,7 +72,7 @@ def fast_password_hashing(monkeypatch):
     runner) and every test signs in. Checking still goes through the real check_password_hash."""
     from werkzeug.security import generate_password_hash
 
-    from provider_admin import models
+    from provider_admin.models import people as models  # where User.set_password hashes
 
     monkeypatch.setattr(models, "generate_password_hash",
                         lambda password: generate_password_hash(password, "pbkdf2:sha256:1"))
