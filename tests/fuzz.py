@@ -92,6 +92,7 @@ ROUTES = {
     **{f"api.organizations.{name}": Route() for name in (
         "list_organizations", "get_organization", "create_organization", "rename_organization", "add_member",
         "remove_member", "list_events")},
+    **{f"api.users.{name}": Route() for name in ("list_users", "get_user", "create_user", "update_user")},
     **{f"api.workspaces.{name}": Route() for name in (
         "list_workspaces", "get_workspace", "create_workspace", "delete_workspace")},
     **{f"api.providers.{name}": Route() for name in (

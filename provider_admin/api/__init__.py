@@ -10,9 +10,9 @@ bp = APIBlueprint("api", __name__, url_prefix=PREFIX, abp_security=[{"token": []
 # A token is sent by a script, never attached by a browser on its own: no cookie, no CSRF.
 csrf.exempt(bp)
 
-from . import auth, document, organizations, providers, views, workspaces  # noqa: E402,F401
+from . import auth, document, organizations, providers, users, views, workspaces  # noqa: E402,F401
 
-for area in (providers, organizations, workspaces):
+for area in (providers, organizations, users, workspaces):
     bp.register_api(area.bp)
     csrf.exempt(area.bp)
 from .ratelimit import init_app  # noqa: E402,F401
