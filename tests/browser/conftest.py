@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-TIMEOUT_MS = 5000
+TIMEOUT_MS = 10000  # a page, a request or an expectation; CI machines are shared and busy
 
 
 class _MemoryBytecodeCache(jinja2.BytecodeCache):
