@@ -1,9 +1,8 @@
 """/api/v1/organizations and /api/v1/audit: what the Organizations and Audit log pages do."""
 import hashlib
 
-from flask import Response, abort, json, request, url_for
-from flask_login import current_user
-from flask_openapi3 import APIBlueprint, Tag
+from flask import Response, abort, json, url_for
+from flask_openapi3 import Tag
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -13,19 +12,13 @@ from ..models import AuditEvent, Organization, User, Workspace, provider_organiz
 from ..organizations import service
 from ..organizations.forms import OrganizationForm
 from ..problems import problem
+from .areas import MANAGERS, area, precondition
 from .provider_schemas import Precondition
 from .schemas import Id, Line
 
 TAG = Tag(name="Organizations", description="Organizations and their members (site managers and admins).")
 AUDIT = Tag(name="Audit log", description="Who changed what, newest first (site managers and admins).")
-bp = APIBlueprint("organizations", __name__, abp_tags=[TAG], abp_security=[{"token": []}],
-                  operation_id_callback=lambda *, bp_name="", name="", path="", method="": name)
-
-
-@bp.before_request
-def _managers_only():
-    if not current_user.can_manage:
-        abort(403)
+bp = area("organizations", TAG, roles=MANAGERS)
 
 
 class Member(BaseModel):
@@ -176,12 +169,7 @@ def rename_organization(path: OrganizationPath, body: OrganizationIn, header: Pr
 
 
 def _precondition(organization: Organization) -> Response | None:
-    given = request.headers.get("If-Match")
-    if given is None:
-        return problem(428, "Precondition required", "Send If-Match with the ETag of your last read.")
-    if given.strip() != "*" and etag(organization) not in [t.strip() for t in given.split(",")]:
-        return problem(412, "Changed meanwhile", "Read the organization again.", headers={"ETag": etag(organization)})
-    return None
+    return precondition(etag(organization), what="the organization")
 
 
 @bp.post("/organizations/<int:organization_id>/members", responses={200: OrganizationOut})

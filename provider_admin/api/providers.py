@@ -3,8 +3,7 @@ same form, service and guards as the pages."""
 import json
 
 from flask import Response, abort, request, url_for
-from flask_login import current_user
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
@@ -16,18 +15,12 @@ from ..models import Organization, Provider, Workspace, provider_organizations
 from ..problems import problem
 from ..providers import bootstrap, formdata, service
 from ..providers.forms import ProviderForm
+from .areas import MANAGERS, area, precondition
 from .provider_schemas import (Cordon, DeleteOptions, NewProvider, Outcomes, Precondition, Provider as ProviderOut,
                                ProviderFilter, ProviderPage, ProviderPath, Settings)
 
 TAG = Tag(name="Providers", description="Workspace providers (site managers and admins).")
-bp = APIBlueprint("providers", __name__, url_prefix="/providers", abp_tags=[TAG], abp_security=[{"token": []}],
-                  operation_id_callback=lambda *, bp_name="", name="", path="", method="": name)
-
-
-@bp.before_request
-def _managers_only():
-    if not current_user.can_manage:
-        abort(403)
+bp = area("providers", TAG, prefix="/providers", roles=MANAGERS)
 
 
 def _representation(provider, workspaces: int, organizations: list[dict]) -> dict:
@@ -97,15 +90,7 @@ def _load(provider_id: int) -> Provider:
 
 
 def _precondition(provider: Provider, required: bool) -> Response | None:
-    """If-Match against the provider's version: 428 when required and missing, 412 when stale."""
-    given = request.headers.get("If-Match")
-    if given is None:
-        return problem(428, "Precondition required", "Send If-Match with the ETag of your last read, "
-                            "so that a change made meanwhile is not overwritten.") if required else None
-    if given.strip() != "*" and etag(provider) not in [tag.strip() for tag in given.split(",")]:
-        return problem(412, "Changed meanwhile", f"The provider is at {etag(provider)} now; read it again.",
-                       headers={"ETag": etag(provider)})
-    return None
+    return precondition(etag(provider), required=required, what="the provider")
 
 
 # Reading ------------------------------------------------------------------------------------

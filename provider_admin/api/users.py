@@ -2,31 +2,25 @@
 service (the site keeps an active Site admin; an admin cannot lock themselves out)."""
 import hashlib
 
-from flask import Response, abort, json, request, url_for
+from flask import Response, abort, json, url_for
 from flask_login import current_user
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
-from ..models import Organization, User
+from ..models import Organization, Role, User
 from ..problems import problem
 from ..users import service
 from ..users.forms import UserForm
+from .areas import area, precondition
 from .provider_schemas import Precondition
 from .schemas import Id, Line, OrganizationRef
 
 TAG = Tag(name="Users", description="People and their site roles (site admins).")
-bp = APIBlueprint("users", __name__, url_prefix="/users", abp_tags=[TAG], abp_security=[{"token": []}],
-                  operation_id_callback=lambda *, bp_name="", name="", path="", method="": name)
-
-
-@bp.before_request
-def _admins_only():
-    if not current_user.is_admin:
-        abort(403)
+bp = area("users", TAG, prefix="/users", roles=(Role.ADMIN.value,))
 
 
 class UserOut(BaseModel):
@@ -140,11 +134,8 @@ def update_user(path: UserPath, body: UserIn, header: Precondition):
     password ends the user's sessions. Needs `If-Match`.
     """
     user = db.session.get(User, path.user_id) or abort(404)
-    given = request.headers.get("If-Match")
-    if given is None:
-        return problem(428, "Precondition required", "Send If-Match with the ETag of your last read.")
-    if given.strip() != "*" and etag(user) not in [t.strip() for t in given.split(",")]:
-        return problem(412, "Changed meanwhile", "Read the user again.", headers={"ETag": etag(user)})
+    if (refused := precondition(etag(user), what="the user")) is not None:
+        return refused
     form = _form(body.model_dump(exclude_unset=True), user)
     if isinstance(form, Response):
         return form

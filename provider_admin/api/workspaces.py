@@ -2,7 +2,7 @@
 the Workspaces pages (the same form, the same build, the same deletion)."""
 from flask import Response, abort, json, url_for
 from flask_login import current_user
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3 import Tag
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -13,11 +13,11 @@ from ..models import Workspace
 from ..problems import problem
 from ..workspaces import builds
 from ..workspaces.forms import WorkspaceForm
+from .areas import area
 from .schemas import Id, Line
 
 TAG = Tag(name="Workspaces", description="Members: their own workspaces; managers and admins: everyone's.")
-bp = APIBlueprint("workspaces", __name__, url_prefix="/workspaces", abp_tags=[TAG], abp_security=[{"token": []}],
-                  operation_id_callback=lambda *, bp_name="", name="", path="", method="": name)
+bp = area("workspaces", TAG, prefix="/workspaces")
 
 
 class NewWorkspace(BaseModel):
