@@ -12,6 +12,7 @@ from provider_admin.tokens import secrets
 from provider_admin.tokens.models import ApiToken
 
 from .conftest import field_error
+from .tests_api import call as api
 
 PROBLEM = "application/problem+json"
 
@@ -23,11 +24,6 @@ def create_token(actions, name="CI", days="30", access="read"):
     return re.search(r'id="new-token" class="secret" readonly value="([^"]+)"', page).group(1)
 
 
-def api(client, method, path, token=None, **kwargs):
-    headers = kwargs.pop("headers", {})
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    return client.open(f"/api/v1{path}", method=method, headers=headers, **kwargs)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from ..extensions import db
 from ..models import AuditEvent, Organization, User, Workspace, provider_organizations
 from ..organizations import service
 from ..organizations.forms import OrganizationForm
+from ..organizations.views import get_organization_or_404
+from ..users.queries import get_user_or_404
 from ..problems import problem
 from .areas import MANAGERS, area, precondition
 from .provider_schemas import Precondition
@@ -106,10 +108,6 @@ def etag(organization: Organization) -> str:
     return '"' + hashlib.sha256(state.encode()).hexdigest()[:20] + '"'
 
 
-def _load(organization_id: int) -> Organization:
-    return db.session.get(Organization, organization_id, options=[selectinload(Organization.members)]) or abort(404)
-
-
 def _form(organization: Organization | None, name: str) -> OrganizationForm | Response:
     form = OrganizationForm(formdata=None, data={"name": name}, organization=organization, meta={"csrf": False})
     if form.validate():
@@ -132,7 +130,7 @@ def list_organizations():
 @bp.get("/organizations/<int:organization_id>", responses={200: OrganizationOut})
 def get_organization(path: OrganizationPath):
     """Get an organization"""
-    return _answer(_load(path.organization_id))
+    return _answer(get_organization_or_404(path.organization_id, selectinload(Organization.members)))
 
 
 @bp.post("/organizations", responses={201: OrganizationOut})
@@ -157,7 +155,7 @@ def rename_organization(path: OrganizationPath, body: OrganizationIn, header: Pr
 
     Needs `If-Match` with the ETag of your last read.
     """
-    organization = _load(path.organization_id)
+    organization = get_organization_or_404(path.organization_id, selectinload(Organization.members))
     if (refused := _precondition(organization)) is not None:
         return refused
     form = _form(organization, body.name)
@@ -178,7 +176,7 @@ def add_member(path: OrganizationPath, body: MemberIn):
 
     An active user; adding a member twice changes nothing.
     """
-    organization = _load(path.organization_id)
+    organization = get_organization_or_404(path.organization_id, selectinload(Organization.members))
     user = db.session.get(User, body.user_id)
     if user is None or not user.active:
         return problem(422, "Invalid member", errors=[{"pointer": "/user_id", "detail": "No active user has this id."}])
@@ -192,8 +190,8 @@ def remove_member(path: MemberPath):
 
     Their workspaces in the organization stay until deleted.
     """
-    organization = _load(path.organization_id)
-    user = db.session.get(User, path.user_id) or abort(404)
+    organization = get_organization_or_404(path.organization_id, selectinload(Organization.members))
+    user = get_user_or_404(path.user_id)
     if not service.remove_member(organization, user):
         abort(404)
     return _answer(organization)

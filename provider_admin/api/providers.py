@@ -15,6 +15,7 @@ from ..models import Organization, Provider, Workspace, provider_organizations
 from ..problems import problem
 from ..providers import bootstrap, formdata, service
 from ..providers.forms import ProviderForm
+from ..providers.queries import get_provider_or_404
 from .areas import MANAGERS, area, precondition
 from .provider_schemas import (Cordon, DeleteOptions, NewProvider, Outcomes, Precondition, Provider as ProviderOut,
                                ProviderFilter, ProviderPage, ProviderPath, Settings)
@@ -85,10 +86,6 @@ def _read(provider_id: int) -> Response:
     return _answer(row[0], workspaces=row[1])
 
 
-def _load(provider_id: int) -> Provider:
-    return db.session.get(Provider, provider_id) or abort(404)
-
-
 def _precondition(provider: Provider, required: bool) -> Response | None:
     return precondition(etag(provider), required=required, what="the provider")
 
@@ -155,7 +152,7 @@ def get_manifest(path: ProviderPath):
 
     The YAML to `kubectl apply` in the provider's cluster (what Deploy applies).
     """
-    provider = _load(path.provider_id)
+    provider = get_provider_or_404(path.provider_id)
     return Response(kube.to_yaml(bootstrap.objects(provider)), mimetype="application/yaml")
 
 
@@ -203,7 +200,7 @@ def update_provider(path: ProviderPath, body: Settings, header: Precondition):
 
     The fields sent replace the stored ones (credentials stay unless sent). Needs `If-Match`.
     """
-    provider = _load(path.provider_id)
+    provider = get_provider_or_404(path.provider_id)
     if (refused := _precondition(provider, required=True)) is not None:
         return refused
     form = _form(provider, request.get_json())
@@ -212,7 +209,7 @@ def update_provider(path: ProviderPath, body: Settings, header: Precondition):
     try:
         saved, _ = service.save(provider, form)
     except service.Conflict:
-        return _precondition(_load(path.provider_id), required=True) or problem(412, "Changed meanwhile")
+        return _precondition(get_provider_or_404(path.provider_id), required=True) or problem(412, "Changed meanwhile")
     if saved is None:
         return _refused({"name": form.name.errors})
     check_now(saved, trigger="save")
@@ -225,7 +222,7 @@ def delete_provider(path: ProviderPath, query: DeleteOptions, header: Preconditi
 
     Refused (409) while it hosts workspaces. `If-Match` is honoured when sent.
     """
-    provider = _load(path.provider_id)
+    provider = get_provider_or_404(path.provider_id)
     if (refused := _precondition(provider, required=False)) is not None:
         return refused
     if reason := service.why_not_deletable(provider):
@@ -243,7 +240,7 @@ def check_provider(path: ProviderPath):
 
     Checks the cluster at once and answers with the provider and its new status.
     """
-    provider = _load(path.provider_id)
+    provider = get_provider_or_404(path.provider_id)
     check_now(provider)
     return _answer(provider)
 
@@ -254,7 +251,7 @@ def cordon_provider(path: ProviderPath, body: Cordon):
 
     No new workspaces on it; those it has keep running.
     """
-    provider = _load(path.provider_id)
+    provider = get_provider_or_404(path.provider_id)
     try:
         service.cordon(provider, body.reason)
     except service.Conflict:
@@ -268,12 +265,12 @@ def uncordon_provider(path: ProviderPath):
 
     It takes new workspaces again (nothing changes when it was not cordoned).
     """
-    provider = _load(path.provider_id)
+    provider = get_provider_or_404(path.provider_id)
     try:
         service.uncordon(provider)
     except service.Conflict:
         pass  # a concurrent uncordon did it: the answer shows the provider as it is
-    return _answer(_load(path.provider_id))
+    return _answer(get_provider_or_404(path.provider_id))
 
 
 @bp.post("/<int:provider_id>/deploy", responses={200: Outcomes})
@@ -283,7 +280,7 @@ def deploy_provider(path: ProviderPath):
     Converges the bootstrap in the cluster like `kubectl apply` and checks at once; says per
     object what was created, updated, left unchanged or could not be touched.
     """
-    provider = _load(path.provider_id)
+    provider = get_provider_or_404(path.provider_id)
     outcomes = bootstrap.deploy(provider)
     db.session.commit()
     check_now(provider, trigger="deploy")

@@ -2,7 +2,7 @@
 service (the site keeps an active Site admin; an admin cannot lock themselves out)."""
 import hashlib
 
-from flask import Response, abort, json, url_for
+from flask import Response, json, url_for
 from flask_login import current_user
 from flask_openapi3 import Tag
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +15,7 @@ from ..models import Organization, Role, User
 from ..problems import problem
 from ..users import service
 from ..users.forms import UserForm
+from ..users.queries import get_user_or_404
 from .areas import area, precondition
 from .provider_schemas import Precondition
 from .schemas import Id, Line, OrganizationRef
@@ -108,7 +109,7 @@ def list_users():
 @bp.get("/<int:user_id>", responses={200: UserOut})
 def get_user(path: UserPath):
     """Get a user"""
-    return _answer(db.session.get(User, path.user_id) or abort(404))
+    return _answer(get_user_or_404(path.user_id))
 
 
 @bp.post("", responses={201: UserOut})
@@ -133,7 +134,7 @@ def update_user(path: UserPath, body: UserIn, header: Precondition):
     Role, organizations, status, email, username or password; a change of role, status or
     password ends the user's sessions. Needs `If-Match`.
     """
-    user = db.session.get(User, path.user_id) or abort(404)
+    user = get_user_or_404(path.user_id)
     if (refused := precondition(etag(user), what="the user")) is not None:
         return refused
     form = _form(body.model_dump(exclude_unset=True), user)

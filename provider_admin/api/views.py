@@ -4,6 +4,7 @@ from flask_openapi3 import Tag
 
 from ..extensions import db
 from ..tokens import service
+from ..tokens.views import get_token_or_404
 from ..tokens.models import ApiToken
 from . import bp
 from .schemas import Me, OrganizationRef, Token, TokenList, TokenPath, TokenQuery
@@ -49,8 +50,6 @@ def revoke_token(path: TokenPath):
     One's own, or any for site admins; it is refused from the next request on. Tokens are
     created on the API tokens page only, so that a token can never mint a stronger one.
     """
-    token = db.session.get(ApiToken, path.token_id)
-    if token is None or not (current_user.is_admin or token.user_id == current_user.id):
-        abort(404)
+    token = get_token_or_404(path.token_id)
     service.revoke(token, current_user)
     return "", 204

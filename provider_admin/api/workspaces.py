@@ -13,6 +13,7 @@ from ..models import Workspace
 from ..problems import problem
 from ..workspaces import builds
 from ..workspaces.forms import WorkspaceForm
+from ..workspaces.views import get_workspace_or_404
 from .areas import area
 from .schemas import Id, Line
 
@@ -82,14 +83,6 @@ def _body(workspace: Workspace, with_log: bool = False) -> dict:
         if with_log else None).model_dump(exclude_none=not with_log)
 
 
-def _visible(workspace_id: int) -> Workspace:
-    """Someone else's workspace answers like a missing one, as on the pages."""
-    workspace = db.session.get(Workspace, workspace_id)
-    if workspace is None or not (current_user.can_manage or workspace.owner_id == current_user.id):
-        abort(404)
-    return workspace
-
-
 @bp.get("", responses={200: WorkspaceList})
 def list_workspaces(query: WorkspaceFilter):
     """List workspaces
@@ -108,7 +101,7 @@ def list_workspaces(query: WorkspaceFilter):
 @bp.get("/<int:workspace_id>", responses={200: WorkspaceOut})
 def get_workspace(path: WorkspacePath):
     """Get a workspace with its build log"""
-    workspace = _visible(path.workspace_id)
+    workspace = get_workspace_or_404(path.workspace_id)  # someone else's: as if missing
     builds.settle_if_interrupted(workspace)
     return _body(workspace, with_log=True)
 
@@ -149,7 +142,7 @@ def delete_workspace(path: WorkspacePath):
     Its objects are removed from the cluster, then the record; while it builds, the deletion
     is queued. Its owner and site admins may delete it.
     """
-    workspace = _visible(path.workspace_id)
+    workspace = get_workspace_or_404(path.workspace_id)  # someone else's: as if missing
     if not workspace.can_be_deleted_by(current_user):
         abort(403)
     builds.settle_if_interrupted(workspace)
