@@ -130,6 +130,7 @@ MANAGER_PAGES = {
     "workspace-delete-page": visit("/workspaces/{w.running.id}/delete"),
     "workspace-delete-dialog": from_workspace("Delete", "Delete workspace old?"),
     "not-found": visit("/manage/providers/999999"),
+    "api-tokens": visit("/tokens/"),
 }
 ADMIN_PAGES = {
     **MANAGER_PAGES,
@@ -141,6 +142,7 @@ ADMIN_PAGES = {
                                               page.wait_for_load_state()),
     "workspace-forget-page": visit("/workspaces/{w.failed.id}/forget"),
     "workspace-forget-dialog": from_workspace("Remove record", "Remove the record of old?"),
+    "api-tokens-everyone": visit("/tokens/all"),
 }
 MEMBER_PAGES = {
     "workspaces": visit("/workspaces/"),
@@ -150,9 +152,11 @@ MEMBER_PAGES = {
     "workspace-delete-dialog": from_workspace("Delete", "Delete workspace old?"),
     "forbidden": visit("/manage/providers/"),
     "not-found": visit("/workspaces/999999"),
+    "api-tokens": visit("/tokens/"),
 }
 SIGNED_OUT_PAGES = {
     "login": visit("/login"),
+    "api-reference": visit("/api/v1/docs"),
     "login-refused": lambda page, world: (page.goto("/login"),
                                           page.get_by_role("button", name="Sign in").click(),
                                           page.wait_for_load_state()),
