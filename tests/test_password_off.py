@@ -123,3 +123,27 @@ def test_a_link_stops_working_when_its_admin_is_demoted(runner, client, actions,
 def _session(client) -> dict:
     with client.session_transaction() as stored:
         return dict(stored)
+
+
+def test_setup_asks_no_password_and_the_admin_signs_in_with_single_sign_on(client, actions):
+    page = client.get("/setup").get_data(as_text=True)
+    assert 'name="password"' not in page and "through single sign-on" in page
+    token = actions.form_token("/setup")
+    response = client.post("/setup", data={"email": "First@Example.com", "username": "first", "csrf_token": token})
+    assert response.status_code == 303
+    first = db.session.scalar(db.select(User).filter_by(email="first@example.com"))
+    assert first.role == Role.ADMIN.value and first.password_hash is None
+
+
+def test_a_new_user_needs_no_password(runner, client, actions, admin):
+    path = link_path(break_glass(runner, "--email", admin.email).output)
+    assert client.post(path, data={"csrf_token": actions.form_token(path)}).status_code == 303
+    page = client.get("/manage/users/new").get_data(as_text=True)
+    assert 'name="email"' in page and 'name="password"' not in page
+    token = actions.form_token("/manage/users/new")
+    response = client.post("/manage/users/new", data={
+        "email": "dev@example.com", "username": "dev", "role": Role.MEMBER.value, "active": "y",
+        "csrf_token": token})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    created = db.session.scalar(db.select(User).filter_by(email="dev@example.com"))
+    assert created is not None and created.password_hash is None

@@ -1,5 +1,6 @@
+from flask import current_app
 from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, Length, Regexp
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
 
 from ..forms import BaseForm
 
@@ -23,3 +24,11 @@ class SetupForm(BaseForm):
     email = EmailField("Email", filters=[strip], validators=[DataRequired(), Email(), Length(max=254)])
     username = StringField("Username", validators=[DataRequired(), Length(max=64), USERNAME])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=200)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # With password sign-in off the first admin signs in with single sign-on (or the
+        # trusted header) as this email: a password here could never be used.
+        self.asks_password = current_app.config["PASSWORD_SIGN_IN"]
+        if not self.asks_password:
+            self.password.validators = [Optional()]

@@ -40,7 +40,8 @@ def setup():
     if form.validate_on_submit():
         user = User(email=form.email.data.strip().lower(), username=form.username.data,
                     role=Role.ADMIN.value)
-        user.set_password(form.password.data)
+        if form.password.data:
+            user.set_password(form.password.data)
         db.session.add(user)
         db.session.flush()
         audit.record("user.create", user, {"role": user.role}, actor=user)

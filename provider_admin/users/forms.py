@@ -1,3 +1,4 @@
+from flask import current_app
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, ValidationError
@@ -23,7 +24,10 @@ class UserForm(BaseForm):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        if user is None:  # a new user needs a password; an edit keeps the current one when left empty
+        # A new user needs a password while passwords sign people in; an edit keeps the current
+        # one when left empty. With password sign-in off, accounts are matched at single sign-on.
+        self.asks_password = current_app.config["PASSWORD_SIGN_IN"]
+        if user is None and self.asks_password:
             self.password.validators = [InputRequired("Set an initial password."), Length(min=8, max=200)]
 
     def _unique(self, column, value: str, label: str) -> None:
