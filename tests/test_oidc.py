@@ -154,6 +154,24 @@ def test_an_existing_account_is_matched_by_verified_email_and_linked(client, act
     assert db.session.scalar(db.select(db.func.count(User.id))) == 2  # with the site's member
 
 
+def test_an_email_changed_at_the_provider_follows_to_the_linked_account(client, actions, idp, orgs):
+    sign_in(client, actions, idp, "hal-at-idp", email="hal@example.com")
+    hal = account("hal@example.com")
+    assert sign_in(client, actions, idp, "hal-at-idp", email="Hal.Jordan@example.com").status_code == 303
+    db.session.expire_all()
+    assert hal.email == "hal.jordan@example.com" and account("hal@example.com") is None
+    assert {"email": {"from": "hal@example.com", "to": "hal.jordan@example.com"}} in audit_actions("user.idp_sync")
+
+
+def test_an_email_changed_to_another_accounts_address_is_not_taken(client, actions, idp, orgs):
+    sign_in(client, actions, idp, "ida-at-idp", email="ida@example.com")
+    other = actions.user(Role.MEMBER.value, email="ida.new@example.com", username="ida-new")
+    assert sign_in(client, actions, idp, "ida-at-idp", email="ida.new@example.com").status_code == 303
+    db.session.expire_all()
+    assert account("ida@example.com").oidc_subject == "ida-at-idp" and other.oidc_subject is None
+    assert other.email == "ida.new@example.com"
+
+
 def test_an_email_linked_to_another_identity_is_refused(client, actions, idp):
     user = actions.user(Role.MEMBER.value, email="fay@example.com", username="fay")
     user.oidc_issuer, user.oidc_subject = idp.url, "fay-original"

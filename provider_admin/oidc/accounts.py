@@ -1,6 +1,7 @@
 """Who a single sign-on is: the account matched by the provider's identity or verified email
 (created when allowed), then IdP sync re-applied: the mapped role and organizations."""
 import json
+import logging
 import re
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from .settings import Settings
 TOKEN_CLAIMS = {"nonce", "at_hash", "c_hash", "exp", "iat", "nbf", "auth_time", "jti"}
 CLAIMS_KEPT_BYTES = 64 * 1024
 IDP = "idp"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,7 +72,23 @@ def find_or_create(claims: dict, settings: Settings) -> User:
         raise Refused("deactivated", "Account deactivated",
                       f"The account {email} is deactivated here. Ask a site admin to reactivate it.")
     user.oidc_issuer, user.oidc_subject = settings.issuer, subject
+    _follow_email(user, email)
     return user
+
+
+def _follow_email(user: User, email: str) -> None:
+    """An address changed at the provider follows to the account linked to its identity,
+    unless another account here has it (then both stay as they are, for an admin to sort out)."""
+    if user.email == email:
+        return
+    taken = db.session.scalar(db.select(User.id).filter(sa.func.lower(User.email) == email, User.id != user.id))
+    if taken is None:
+        audit.record("user.idp_sync", user, {"email": {"from": user.email, "to": email}},
+                     actor="(identity provider)")
+        user.email = email
+    else:
+        log.warning("Single sign-on of %s: the provider now says %s, which another account has; kept the old address",
+                    user.email, email)
 
 
 def _free_username(claims: dict, email: str) -> str:
