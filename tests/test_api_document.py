@@ -1,8 +1,6 @@
 """The API's OpenAPI 3.1 document: generated from the schemas that validate requests, valid,
 complete, readable as a page, and true to the live app (Schemathesis, SPEC §10)."""
-import logging
 import re
-import threading
 
 import pytest
 import schemathesis
@@ -10,11 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
-from werkzeug.serving import make_server
 
 from provider_admin.api.document import PUBLIC
 from provider_admin.models import Role
 from provider_admin.tokens import service
+
+from .tests_api import serving
 
 PROBLEM = "application/problem+json"
 EXAMPLES = 30  # per operation and token; a bounded run that keeps the suite's time
@@ -76,12 +75,8 @@ def test_a_refused_parameter_points_at_itself(client, actions):
 
 @pytest.fixture
 def live_app(app):
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serving(app) as url:
+        yield url
 
 
 @pytest.mark.parametrize("role, read_only", [(Role.ADMIN.value, False), (Role.MEMBER.value, True)])
