@@ -184,3 +184,14 @@ def test_members_and_read_only_tokens_are_refused(app, actions, manager, make_pr
     assert call(client, "GET", f"/providers/{provider.id}", reader_secret).status_code == 200
     response = call(client, "POST", f"/providers/{provider.id}/cordon", reader_secret, json={"reason": "x"})
     assert response.status_code == 403 and response.json["title"] == "Read-only token"
+
+
+def test_a_providers_version_etag_never_answers_304_as_its_status_moves_without_it(api, kube_api_tls):
+    created = api("POST", "/providers", json=body_for(kube_api_tls)).json
+    url = f"/providers/{created['id']}"
+    read = api("GET", url)
+    assert read.headers["ETag"] == f'"{created["version"]}"'
+    assert api("GET", url, headers={"If-None-Match": read.headers["ETag"]}).status_code == 200
+    listed = api("GET", "/providers")
+    assert listed.headers["ETag"].startswith('W/"')
+    assert api("GET", "/providers", headers={"If-None-Match": listed.headers["ETag"]}).status_code == 304

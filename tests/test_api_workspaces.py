@@ -92,3 +92,24 @@ def test_deleting_while_it_builds_is_queued_and_a_second_deletion_is_409(app, ac
     db.session.commit()
     response = api("DELETE", f"/workspaces/{workspace.id}")
     assert response.status_code == 409 and response.json["title"] == "Deletion under way"
+
+
+def test_reads_carry_an_etag_of_their_body_and_answer_304_while_it_holds(app, actions, org, provider, kube_api):
+    member = actions.user(Role.MEMBER.value, username="dev", organizations=[org])
+    api = api_of(app, member)
+    workspace_id = api("POST", "/workspaces", json={"name": "box", "provider": "east"}).json["id"]
+    assert wait_status(workspace_id, "running", "failed").status == "running"
+    first = api("GET", f"/workspaces/{workspace_id}")
+    tag = first.headers["ETag"]
+    assert tag.startswith('W/"') and first.status_code == 200
+    unchanged = api("GET", f"/workspaces/{workspace_id}", headers={"If-None-Match": tag})
+    assert unchanged.status_code == 304 and unchanged.data == b"" and unchanged.headers["ETag"] == tag
+    listed = api("GET", "/workspaces")
+    assert api("GET", "/workspaces", headers={"If-None-Match": listed.headers["ETag"]}).status_code == 304
+    workspace = db.session.get(Workspace, workspace_id)
+    workspace.status_message = "Restarted by the cluster"
+    db.session.commit()
+    changed = api("GET", f"/workspaces/{workspace_id}", headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.json["status_message"] == "Restarted by the cluster"
+    assert changed.headers["ETag"] != tag
+    assert api("GET", "/workspaces", headers={"If-None-Match": listed.headers["ETag"]}).status_code == 200

@@ -10,7 +10,7 @@ bp = APIBlueprint("api", __name__, url_prefix=PREFIX, abp_security=[{"token": []
 # A token is sent by a script, never attached by a browser on its own: no cookie, no CSRF.
 csrf.exempt(bp)
 
-from . import auth, document, organizations, providers, users, views, workspaces  # noqa: E402,F401
+from . import auth, conditional, document, organizations, providers, users, views, workspaces  # noqa: E402,F401
 
 for area in (providers, organizations, users, workspaces):
     bp.register_api(area.bp)
