@@ -12,4 +12,4 @@ from ..models import Role
 bp = Blueprint("providers", __name__, url_prefix="/manage/providers")
 require_roles(bp, Role.ADMIN.value, Role.MANAGER.value)
 
-from . import cluster, poll, preview, rows, views  # noqa: E402,F401
+from . import cluster, pictures, poll, preview, rows, views  # noqa: E402,F401

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from provider_admin.extensions import db
-from provider_admin.models import Workspace
+from provider_admin.models import ProviderCheck, Workspace
 
 from .conftest import expect, open_menu, provider_row
 
@@ -56,6 +56,9 @@ def _world(owner, make_org, make_provider):
                                  status_message="The cluster refused the pod." if status == "failed" else None)
                        for name, status in (("dev", "running"), ("old", "failed")))
     db.session.add_all([running, failed])
+    db.session.add_all(ProviderCheck(provider=east, ok=ok, category=category, message=message, duration_ms=ms)
+                       for ok, category, message, ms in ((True, "ready", "", 120), (False, "unreachable",
+                       "Connection refused", 5000), (True, "ready", "", 90)))  # its pictures
     db.session.commit()
     return World(east, west, running, failed, org)
 
