@@ -24,6 +24,8 @@ class Defaults:
     API_RATE_LIMIT = "600/minute"  # per API token (per client address before the token is known)
     API_RATE_LIMIT_STORAGE = "memory://"  # counts per process; redis://host:6379 counts across them
     FRAME_ANCESTORS = "'self'"
+    METRICS_ALLOW = ""  # addresses or networks that may read /metrics (the client as the proxy saw it)
+    METRICS_TOKEN = None  # or a bearer token that may
     TRUSTED_PROXIES = ""
     AUTO_MIGRATE = True
     RUN_SCHEDULER = None  # None: only under `flask run` (see checks.scheduler)

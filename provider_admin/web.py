@@ -82,7 +82,7 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to continue."
     login_manager.user_loader(_load_user)
-    app.extensions["trusted_proxies"] = _networks(app.config["TRUSTED_PROXIES"])
+    app.extensions["trusted_proxies"] = networks(app.config["TRUSTED_PROXIES"])
     if app.config["TRUSTED_HEADER"]:
         login_manager.request_loader(_load_user_from_header)
         if not app.extensions["trusted_proxies"]:
@@ -97,13 +97,14 @@ def init_app(app: Flask) -> None:
     templating.init_app(app)
 
 
-def _networks(setting) -> list:
-    """TRUSTED_PROXIES: addresses or networks, as a list or separated by commas or spaces."""
+def networks(setting, name: str = "PROVIDER_ADMIN_TRUSTED_PROXIES") -> list:
+    """Addresses or networks (TRUSTED_PROXIES, METRICS_ALLOW), as a list or separated by
+    commas or spaces."""
     items = setting if isinstance(setting, (list, tuple)) else str(setting or "").replace(",", " ").split()
     try:
         return [ipaddress.ip_network(str(item).strip(), strict=False) for item in items if str(item).strip()]
     except ValueError as error:
-        raise ValueError(f"PROVIDER_ADMIN_TRUSTED_PROXIES: {error}") from None
+        raise ValueError(f"{name}: {error}") from None
 
 
 def _refuse_large_body():
@@ -139,7 +140,8 @@ def _refuse_odd_query():
 def _refuse_token_outside_api():
     """A personal access token opens the API only: sent to a page it is refused, never taken
     for a session (nor silently ignored, which would hide a script's wrong address)."""
-    if request.headers.get("Authorization", "").lower().startswith("bearer ") and not is_api_request():
+    if request.headers.get("Authorization", "").lower().startswith("bearer ") and not is_api_request() \
+            and request.endpoint != "metrics.metrics":  # which takes its own token, METRICS_TOKEN
         return error_response(401, "API tokens are accepted under /api/v1/ only; sign in to use the pages.")
     return None
 

@@ -44,6 +44,7 @@ SCOPE = ("q", "page", "provider", "fp")
 ROUTES = {
     "static": None,  # files from disk; tried with odd paths in tests/test_bad_input.py
     "auth.setup": Route((SetupForm,), fresh=True),
+    "metrics.metrics": Route(),
     "auth.login": Route((LoginForm,), ("next",)),
     "auth.logout": Route(),
     "auth.home": Route(),

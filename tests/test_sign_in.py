@@ -1,12 +1,8 @@
 """Sign-in under attack (SPEC §8): failures throttled per account and per client address,
 also across several gunicorn workers; an unknown account costs as much time as a known one;
 sign-ins, failures and throttling in the audit log."""
-import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -14,21 +10,19 @@ import urllib.parse
 import urllib.request
 from datetime import timedelta
 from http.cookiejar import CookieJar
-from pathlib import Path
 
 import pytest
 from werkzeug.security import generate_password_hash
 
 from provider_admin.auth import signin, throttle
 from provider_admin.extensions import db
-from provider_admin.models import AuditEvent, Role, SignInThrottle, User, utcnow
+from provider_admin.models import AuditEvent, Role, SignInThrottle, utcnow
 
-from .conftest import ENCRYPTION_KEY, PASSWORD, field_error
+from . import servers
+from .conftest import PASSWORD, field_error
 
 # These tests read and change the database directly, in the app's context.
 pytestmark = pytest.mark.usefixtures("app_context")
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def attempt(actions, email, password="wrong password", address="198.51.100.7"):
@@ -159,42 +153,13 @@ class TestTiming:
 
 # --- several gunicorn workers ---------------------------------------------------------
 
-GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn(database_url, tmp_path):
     """The app under gunicorn with three sync workers on the test database; yields its URL and
-    the access log (each line: worker pid, status)."""
-    port, log = free_port(), tmp_path / "access.log"
-    env = {**os.environ, "DATABASE_URL": database_url, "PROVIDER_ADMIN_AUTO_MIGRATE": "false",
-           "PROVIDER_ADMIN_SECRET_KEY": "test-secret", "PROVIDER_ADMIN_ENCRYPTION_KEY": ENCRYPTION_KEY,
-           "PROVIDER_ADMIN_INSTANCE_PATH": str(tmp_path / "instance")}
-    process = subprocess.Popen(
-        [GUNICORN, "--workers", "3", "--bind", f"127.0.0.1:{port}", "--access-logfile", str(log),
-         "--access-logformat", "%(p)s %(s)s", "app:create_app()"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60  # three workers importing the app on a busy machine
-        while True:
-            try:
-                urllib.request.urlopen(url + "/login", timeout=5)
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read().decode()
-                assert time.monotonic() < deadline, "gunicorn did not answer"
-                time.sleep(0.2)
+    the access log (each line: worker pid, status, path)."""
+    log = tmp_path / "access.log"
+    with servers.gunicorn(servers.environment(database_url, tmp_path / "instance"), log) as url:
         yield url, log
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def post_sign_in(url: str, email: str, password: str) -> int:

@@ -13,6 +13,9 @@ from . import bp, signin
 from .forms import LoginForm, SetupForm
 
 
+OUTSIDE_SIGN_IN = ("metrics",)  # read by machines, with rules of their own
+
+
 def _has_users() -> bool:
     return db.session.scalar(db.select(User.id).limit(1)) is not None
 
@@ -23,7 +26,8 @@ def _setup_first():
     to accept yet, and says so itself)."""
     from flask import current_app
 
-    if request.endpoint in ("auth.setup", "static") or current_app.config.get("_HAS_USERS") or is_api_request():
+    if request.endpoint in ("auth.setup", "static") or request.blueprint in OUTSIDE_SIGN_IN or \
+            current_app.config.get("_HAS_USERS") or is_api_request():
         return None
     if _has_users():
         current_app.config["_HAS_USERS"] = True

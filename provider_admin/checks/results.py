@@ -24,6 +24,7 @@ from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
 
 from .. import kube
 from ..extensions import db
+from ..metrics import tallies
 from ..models import Provider, ProviderCheck, Status, utcnow
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
         if changes:
             db.session.execute(_UPDATE_HEALTH, changes)
         db.session.execute(_INSERT_HISTORY, history)
+        tallies.add((o.result.category, o.trigger, o.duration_ms) for o in applied)  # for /metrics
         _trim_history(sorted({o.provider_id for o in applied}), config["CHECK_HISTORY"])
     return applied
 

@@ -11,6 +11,7 @@ from .. import audit, kube
 from ..providers.connection import connection_for
 from ..database import duplicate_at
 from ..extensions import db
+from ..metrics import process as metrics
 from ..kube import Connection
 from ..kube import workspace as kube_workspace
 from ..models import BuildLogLine, Provider, Status, Workspace, utcnow
@@ -145,6 +146,8 @@ def _step(workspace_id: int, action: str) -> None:
         db.session.rollback()
         _finish(db.session.get(Workspace, workspace_id), "failed",
                 f"The {action} stopped on an internal error; see the server log.")
+    left = db.session.get(Workspace, workspace_id)  # a teardown that worked leaves nothing
+    metrics.build_ended(action, succeeded=left is None or left.status != "failed")
 
 
 def _start_queued_deletion(workspace_id: int) -> bool:
