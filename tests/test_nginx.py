@@ -8,6 +8,7 @@ and https), `sso` the block whose `auth_request` asks tests.nginx.AuthServer. Th
 the header from 127.0.0.1, nginx's address; the tests reach nginx and the app from other
 loopback addresses (127.0.0.2, 127.0.0.3) where a client must not be trusted.
 """
+import html
 import re
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -240,7 +241,7 @@ class TestSingleSignOn:
     def site_config(self, idp):
         return {**APP, **sso_config(idp)}
 
-    def test_the_redirect_uri_and_the_way_back_keep_the_prefix_host_and_port(self, site, idp, actions):
+    def test_the_redirect_uris_keep_the_prefix_host_and_port(self, site, idp, actions):
         actions.user(Role.ADMIN.value)  # past the first-run setup
         idp.set_user("ada", email="ada@example.com", email_verified=True, groups=["platform-team"])
         browser = site.client()
@@ -253,3 +254,10 @@ class TestSingleSignOn:
         assert signed_in.status_code == 303 and signed_in.headers["Location"].startswith(f"{PREFIX}/")
         page = browser.get(site.url("plain", "/manage/providers/"), allow_redirects=False)
         assert page.status_code == 200 and "Site manager" in page.text
+        # Sign-out sends the browser on to the provider, which sends it back to the sign-in page.
+        token = re.search(r'"X-CSRFToken": "([^"]+)"', page.text).group(1)
+        signed_out = browser.post(site.url("plain", "/logout"), data={"csrf_token": token}, allow_redirects=False)
+        onward = html.unescape(re.search(r'<meta http-equiv="refresh" content="0; url=([^"]+)">',
+                                         signed_out.text).group(1))
+        assert onward.startswith(f"{idp.url}/oauth2/end_session?")
+        assert query(onward)["post_logout_redirect_uri"] == site.url("plain", "/login")

@@ -20,7 +20,7 @@ from tests.conftest import PASSWORD
 from tests.nginx import (PREFIX, TICKET_COOKIE, AuthServer, Nginx, Server, readme_location, readme_sso_locations,
                          require_nginx)
 
-from .conftest import create_opener, create_provider, expect, no_reload, provider_row
+from .conftest import create_opener, create_provider, expect, no_reload, open_menu, provider_row
 
 pytestmark = pytest.mark.browser
 
@@ -199,6 +199,13 @@ def test_htmx_redirects_and_pushed_urls_keep_the_prefix(page, proxy, signed_in, 
         create_provider(page, "west", kube)
         expect(provider_row(page, "west")).to_be_visible()
     expect(page).to_have_url(proxy.url("/manage/providers/"))
+    # A row's menu, its dialog and the change it posts (the CSRF token in htmx's header).
+    row = provider_row(page, "west")
+    with no_reload(page):
+        open_menu(page, "west").get_by_role("menuitem", name="Cordon").click()
+        page.get_by_role("dialog").get_by_label("Reason").fill("upgrade")
+        page.get_by_role("dialog").get_by_role("button", name="Cordon", exact=True).click()
+        expect(row).to_contain_text("Cordoned: upgrade")
     # On its own page, the save answers with HX-Redirect to the list.
     page.goto(proxy.url("/manage/providers/new"))
     create_provider(page, "north", kube)
