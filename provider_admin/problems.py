@@ -15,7 +15,7 @@ def problem(status: int, title: str | None = None, detail: str | None = None, *,
         body["detail"] = detail
     if errors:
         body["errors"] = errors
-    body["instance"] = request.path
+    body["instance"] = request.script_root + request.path  # under a URL prefix too
     response = Response(json.dumps(body), status, mimetype=MEDIA_TYPE)
     response.headers.update(headers or {})
     return response

@@ -20,13 +20,22 @@ log = logging.getLogger(__name__)
 
 class SessionInterface(SecureCookieSessionInterface):
     """Signed cookie sessions whose cookie is Secure whenever the page was served over https,
-    directly or behind a proxy that says so (PROXY_FIX), unless configured either way."""
+    directly or behind a proxy that says so (PROXY_FIX), unless configured either way, and
+    whose path is the site's URL prefix behind a proxy that gives one."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
         setting = app.config["SESSION_COOKIE_SECURE"]
         if setting is None or setting == "auto":
             return has_request_context() and request.is_secure
         return bool(setting)
+
+    def get_cookie_path(self, app: Flask) -> str:
+        # Under a URL prefix (X-Forwarded-Prefix), the cookie stays under it: another app on the
+        # same intranet host neither receives it nor overwrites it with a cookie of the same name.
+        configured = app.config["SESSION_COOKIE_PATH"]
+        if configured or not has_request_context():
+            return configured or app.config["APPLICATION_ROOT"]
+        return request.script_root or app.config["APPLICATION_ROOT"]
 
     def open_session(self, app: Flask, request):
         # The API signs in by token alone: a cookie sent along is not even read.

@@ -2,7 +2,7 @@
 schemas that validate the requests, and the reference page rendered from it."""
 import copy
 
-from flask import current_app, jsonify, render_template
+from flask import current_app, jsonify, render_template, request
 from flask_openapi3 import Info, SecurityScheme
 
 from ..problems import MEDIA_TYPE
@@ -32,6 +32,9 @@ LINKS = {("/api/v1/providers", "post", "201"): {
 def openapi() -> dict:
     """The document, with the errors every operation may answer, as problem documents."""
     document = copy.deepcopy(current_app.api_doc)
+    # The paths start at the site's root, which behind a proxy is its URL prefix (a relative
+    # server URL: the document's own address gives the scheme and host).
+    document["servers"] = [{"url": request.script_root or "/"}]
     problem = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():

@@ -238,6 +238,17 @@ def open_menu(page, name):
     return menu
 
 
+def create_provider(page, name, kube, organization="Acme"):
+    """Fill the open provider form for a provider on the emulator `kube`, and press Create Provider."""
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Cluster address").fill(kube.url)
+    page.get_by_label("Namespace").fill("ws")
+    page.get_by_label("CA certificate").fill(kube.ca_pem)
+    page.get_by_label("Service account token").fill("test-token")
+    page.get_by_label(organization).check()
+    page.get_by_role("button", name="Create Provider", exact=True).click()
+
+
 def create_opener(page):
     """"Create provider": a link (it works without JavaScript) though the spec says button."""
     return page.get_by_role("link", name="Create provider", exact=True).or_(

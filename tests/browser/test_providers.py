@@ -7,7 +7,7 @@ import pytest
 from provider_admin.extensions import db
 from provider_admin.models import Provider, Workspace
 
-from .conftest import cancel_control, create_opener, expect, no_reload, open_menu, provider_row
+from .conftest import cancel_control, create_opener, create_provider, expect, no_reload, open_menu, provider_row
 
 pytestmark = pytest.mark.browser
 
@@ -73,13 +73,7 @@ def test_create_provider_adds_a_pending_row(providers_page, make_org, kube):
         form = page.locator("#provider-form")
         expect(form.get_by_role("heading", name="Create provider")).to_be_visible()
         expect(page).to_have_url(re.compile(r"/manage/providers/new$"))
-        page.get_by_label("Name", exact=True).fill("west")
-        page.get_by_label("Cluster address").fill(kube.url)
-        page.get_by_label("Namespace").fill("ws")
-        page.get_by_label("CA certificate").fill(kube.ca_pem)
-        page.get_by_label("Service account token").fill("test-token")
-        page.get_by_label("Acme").check()
-        page.get_by_role("button", name="Create Provider", exact=True).click()
+        create_provider(page, "west", kube)
 
         # The save checks the cluster at once: reachable but not deployed yet is Pending.
         row = provider_row(page, "west")
