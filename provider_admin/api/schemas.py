@@ -1,5 +1,7 @@
 """The API's request and response shapes (Pydantic): they validate requests and are the
 source of the OpenAPI document, so the two cannot drift apart."""
+import copy
+import functools
 from datetime import datetime
 from typing import Literal
 
@@ -14,6 +16,22 @@ Id = Field(ge=1, le=MAX_ID)
 # several lines); the same rule as forms.text_problem, said in the document.
 Line = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
 Lines = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
+
+
+class Parameters(BaseModel):
+    """A model of query or header parameters. flask-openapi3 reads its JSON schema on every
+    request (to tell lists from single values); Pydantic would build it anew each time, which
+    cost more than the rest of a list request. It is built once per set of arguments, and each
+    caller gets its own copy to change."""
+
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs) -> dict:
+        return copy.deepcopy(_json_schema(cls, args, tuple(sorted(kwargs.items()))))
+
+
+@functools.cache
+def _json_schema(model: type[BaseModel], args: tuple, kwargs: tuple) -> dict:
+    return BaseModel.model_json_schema.__func__(model, *args, **dict(kwargs))
 
 
 class FieldProblem(BaseModel):
@@ -78,5 +96,5 @@ class TokenPath(BaseModel):
     token_id: int = Id
 
 
-class TokenQuery(BaseModel):
+class TokenQuery(Parameters):
     owner: Literal["all"] | None = Field(None, description="`all`: every user's tokens (site admins).")
