@@ -1,8 +1,9 @@
 """The API's request and response shapes (Pydantic): they validate requests and are the
 source of the OpenAPI document, so the two cannot drift apart."""
-import copy
 import functools
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Literal
 
 from typing import Annotated
@@ -20,18 +21,28 @@ Lines = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f
 
 class Parameters(BaseModel):
     """A model of query or header parameters. flask-openapi3 reads its JSON schema on every
-    request (to tell lists from single values); Pydantic would build it anew each time, which
-    cost more than the rest of a list request. It is built once per set of arguments, and each
-    caller gets its own copy to change."""
+    request (to tell lists from single values), and Pydantic would build it anew each time,
+    which cost more than the rest of a list request. That schema (no arguments) is built once,
+    read-only; the document's (with arguments) is built as before."""
 
     @classmethod
-    def model_json_schema(cls, *args, **kwargs) -> dict:
-        return copy.deepcopy(_json_schema(cls, args, tuple(sorted(kwargs.items()))))
+    def model_json_schema(cls, *args, **kwargs):
+        if args or kwargs:
+            return super().model_json_schema(*args, **kwargs)
+        return _read_only_schema(cls)
 
 
 @functools.cache
-def _json_schema(model: type[BaseModel], args: tuple, kwargs: tuple) -> dict:
-    return BaseModel.model_json_schema.__func__(model, *args, **dict(kwargs))
+def _read_only_schema(model: type[BaseModel]) -> Mapping:
+    return _read_only(BaseModel.model_json_schema.__func__(model))
+
+
+def _read_only(value):
+    if isinstance(value, dict):
+        return MappingProxyType({key: _read_only(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_read_only(item) for item in value)
+    return value
 
 
 class FieldProblem(BaseModel):
