@@ -37,16 +37,23 @@ class Cache:
 
     def get(self, key: Hashable) -> Any:
         """The value kept for `key`, or None."""
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: list[Hashable]) -> list[Any]:
+        """The value kept for each key, or None: one look-up of a list's rows."""
+        found = []
         with self._lock:
-            entry = self._items.get(key)
-            if entry is None:
-                return None
-            if entry.commits != self._commits or (
-                    self.seconds is not None and time.monotonic() - entry.made_at >= self.seconds):
-                del self._items[key]
-                return None
-            self._items.move_to_end(key)
-            return entry.value
+            now = time.monotonic()
+            for key in keys:
+                entry = self._items.get(key)
+                if entry is not None and (entry.commits != self._commits or (
+                        self.seconds is not None and now - entry.made_at >= self.seconds)):
+                    del self._items[key]
+                    entry = None
+                if entry is not None:
+                    self._items.move_to_end(key)
+                found.append(None if entry is None else entry.value)
+        return found
 
     def keep(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """make()'s value, kept for `key` unless a commit it may have missed happened while

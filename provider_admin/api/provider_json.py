@@ -50,13 +50,9 @@ _ONE = STORED.where(Provider.id == bindparam("provider_id"))
 
 def encoded(rows: Sequence) -> list[str]:
     """The JSON of each provider of `rows` (from STORED), kept or made now."""
-    kept, found, missing = caches().api_providers, [], {}
-    for index, row in enumerate(rows):
-        key = tuple(row)
-        value = kept.get(key)
-        found.append(value)
-        if value is None:
-            missing[index] = key
+    kept, keys = caches().api_providers, [tuple(row) for row in rows]
+    found = kept.get_many(keys)
+    missing = {index: key for index, (key, value) in enumerate(zip(keys, found)) if value is None}
     if missing:
         organizations = _organizations_of([rows[index].id for index in missing])
         for index, key in missing.items():
