@@ -37,16 +37,23 @@ class Cache:
 
     def get(self, key: Hashable) -> Any:
         """The value kept for `key`, or None."""
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: list[Hashable]) -> list[Any]:
+        """The value kept for each key, or None: one look-up of a list's rows."""
+        found = []
         with self._lock:
-            entry = self._items.get(key)
-            if entry is None:
-                return None
-            if entry.commits != self._commits or (
-                    self.seconds is not None and time.monotonic() - entry.made_at >= self.seconds):
-                del self._items[key]
-                return None
-            self._items.move_to_end(key)
-            return entry.value
+            now = time.monotonic()
+            for key in keys:
+                entry = self._items.get(key)
+                if entry is not None and (entry.commits != self._commits or (
+                        self.seconds is not None and now - entry.made_at >= self.seconds)):
+                    del self._items[key]
+                    entry = None
+                if entry is not None:
+                    self._items.move_to_end(key)
+                found.append(None if entry is None else entry.value)
+        return found
 
     def keep(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """make()'s value, kept for `key` unless a commit it may have missed happened while
@@ -82,6 +89,7 @@ ROWS_KEPT = 4096
 LISTS_KEPT, LIST_SECONDS = 64, 1.0
 FINGERPRINTS_KEPT, FINGERPRINT_SECONDS = 256, 1.0
 RECENT_USERS_KEPT, RECENT_USER_SECONDS = 1024, 5.0
+API_PROVIDERS_KEPT = 4096
 
 
 @dataclass
@@ -94,9 +102,11 @@ class Caches:
     fingerprints: Cache
     # The signed-in users' role and active flag, for the poll's quick answer (web.py).
     recent_users: Cache
+    # The API's JSON of each provider, keyed by everything it is made of (api/provider_json.py).
+    api_providers: Cache
 
     def __iter__(self):
-        return iter((self.rows, self.lists, self.fingerprints, self.recent_users))
+        return iter((self.rows, self.lists, self.fingerprints, self.recent_users, self.api_providers))
 
 
 def init_app(app: Flask) -> None:
@@ -105,6 +115,7 @@ def init_app(app: Flask) -> None:
         lists=Cache(LISTS_KEPT, LIST_SECONDS, until_commit=True),
         fingerprints=Cache(FINGERPRINTS_KEPT, FINGERPRINT_SECONDS, until_commit=True),
         recent_users=Cache(RECENT_USERS_KEPT, RECENT_USER_SECONDS),
+        api_providers=Cache(API_PROVIDERS_KEPT),
     )
     with app.app_context():
         engine = db.engine

@@ -1,11 +1,11 @@
 """What every area of the API shares: its blueprint (tagged, token-secured, readable operation
 ids, and the roles it admits) and the If-Match precondition of changes."""
 from flask import Response, abort, request
-from flask_login import current_user
 from flask_openapi3 import APIBlueprint, Tag
 
 from ..models import Role
 from ..problems import problem
+from .auth import caller_role
 
 MANAGERS = (Role.ADMIN.value, Role.MANAGER.value)
 
@@ -18,7 +18,7 @@ def area(name: str, tag: Tag, *, prefix: str = "", roles: tuple[str, ...] | None
     if roles is not None:
         @bp.before_request
         def _check_role():
-            if current_user.role not in roles:
+            if caller_role() not in roles:
                 abort(403)
     return bp
 

@@ -16,7 +16,7 @@ from ..users.queries import get_user_or_404
 from ..problems import problem
 from .areas import MANAGERS, area, precondition
 from .provider_schemas import Precondition
-from .schemas import Id, Line
+from .schemas import Id, Line, Parameters
 
 TAG = Tag(name="Organizations", description="Organizations and their members (site managers and admins).")
 AUDIT = Tag(name="Audit log", description="Who changed what, newest first (site managers and admins).")
@@ -76,7 +76,7 @@ class EventPage(BaseModel):
     next_cursor: int | None = Field(description="Pass as `cursor` for older events; null on the last page.")
 
 
-class EventFilter(BaseModel):
+class EventFilter(Parameters):
     model_config = ConfigDict(extra="forbid")
     type: Line | None = Field(None, max_length=32, description="e.g. `provider`, `organization`, `sign_in`.")
     limit: int = Field(50, ge=1, le=200)

@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .kube_types import Affinity, Toleration
-from .schemas import Id, Line, Lines, OrganizationRef
+from .schemas import Id, Line, Lines, OrganizationRef, Parameters
 
 Status = Literal["pending", "ready", "error"]
 _WRITE_ONLY = "Write-only: never sent back."
@@ -99,7 +99,7 @@ class ProviderPage(BaseModel):
     next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null on the last.")
 
 
-class ProviderFilter(BaseModel):
+class ProviderFilter(Parameters):
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
@@ -110,7 +110,7 @@ class ProviderFilter(BaseModel):
     cursor: int | None = Field(None, ge=0, le=2**31 - 1, description="`next_cursor` of the previous page.")
 
 
-class Precondition(BaseModel):
+class Precondition(Parameters):
     if_match: str = Field("", alias="If-Match", max_length=200,
                                  description="The ETag of your last read; a change made since is answered 412.")
 
@@ -119,7 +119,7 @@ class ProviderPath(BaseModel):
     provider_id: int = Id
 
 
-class DeleteOptions(BaseModel):
+class DeleteOptions(Parameters):
     model_config = ConfigDict(extra="forbid")
 
     remove_bootstrap: bool = Field(False, description="Also delete what Deploy created in the cluster.")

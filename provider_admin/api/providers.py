@@ -1,21 +1,21 @@
 """/api/v1/providers: what the providers pages do, for site managers and admins, through the
 same form, service and guards as the pages."""
+import functools
 import json
 
 from flask import Response, abort, request, url_for
 from flask_openapi3 import Tag
-from sqlalchemy import func, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Integer, bindparam, func, select
 
 from .. import kube
-from ..kube import scheduling
 from ..checks import check_now
 from ..extensions import db
-from ..models import Organization, Provider, Workspace, provider_organizations
+from ..models import Organization, Provider, provider_organizations
 from ..problems import problem
 from ..providers import bootstrap, formdata, service
 from ..providers.forms import ProviderForm
 from ..providers.queries import get_provider_or_404
+from . import provider_json
 from .areas import MANAGERS, area, precondition
 from .provider_schemas import (Cordon, DeleteOptions, NewProvider, Outcomes, Precondition, Provider as ProviderOut,
                                ProviderFilter, ProviderPage, ProviderPath, Settings)
@@ -24,70 +24,23 @@ TAG = Tag(name="Providers", description="Workspace providers (site managers and 
 bp = area("providers", TAG, prefix="/providers", roles=MANAGERS)
 
 
-def _representation(provider, workspaces: int, organizations: list[dict]) -> dict:
-    """The Provider schema's fields, from a Provider or a row of its table (built by hand:
-    this runs for every row of a list)."""
-    stamp = _iso
-    return {
-        "id": provider.id, "uid": provider.uid, "name": provider.name, "builtin": provider.is_builtin,
-        "cluster_address": provider.cluster_address, "namespace": provider.namespace,
-        "ca_certificate": provider.ca_cert, "kubeconfig_context": provider.kubeconfig_context,
-        "credentials": {"kind": provider.credentials_kind, "token_expires_at": stamp(provider.token_expires_at)},
-        "organizations": organizations,
-        "e2e_encryption": provider.e2e_encryption, "external_ssh": provider.external_ssh,
-        "access_url": provider.access_url, "storage_class": provider.storage_class,
-        "service_account": provider.service_account, "pod_tolerations": provider.pod_tolerations,
-        "pod_node_selector": provider.pod_node_selector,
-        "service_account_annotations": provider.service_account_annotations,
-        "affinity": scheduling.DEFAULT_AFFINITY if provider.affinity is None else provider.affinity,
-        "cordoned": provider.cordoned,
-        "cordon_reason": provider.cordon_reason, "workspaces": workspaces, "version": provider.version,
-        "status": {"state": provider.status, "category": provider.status_category,
-                   "message": provider.status_message, "warnings": provider.status_warnings or [],
-                   "kube_version": provider.kube_version, "last_checked_at": stamp(provider.last_checked_at),
-                   "last_ready_at": stamp(provider.last_ready_at)},
-        "created_at": stamp(provider.created_at), "updated_at": stamp(provider.updated_at),
-    }
+def etag(version: int) -> str:
+    return f'"{version}"'
 
 
-def _iso(value) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _count(provider: Provider) -> int:
-    return db.session.scalar(select(func.count()).select_from(Workspace).filter_by(provider_id=provider.id))
-
-
-def etag(provider: Provider) -> str:
-    return f'"{provider.version}"'
-
-
-def _answer(provider: Provider, status: int = 200, *, workspaces: int | None = None, **headers) -> Response:
-    if workspaces is None:  # after a change: read it back as stored
-        db.session.refresh(provider)
-        workspaces = _count(provider)
-    organizations = [{"id": o.id, "name": o.name} for o in provider.organizations]
-    response = Response(json.dumps(_representation(provider, workspaces, organizations)), status,
-                        mimetype="application/json", headers=headers)
-    response.headers["ETag"] = etag(provider)
+def _read(provider_id: int, status: int = 200, **headers) -> Response:
+    """One provider as stored now, with its version as the ETag (after a change too)."""
+    found = provider_json.one(provider_id)
+    if found is None:
+        abort(404)
+    body, version = found
+    response = Response(body, status, mimetype="application/json", headers=headers)
+    response.headers["ETag"] = etag(version)
     return response
 
 
-_COUNT = select(func.count()).select_from(Workspace).where(Workspace.provider_id == Provider.id) \
-    .correlate(Provider).scalar_subquery()
-
-
-def _read(provider_id: int) -> Response:
-    """One provider with its organizations and workspace count in one statement."""
-    row = db.session.execute(select(Provider, _COUNT).where(Provider.id == provider_id)
-                             .options(joinedload(Provider.organizations))).unique().first()
-    if row is None:
-        abort(404)
-    return _answer(row[0], workspaces=row[1])
-
-
 def _precondition(provider: Provider, required: bool) -> Response | None:
-    return precondition(etag(provider), required=required, what="the provider")
+    return precondition(etag(provider.version), required=required, what="the provider")
 
 
 # Reading ------------------------------------------------------------------------------------
@@ -100,41 +53,43 @@ def list_providers(query: ProviderFilter):
     previous page: pages stay right while providers come and go), filtered by status,
     organization, part of the name or cordon.
     """
-    table = Provider.__table__
-    statement = _filtered(select(table, _COUNT.label("workspace_count")), query)
-    if query.cursor is not None:
-        statement = statement.filter(Provider.id > query.cursor)
-    rows = db.session.execute(statement.order_by(Provider.id).limit(query.limit + 1)).all()
+    values = {"status": query.status, "cordoned": query.cordoned, "name": _like(query.name),
+              "organization": query.organization.lower() if query.organization else None, "cursor": query.cursor}
+    statement = _page_statement(*(values[name] is not None for name in _FILTERS))
+    rows = db.session.connection().execute(statement, {**values, "limit": query.limit + 1}).all()
     page, more = rows[:query.limit], len(rows) > query.limit
-    organizations = _organizations_of([row.id for row in page])
-    body = {"items": [_representation(row, row.workspace_count, organizations.get(row.id, [])) for row in page],
-            "next_cursor": page[-1].id if page and more else None}
-    return Response(json.dumps(body), mimetype="application/json")
+    next_cursor = page[-1].id if page and more else None
+    items = ", ".join(provider_json.encoded(page))  # each already JSON
+    return Response(f'{{"items": [{items}], "next_cursor": {json.dumps(next_cursor)}}}', mimetype="application/json")
 
 
-def _organizations_of(ids: list[int]) -> dict[int, list[dict]]:
-    found: dict[int, list[dict]] = {}
-    rows = db.session.execute(select(provider_organizations.c.provider_id, Organization.id, Organization.name)
-                              .join(Organization).where(provider_organizations.c.provider_id.in_(ids))
-                              .order_by(Organization.name))
-    for provider_id, organization_id, name in rows:
-        found.setdefault(provider_id, []).append({"id": organization_id, "name": name})
-    return found
+_FILTERS = ("status", "cordoned", "name", "organization", "cursor")
 
 
-def _filtered(statement, query: ProviderFilter):
-    if query.status:
-        statement = statement.filter(Provider.status == query.status)
-    if query.cordoned is not None:
-        statement = statement.filter(Provider.cordoned.is_(query.cordoned))
-    if query.name:
-        pattern = "%" + query.name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        statement = statement.filter(func.lower(Provider.name).like(pattern, escape="\\"))
-    if query.organization:
+@functools.cache
+def _page_statement(status: bool, cordoned: bool, name: bool, organization: bool, cursor: bool):
+    """The list's statement with the filters given, their values as parameters: one statement
+    object per combination, whose compiled form SQLAlchemy finds without working it out again."""
+    statement = provider_json.STORED
+    if status:
+        statement = statement.filter(Provider.status == bindparam("status"))
+    if cordoned:
+        statement = statement.filter(Provider.cordoned == bindparam("cordoned"))
+    if name:
+        statement = statement.filter(func.lower(Provider.name).like(bindparam("name"), escape="\\"))
+    if organization:
         statement = statement.filter(Provider.id.in_(
             select(provider_organizations.c.provider_id).join(Organization)
-            .filter(func.lower(Organization.name) == query.organization.lower())))
-    return statement
+            .filter(func.lower(Organization.name) == bindparam("organization"))))
+    if cursor:
+        statement = statement.filter(Provider.id > bindparam("cursor"))
+    return statement.order_by(Provider.id).limit(bindparam("limit", type_=Integer))
+
+
+def _like(part: str | None) -> str | None:
+    if not part:
+        return None
+    return "%" + part.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 @bp.get("/<int:provider_id>", responses={200: ProviderOut})
@@ -191,7 +146,7 @@ def create_provider(body: NewProvider):
     if provider is None:
         return _refused({"name": form.name.errors})
     check_now(provider, trigger="save")
-    return _answer(provider, 201, Location=url_for("api.providers.get_provider", provider_id=provider.id))
+    return _read(provider.id, 201, Location=url_for("api.providers.get_provider", provider_id=provider.id))
 
 
 @bp.patch("/<int:provider_id>", responses={200: ProviderOut, 412: None, 428: None})
@@ -213,7 +168,7 @@ def update_provider(path: ProviderPath, body: Settings, header: Precondition):
     if saved is None:
         return _refused({"name": form.name.errors})
     check_now(saved, trigger="save")
-    return _answer(saved)
+    return _read(saved.id)
 
 
 @bp.delete("/<int:provider_id>", responses={204: None, 409: None, 412: None})
@@ -242,7 +197,7 @@ def check_provider(path: ProviderPath):
     """
     provider = get_provider_or_404(path.provider_id)
     check_now(provider)
-    return _answer(provider)
+    return _read(provider.id)
 
 
 @bp.post("/<int:provider_id>/cordon", responses={200: ProviderOut, 409: None})
@@ -256,7 +211,7 @@ def cordon_provider(path: ProviderPath, body: Cordon):
         service.cordon(provider, body.reason)
     except service.Conflict:
         return problem(409, "Changed meanwhile", "The provider changed while cordoning it; try again.")
-    return _answer(provider)
+    return _read(provider.id)
 
 
 @bp.post("/<int:provider_id>/uncordon", responses={200: ProviderOut})
@@ -270,7 +225,7 @@ def uncordon_provider(path: ProviderPath):
         service.uncordon(provider)
     except service.Conflict:
         pass  # a concurrent uncordon did it: the answer shows the provider as it is
-    return _answer(get_provider_or_404(path.provider_id))
+    return _read(path.provider_id)
 
 
 @bp.post("/<int:provider_id>/deploy", responses={200: Outcomes})

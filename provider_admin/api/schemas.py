@@ -1,6 +1,9 @@
 """The API's request and response shapes (Pydantic): they validate requests and are the
 source of the OpenAPI document, so the two cannot drift apart."""
+import functools
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Literal
 
 from typing import Annotated
@@ -14,6 +17,32 @@ Id = Field(ge=1, le=MAX_ID)
 # several lines); the same rule as forms.text_problem, said in the document.
 Line = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
 Lines = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
+
+
+class Parameters(BaseModel):
+    """A model of query or header parameters. flask-openapi3 reads its JSON schema on every
+    request (to tell lists from single values), and Pydantic would build it anew each time,
+    which cost more than the rest of a list request. That schema (no arguments) is built once,
+    read-only; the document's (with arguments) is built as before."""
+
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs):
+        if args or kwargs:
+            return super().model_json_schema(*args, **kwargs)
+        return _read_only_schema(cls)
+
+
+@functools.cache
+def _read_only_schema(model: type[BaseModel]) -> Mapping:
+    return _read_only(BaseModel.model_json_schema.__func__(model))
+
+
+def _read_only(value):
+    if isinstance(value, dict):
+        return MappingProxyType({key: _read_only(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_read_only(item) for item in value)
+    return value
 
 
 class FieldProblem(BaseModel):
@@ -78,5 +107,5 @@ class TokenPath(BaseModel):
     token_id: int = Id
 
 
-class TokenQuery(BaseModel):
+class TokenQuery(Parameters):
     owner: Literal["all"] | None = Field(None, description="`all`: every user's tokens (site admins).")

@@ -1,4 +1,4 @@
-from flask import abort, g
+from flask import abort
 from flask_login import current_user
 from flask_openapi3 import Tag
 
@@ -7,6 +7,7 @@ from ..tokens import service
 from ..tokens.views import get_token_or_404
 from ..tokens.models import ApiToken
 from . import bp
+from .auth import current_token
 from .schemas import Me, OrganizationRef, Token, TokenList, TokenPath, TokenQuery
 
 TOKENS = Tag(name="Tokens", description="Personal access tokens (created on the API tokens page).")
@@ -25,7 +26,7 @@ def me():
     The owner with the role they have now (a token never has more), and the token itself.
     """
     return Me(id=current_user.id, email=current_user.email, username=current_user.username,
-              role=current_user.role, token=_token(g.api_token),
+              role=current_user.role, token=_token(current_token()),
               organizations=[OrganizationRef(id=o.id, name=o.name) for o in current_user.organizations]
               ).model_dump(mode="json")
 

@@ -15,7 +15,7 @@ from ..workspaces import builds
 from ..workspaces.forms import WorkspaceForm
 from ..workspaces.views import get_workspace_or_404
 from .areas import area
-from .schemas import Id, Line
+from .schemas import Id, Line, Parameters
 
 TAG = Tag(name="Workspaces", description="Members: their own workspaces; managers and admins: everyone's.")
 bp = area("workspaces", TAG, prefix="/workspaces")
@@ -59,7 +59,7 @@ class WorkspaceList(BaseModel):
     items: list[WorkspaceOut]
 
 
-class WorkspaceFilter(BaseModel):
+class WorkspaceFilter(Parameters):
     model_config = ConfigDict(extra="forbid")
     provider_id: int | None = Field(None, ge=1, le=2**31 - 1, description="Managers: one provider's.")
 
