@@ -16,6 +16,7 @@ from ..problems import problem
 from ..providers import bootstrap, formdata, service
 from ..providers.forms import ProviderForm
 from ..providers.queries import get_provider_or_404
+from ..providers.scope import filtered
 from .areas import MANAGERS, area, precondition
 from .provider_schemas import (Cordon, DeleteOptions, NewProvider, Outcomes, Precondition, Provider as ProviderOut,
                                ProviderFilter, ProviderPage, ProviderPath, Settings)
@@ -123,18 +124,9 @@ def _organizations_of(ids: list[int]) -> dict[int, list[dict]]:
 
 
 def _filtered(statement, query: ProviderFilter):
-    if query.status:
-        statement = statement.filter(Provider.status == query.status)
-    if query.cordoned is not None:
-        statement = statement.filter(Provider.cordoned.is_(query.cordoned))
-    if query.name:
-        pattern = "%" + query.name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        statement = statement.filter(func.lower(Provider.name).like(pattern, escape="\\"))
-    if query.organization:
-        statement = statement.filter(Provider.id.in_(
-            select(provider_organizations.c.provider_id).join(Organization)
-            .filter(func.lower(Organization.name) == query.organization.lower())))
-    return statement
+    """The providers the query's filters select: the same rule as the providers page's."""
+    return filtered(statement, status=query.status, cordoned=query.cordoned, q=query.name,
+                    organization_name=query.organization)
 
 
 @bp.get("/<int:provider_id>", responses={200: ProviderOut})
