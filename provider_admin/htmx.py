@@ -2,6 +2,7 @@
 import json
 
 from flask import make_response, redirect, render_template, request
+from markupsafe import Markup
 
 
 def is_fragment_request() -> bool:
@@ -27,7 +28,7 @@ def render_rendered(page: str, fragment_html: str, status: int = 200, out_of_ban
     if not is_fragment_request():
         body = render_template(page, fragment_html=fragment_html, **context)
     else:
-        body = fragment_html + (render_template(out_of_band, **context) if out_of_band else "")
+        body = fragment_html + (Markup(render_template(out_of_band, **context)) if out_of_band else "")
     response = make_response(body, status)
     response.vary.add("HX-Request")
     return response
