@@ -51,8 +51,8 @@ def shown(client, **args) -> list[str]:
 def selected(text: str, field: str) -> str:
     """The option the page shows selected in a filter's select."""
     select = re.search(rf'<select[^>]* id="provider-filter-{field}"[^>]*>(.*?)</select>', text, re.S).group(1)
-    return re.findall(r'<option selected value="([^"]*)"', select) == [] and "" or \
-        re.findall(r'<option selected value="([^"]*)"', select)[0]
+    found = re.findall(r'<option selected value="([^"]*)"', select)
+    return found[0] if found else ""
 
 
 def oob_error(text: str, field: str) -> str:
