@@ -1,5 +1,6 @@
 from flask import current_app
 from wtforms import (
+    Form,
     BooleanField,
     HiddenField,
     PasswordField,
@@ -164,12 +165,12 @@ class FilterChoice(SelectField):
             raise StopValidation(f"{self.unknown} “{self.data[:40]}”. Showing {self.showing}.")
 
 
-class FilterForm(BaseForm):
+class FilterForm(Form):
     """The providers page's filter bar, read from the query string (a GET: no CSRF token).
-    `scope()` is what the list then shows: the filters without those refused."""
-
-    class Meta:
-        csrf = False
+    `scope()` is what the list then shows: the filters without those refused. A plain WTForms
+    form, not a BaseForm: what BaseForm refuses (control characters, invalid Unicode, over-long
+    values) never reaches a view in a query string (web.py), and this runs on every load of
+    the page."""
 
     status = FilterChoice("Status", unknown="Unknown status", showing="every status", default="",
                           choices=[SelectChoice("", "All")] + [SelectChoice(s.value, s.label) for s in Status])
