@@ -90,6 +90,7 @@ LISTS_KEPT, LIST_SECONDS = 64, 1.0
 FINGERPRINTS_KEPT, FINGERPRINT_SECONDS = 256, 1.0
 RECENT_USERS_KEPT, RECENT_USER_SECONDS = 1024, 5.0
 API_PROVIDERS_KEPT = 4096
+ORGANIZATION_SECONDS = 1.0
 
 
 @dataclass
@@ -104,9 +105,12 @@ class Caches:
     recent_users: Cache
     # The API's JSON of each provider, keyed by everything it is made of (api/provider_json.py).
     api_providers: Cache
+    # The organizations' ids and names, the providers page's filter choices (providers/views.py).
+    organizations: Cache
 
     def __iter__(self):
-        return iter((self.rows, self.lists, self.fingerprints, self.recent_users, self.api_providers))
+        return iter((self.rows, self.lists, self.fingerprints, self.recent_users, self.api_providers,
+                     self.organizations))
 
 
 def init_app(app: Flask) -> None:
@@ -116,6 +120,7 @@ def init_app(app: Flask) -> None:
         fingerprints=Cache(FINGERPRINTS_KEPT, FINGERPRINT_SECONDS, until_commit=True),
         recent_users=Cache(RECENT_USERS_KEPT, RECENT_USER_SECONDS),
         api_providers=Cache(API_PROVIDERS_KEPT),
+        organizations=Cache(1, ORGANIZATION_SECONDS, until_commit=True),
     )
     with app.app_context():
         engine = db.engine

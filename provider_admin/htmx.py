@@ -2,6 +2,7 @@
 import json
 
 from flask import make_response, redirect, render_template, request
+from markupsafe import Markup
 
 
 def is_fragment_request() -> bool:
@@ -20,11 +21,15 @@ def render(page: str, fragment: str, status: int = 200, **context):
     return response
 
 
-def render_rendered(page: str, fragment_html: str, **context):
-    """Like `render`, for a fragment rendered already: the page shows it as `fragment_html`."""
-    body = fragment_html if is_fragment_request() else render_template(
-        page, fragment_html=fragment_html, **context)
-    response = make_response(body, 200)
+def render_rendered(page: str, fragment_html: str, status: int = 200, out_of_band: str | None = None,
+                    **context):
+    """Like `render`, for a fragment rendered already: the page shows it as `fragment_html`;
+    HTMX gets it followed by the template `out_of_band` (the page's parts held elsewhere)."""
+    if not is_fragment_request():
+        body = render_template(page, fragment_html=fragment_html, **context)
+    else:
+        body = fragment_html + (Markup(render_template(out_of_band, **context)) if out_of_band else "")
+    response = make_response(body, status)
     response.vary.add("HX-Request")
     return response
 

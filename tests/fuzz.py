@@ -40,7 +40,7 @@ class Route:
     fresh: bool = False  # only does something on a site without users yet
 
 
-SCOPE = ("q", "page", "provider", "fp")
+SCOPE = ("q", "page", "provider", "fp", "status", "organization", "cordoned")
 ROUTES = {
     "static": None,  # files from disk; tried with odd paths in tests/test_bad_input.py
     "auth.setup": Route((SetupForm,), fresh=True),

@@ -5,16 +5,17 @@ import json
 
 from flask import Response, abort, request, url_for
 from flask_openapi3 import Tag
-from sqlalchemy import Integer, bindparam, func, select
+from sqlalchemy import Integer, bindparam
 
 from .. import kube
 from ..checks import check_now
 from ..extensions import db
-from ..models import Organization, Provider, provider_organizations
+from ..models import Provider
 from ..problems import problem
 from ..providers import bootstrap, formdata, service
 from ..providers.forms import ProviderForm
 from ..providers.queries import get_provider_or_404
+from ..providers import scope
 from . import provider_json
 from .areas import MANAGERS, area, precondition
 from .provider_schemas import (Cordon, DeleteOptions, NewProvider, Outcomes, Precondition, Provider as ProviderOut,
@@ -53,43 +54,27 @@ def list_providers(query: ProviderFilter):
     previous page: pages stay right while providers come and go), filtered by status,
     organization, part of the name or cordon.
     """
-    values = {"status": query.status, "cordoned": query.cordoned, "name": _like(query.name),
-              "organization": query.organization.lower() if query.organization else None, "cursor": query.cursor}
-    statement = _page_statement(*(values[name] is not None for name in _FILTERS))
-    rows = db.session.connection().execute(statement, {**values, "limit": query.limit + 1}).all()
+    values = {"q": query.name, "status": query.status, "cordoned": query.cordoned,
+              "organization_name": query.organization}
+    active = tuple(name for name, value in values.items() if value not in (None, ""))
+    statement = _page_statement(active, query.cursor is not None)
+    rows = db.session.connection().execute(statement, {**scope.filter_params(**values), "cursor": query.cursor,
+                                                       "limit": query.limit + 1}).all()
     page, more = rows[:query.limit], len(rows) > query.limit
     next_cursor = page[-1].id if page and more else None
     items = ", ".join(provider_json.encoded(page))  # each already JSON
     return Response(f'{{"items": [{items}], "next_cursor": {json.dumps(next_cursor)}}}', mimetype="application/json")
 
 
-_FILTERS = ("status", "cordoned", "name", "organization", "cursor")
-
-
 @functools.cache
-def _page_statement(status: bool, cordoned: bool, name: bool, organization: bool, cursor: bool):
-    """The list's statement with the filters given, their values as parameters: one statement
-    object per combination, whose compiled form SQLAlchemy finds without working it out again."""
-    statement = provider_json.STORED
-    if status:
-        statement = statement.filter(Provider.status == bindparam("status"))
-    if cordoned:
-        statement = statement.filter(Provider.cordoned == bindparam("cordoned"))
-    if name:
-        statement = statement.filter(func.lower(Provider.name).like(bindparam("name"), escape="\\"))
-    if organization:
-        statement = statement.filter(Provider.id.in_(
-            select(provider_organizations.c.provider_id).join(Organization)
-            .filter(func.lower(Organization.name) == bindparam("organization"))))
+def _page_statement(active: tuple[str, ...], cursor: bool):
+    """The list's statement with these filters (the providers page's own rule, providers/scope.py)
+    and their values as parameters: one statement object per combination, whose compiled form
+    SQLAlchemy finds without working it out again."""
+    statement = provider_json.STORED.where(*scope.where(active))
     if cursor:
         statement = statement.filter(Provider.id > bindparam("cursor"))
     return statement.order_by(Provider.id).limit(bindparam("limit", type_=Integer))
-
-
-def _like(part: str | None) -> str | None:
-    if not part:
-        return None
-    return "%" + part.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 @bp.get("/<int:provider_id>", responses={200: ProviderOut})

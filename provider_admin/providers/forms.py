@@ -1,19 +1,24 @@
 from flask import current_app
 from wtforms import (
+    Form,
     BooleanField,
     HiddenField,
     PasswordField,
+    SelectField,
     SelectMultipleField,
     StringField,
     TextAreaField,
     URLField,
 )
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional, StopValidation, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..forms import BaseForm
+from ..models import Status
 from ..validators import absolute_url, cluster_address, dns_label, dns_subdomain, pem_certificates
 from . import scheduling, service
+from .scope import SEARCH_MAX, Scope
 
 SCHEDULING_PARSERS = {
     "pod_tolerations": scheduling.parse_tolerations,
@@ -144,3 +149,47 @@ class CordonForm(BaseForm):
 
 class DeleteForm(BaseForm):
     remove_bootstrap = BooleanField("Also remove the bootstrap resources from the cluster")
+
+
+class FilterChoice(SelectField):
+    """A filter of the providers page: a value that is none of its choices (a URL edited by
+    hand, an organization deleted since) is named in the error, and the list is not
+    filtered by it."""
+
+    def __init__(self, label, *, unknown: str, showing: str, **kwargs):
+        super().__init__(label, **kwargs)
+        self.unknown, self.showing = unknown, showing
+
+    def pre_validate(self, form):
+        if self.data not in {choice.value for choice in self.choices}:
+            raise StopValidation(f"{self.unknown} “{self.data[:40]}”. Showing {self.showing}.")
+
+
+class FilterForm(Form):
+    """The providers page's filter bar, read from the query string (a GET: no CSRF token).
+    `scope()` is what the list then shows: the filters without those refused. A plain WTForms
+    form, not a BaseForm: what BaseForm refuses (control characters, invalid Unicode, over-long
+    values) never reaches a view in a query string (web.py), and this runs on every load of
+    the page."""
+
+    status = FilterChoice("Status", unknown="Unknown status", showing="every status", default="",
+                          choices=[SelectChoice("", "All")] + [SelectChoice(s.value, s.label) for s in Status])
+    organization = FilterChoice("Organization", unknown="Unknown organization", showing="every organization",
+                                default="")
+    cordoned = FilterChoice("Cordoned", unknown="Unknown cordon filter",
+                            showing="cordoned and not cordoned providers", default="",
+                            choices=[SelectChoice("", "All"), SelectChoice("yes", "Cordoned"),
+                                     SelectChoice("no", "Not cordoned")])
+    q = StringField("Name contains", validators=[Length(max=SEARCH_MAX, message=(
+        f"At most {SEARCH_MAX} characters. Showing every name."))])
+
+    def __init__(self, args, organizations: list[tuple[int, str]]):
+        super().__init__(formdata=args)
+        self.organization.choices = [SelectChoice("", "All")] + [SelectChoice(str(ident), name)
+                                                                 for ident, name in organizations]
+
+    def scope(self, page) -> Scope:
+        """The filters that were not refused, on `page` (a page number is not a filter: one
+        out of range shows the nearest page, as the page links never make one)."""
+        return Scope.list_from_args({"page": page, **{name: field.data for name, field in self._fields.items()
+                                                      if field.data and not field.errors}})

@@ -69,7 +69,7 @@ def provider_page(scope: Scope) -> ProviderPage:
     if not rows and scope.page > 1:
         count = connection.scalar(_TOTAL[scope.kind], scope.params)
         if count:
-            return provider_page(Scope(q=scope.q, page=math.ceil(count / PAGE_SIZE)))
+            return provider_page(scope.on_page(math.ceil(count / PAGE_SIZE)))
     organizations = {row.id: [] for row in rows}
     if rows:
         for provider_id, name in connection.execute(_ORGANIZATIONS, {"ids": list(organizations)}):

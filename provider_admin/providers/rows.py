@@ -67,11 +67,13 @@ class ListKey(NamedTuple):
 
 
 class KeptList(NamedTuple):
-    """A rendered list: its HTML around each row's "… ago", and each row's last check."""
+    """A rendered list: its HTML around each row's "… ago", each row's last check, and the
+    number of providers in its scope (all pages)."""
 
     fingerprint: str
     parts: list[str]
     check_times: list
+    total: int
 
     def now(self) -> Markup:
         """The list with each row's "Last checked … ago" as of now."""
@@ -81,14 +83,19 @@ class KeptList(NamedTuple):
         return Markup("".join(html))
 
 
-def provider_list(scope: Scope) -> Markup:
+class ProviderList(NamedTuple):
+    html: Markup
+    total: int  # providers in the scope, on every page
+
+
+def provider_list(scope: Scope) -> ProviderList:
     """The list fragment of `scope` (providers/_list.html). A page past the end shows the
     last page: kept under its own fingerprint, it is never served again for that scope."""
     lists, key = caches().lists, ListKey(request.script_root, scope)
     kept = lists.get(key)
     if kept is None or kept.fingerprint != current_fingerprint(scope):
         kept = lists.keep(key, lambda: _render(scope))
-    return kept.now()
+    return ProviderList(kept.now(), kept.total)
 
 
 def _render(scope: Scope) -> KeptList:
@@ -96,4 +103,4 @@ def _render(scope: Scope) -> KeptList:
     parts = render_template("providers/_list.html", listing=listing, check_times=check_times).split(_AGO)
     if len(parts) != len(check_times) + 1:  # the placeholder in a provider's own text
         parts, check_times = [render_template("providers/_list.html", listing=listing, check_times=None)], []
-    return KeptList(listing.fingerprint, parts, check_times)
+    return KeptList(listing.fingerprint, parts, check_times, listing.total)

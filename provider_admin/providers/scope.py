@@ -1,26 +1,37 @@
-"""What a providers list or poll shows, from its query string (the search, the page), and
-the SQL that selects and pages it."""
+"""What a providers list or poll shows, from its query string (the filters, the page), and
+the SQL that selects and pages it. The filters are the JSON API's too (api/providers.py):
+one rule for which providers match, written once here."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from itertools import combinations
 
 from sqlalchemy import bindparam, func, select
 
-from ..models import Provider
+from ..models import Organization, Provider, Status, provider_organizations
 from ..web import arg_int
 
 PAGE_SIZE = 50
 SEARCH_MAX = 64
+STATUSES = tuple(status.value for status in Status)
+# ?cordoned=yes|no on the page (the API takes a JSON boolean).
+CORDONED = {"yes": True, "no": False}
+# The page's filters, in the order of their query parameters.
+PAGE_FILTERS = ("q", "status", "organization", "cordoned")
 
 
 @dataclass(frozen=True)
 class Scope:
-    """What one list or badge poll covers: a page of the list (search and page number), or
-    the one provider of a provider's page."""
+    """What one list or badge poll covers: a page of the list (its filters and page number),
+    or the one provider of a provider's page."""
 
     q: str = ""
     page: int = 1
     provider_id: int | None = None
+    status: str | None = None
+    organization: int | None = None
+    cordoned: bool | None = None
 
     @classmethod
     def from_args(cls, args) -> Scope:
@@ -31,56 +42,99 @@ class Scope:
 
     @classmethod
     def list_from_args(cls, args) -> Scope:
-        """A page of the list, whatever else the query string holds."""
-        return cls(q=args.get("q", "").strip()[:SEARCH_MAX], page=arg_int(args, "page", 1))
+        """A page of the list, whatever else the query string holds: a filter that is not
+        one (an unknown status, a bad id) is left out. The page says why (forms.py); a poll
+        only shows what its page shows."""
+        return cls(q=args.get("q", "").strip()[:SEARCH_MAX], page=arg_int(args, "page", 1),
+                   status=args.get("status") if args.get("status") in STATUSES else None,
+                   organization=arg_int(args, "organization"), cordoned=CORDONED.get(args.get("cordoned", "")))
 
     @property
     def is_list(self) -> bool:
         return self.provider_id is None
 
     @property
-    def args(self) -> dict:
-        """The query string that names this scope (empty for the list's first page)."""
-        if not self.is_list:
-            return {"provider": self.provider_id}
-        return {k: v for k, v in (("q", self.q), ("page", self.page)) if v and v != 1}
+    def filters(self) -> dict:
+        """The filters in effect, as the query string names them."""
+        cordoned = {True: "yes", False: "no"}.get(self.cordoned)
+        named = (("q", self.q), ("status", self.status), ("organization", self.organization),
+                 ("cordoned", cordoned))
+        return {k: v for k, v in named if v}
 
     @property
-    def kind(self) -> str:
-        """"all", "search" or "provider": scopes of a kind share their SQL statements."""
-        return "provider" if not self.is_list else "search" if self.q else "all"
+    def args(self) -> dict:
+        """The query string that names this scope (empty for the list's first page, unfiltered)."""
+        if not self.is_list:
+            return {"provider": self.provider_id}
+        return {**self.filters, **({"page": self.page} if self.page != 1 else {})}
+
+    def on_page(self, page: int) -> Scope:
+        return dataclasses.replace(self, page=page)
+
+    @property
+    def kind(self) -> tuple[str, ...] | str:
+        """"provider", or the names of the filters in effect: scopes of a kind share their SQL
+        statements."""
+        return "provider" if not self.is_list else tuple(name for name in PAGE_FILTERS if name in self.filters)
 
     @property
     def params(self) -> dict:
         """The values of the bind parameters of the statements of its kind (queries.py)."""
         if not self.is_list:
             return {"provider": self.provider_id}
-        pattern = self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return {"pattern": f"%{pattern}%", "limit": PAGE_SIZE, "offset": (self.page - 1) * PAGE_SIZE}
+        return {**filter_params(q=self.q, status=self.status, organization=self.organization,
+                                cordoned=self.cordoned),
+                "limit": PAGE_SIZE, "offset": (self.page - 1) * PAGE_SIZE}
+
+
+# Which providers match a filter, each with bind parameters for its value (filter_params).
+# "organization_name" is the API's (an organization's name, any case); the page names one by id.
+def _in_organization(condition):
+    return Provider.id.in_(select(provider_organizations.c.provider_id)
+                           .join(Organization, Organization.id == provider_organizations.c.organization_id)
+                           .where(condition))
+
+
+FILTERS = {
+    "q": lambda: Provider.name.ilike(bindparam("pattern"), escape="\\"),
+    "status": lambda: Provider.status == bindparam("status"),
+    "organization": lambda: _in_organization(Organization.id == bindparam("organization")),
+    "organization_name": lambda: _in_organization(
+        func.lower(Organization.name) == func.lower(bindparam("organization_name"))),
+    "cordoned": lambda: Provider.cordoned == bindparam("cordoned"),
+}
+
+
+def filter_params(**values) -> dict:
+    """The bind parameters of FILTERS for these values (None or "": not filtered by it)."""
+    params = {name: value for name, value in values.items() if value not in (None, "")}
+    if "q" in params:
+        pattern = params.pop("q").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params["pattern"] = f"%{pattern}%"
+    return params
 
 
 # The statements of the read path are built once per kind of scope, with bind parameters
 # for what differs (Scope.params), so that SQLAlchemy computes their cache keys once.
-KINDS = ("all", "search", "provider")
+KINDS = ("provider",) + tuple(kind for n in range(len(PAGE_FILTERS) + 1)
+                              for kind in combinations(PAGE_FILTERS, n))
 
 
-def where(kind: str) -> list:
+def where(kind) -> list:
     """The providers of a scope of this kind."""
     if kind == "provider":
         return [Provider.id == bindparam("provider")]
-    if kind == "search":
-        return [Provider.name.ilike(bindparam("pattern"), escape="\\")]
-    return []
+    return [FILTERS[name]() for name in kind]
 
 
-def paged(kind: str, statement):
+def paged(kind, statement):
     """`statement` limited to a page of the list, sorted by name."""
     if kind == "provider":
         return statement
     return statement.order_by(Provider.name).limit(bindparam("limit")).offset(bindparam("offset"))
 
 
-def total(kind: str):
+def total(kind):
     """The number of providers of the scope, whatever its page (a scalar subquery)."""
     return select(func.count()).select_from(Provider).where(*where(kind)).scalar_subquery()
 

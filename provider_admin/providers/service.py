@@ -78,7 +78,10 @@ def _address_key(address: str | None) -> str:
 
 
 def organization_choices() -> list[tuple[int, str]]:
-    return [(o.id, o.name) for o in db.session.scalars(db.select(Organization).order_by(Organization.name))]
+    """(id, name) of every organization, by name: plain rows (the providers page reads them
+    on every load, for its filter)."""
+    return [tuple(row) for row in db.session.execute(
+        db.select(Organization.id, Organization.name).order_by(Organization.name))]
 
 
 def workspace_counts_by_org(provider: Provider) -> dict[int, int]:

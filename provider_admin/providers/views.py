@@ -1,22 +1,35 @@
 from flask import flash, redirect, request, url_for
 
 from .. import checks
+from ..caches import caches
 from ..extensions import db
 from ..forms import ConfirmForm
 from ..htmx import done, is_fragment_request, render, render_rendered
 from ..models import Provider
 from ..workspaces import settings as workspace_settings
 from . import bootstrap, bp, cluster, rows, scheduling, service
-from .forms import CordonForm, DeleteForm, ProviderForm
+from .forms import CordonForm, DeleteForm, FilterForm, ProviderForm
 from .queries import get_provider_or_404, workspace_count_of, workspaces_of
-from .scope import Scope
 
 
 @bp.get("/")
 def index():
-    """The list of providers with their status, a page at a time, searchable by name."""
-    scope = Scope.list_from_args(request.args)
-    return render_rendered("providers/index.html", rows.provider_list(scope), scope=scope)
+    """The list of providers with their status, a page at a time, filtered by status,
+    organization, cordon and name; a refused filter is said at its field (422)."""
+    form = FilterForm(request.args, filter_organizations())
+    status = 200 if form.validate() else 422
+    scope = form.scope(request.args.get("page", ""))
+    listing = rows.provider_list(scope)
+    # An HTMX filter swaps the list only (typing keeps its focus): the filters' errors and the
+    # announced count go along out of band.
+    return render_rendered("providers/index.html", listing.html, status, "providers/_filters_oob.html",
+                           form=form, scope=scope, total=listing.total)
+
+
+def filter_organizations() -> list[tuple[int, str]]:
+    """The organizations to filter by: every one, for the managers and admins who see this
+    page, as read at most a second ago and before any commit since in this process."""
+    return caches().organizations.fetch("all", service.organization_choices)
 
 
 @bp.route("/new", methods=["GET", "POST"])

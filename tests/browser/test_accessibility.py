@@ -107,6 +107,9 @@ def refused_provider_form(page, world):
 
 MANAGER_PAGES = {
     "providers": visit("/manage/providers/"),
+    "providers-filtered": visit("/manage/providers/?status=ready&organization={w.org.id}&cordoned=no&q=ea"),
+    "providers-filter-refused": visit("/manage/providers/?status=sleeping&organization=0&cordoned=maybe"),
+    "providers-none-match": visit("/manage/providers/?status=pending"),
     "provider": visit("/manage/providers/{w.east.id}"),
     "provider-cordoned": visit("/manage/providers/{w.west.id}"),
     "provider-new": visit("/manage/providers/new"),
