@@ -2,6 +2,7 @@
 rows a poll re-renders, a provider's workspaces."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -69,7 +70,7 @@ def provider_page(scope: Scope) -> ProviderPage:
     if not rows and scope.page > 1:
         count = connection.scalar(_TOTAL[scope.kind], scope.params)
         if count:
-            return provider_page(Scope(q=scope.q, page=math.ceil(count / PAGE_SIZE)))
+            return provider_page(dataclasses.replace(scope, page=math.ceil(count / PAGE_SIZE)))
     organizations = {row.id: [] for row in rows}
     if rows:
         for provider_id, name in connection.execute(_ORGANIZATIONS, {"ids": list(organizations)}):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select
 
-from ..models import Provider
+from ..models import Provider, organization_members, provider_organizations
 from ..web import arg_int
 
 PAGE_SIZE = 50
@@ -15,12 +15,15 @@ SEARCH_MAX = 64
 
 @dataclass(frozen=True)
 class Scope:
-    """What one list or badge poll covers: a page of the list (search and page number), or
-    the one provider of a provider's page."""
+    """What one list or badge poll covers: a page of the list (search and page number), the
+    one provider of a provider's page, or the providers a member may see (those of the
+    member's organizations: the status view, provider_admin/embed). `member` never comes
+    from the query string."""
 
     q: str = ""
     page: int = 1
     provider_id: int | None = None
+    member: int | None = None
 
     @classmethod
     def from_args(cls, args) -> Scope:
@@ -47,7 +50,9 @@ class Scope:
 
     @property
     def kind(self) -> str:
-        """"all", "search" or "provider": scopes of a kind share their SQL statements."""
+        """"all", "search", "provider" or "member": scopes of a kind share their SQL statements."""
+        if self.member is not None:
+            return "member"
         return "provider" if not self.is_list else "search" if self.q else "all"
 
     @property
@@ -55,19 +60,29 @@ class Scope:
         """The values of the bind parameters of the statements of its kind (queries.py)."""
         if not self.is_list:
             return {"provider": self.provider_id}
+        if self.member is not None:
+            return {"member": self.member, "limit": PAGE_SIZE, "offset": (self.page - 1) * PAGE_SIZE}
         pattern = self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return {"pattern": f"%{pattern}%", "limit": PAGE_SIZE, "offset": (self.page - 1) * PAGE_SIZE}
 
 
 # The statements of the read path are built once per kind of scope, with bind parameters
 # for what differs (Scope.params), so that SQLAlchemy computes their cache keys once.
-KINDS = ("all", "search", "provider")
+KINDS = ("all", "search", "provider", "member")
+
+# The providers of the organizations a user belongs to.
+_OF_MEMBER = (select(provider_organizations.c.provider_id)
+              .join(organization_members,
+                    organization_members.c.organization_id == provider_organizations.c.organization_id)
+              .where(organization_members.c.user_id == bindparam("member")))
 
 
 def where(kind: str) -> list:
     """The providers of a scope of this kind."""
     if kind == "provider":
         return [Provider.id == bindparam("provider")]
+    if kind == "member":
+        return [Provider.id.in_(_OF_MEMBER)]
     if kind == "search":
         return [Provider.name.ilike(bindparam("pattern"), escape="\\")]
     return []
