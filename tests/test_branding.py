@@ -6,22 +6,16 @@ import re
 
 import pytest
 
-from provider_admin import branding, create_app
-from provider_admin.models import Role
+from provider_admin import ROOT, branding
 
-from .conftest import ENCRYPTION_KEY
+from .test_embed import make_app, someone  # noqa: F401  (fixtures)
 from .test_security_headers import assert_secure_headers, policy
 
 
 @pytest.fixture
-def make_app(database_url, actions):
-    actions.user(Role.MEMBER.value)  # someone exists: /login is the sign-in page
-
-    def make(**config):
-        return create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "AUTO_MIGRATE": False,
-                           "SECRET_KEY": "test-secret", "ENCRYPTION_KEY": ENCRYPTION_KEY,
-                           "RUN_SCHEDULER": False, **config})
-    return make
+def branded(make_app, someone):
+    """An app with the given settings, whose /login is the sign-in page."""
+    return make_app
 
 
 # Contrast ------------------------------------------------------------------------------------
@@ -63,13 +57,13 @@ def test_every_accent_gets_text_of_at_least_4_5_to_1():
     ("ACCENT_COLOR", "blue"), ("ACCENT_COLOR", "#fff"), ("ACCENT_COLOR", "#12345g"),
     ("ACCENT_COLOR", "#1234567"), ("ACCENT_COLOR", "#123456;}body{display:none"),
 ])
-def test_a_wrong_setting_stops_the_start_naming_it(make_app, setting, value):
+def test_a_wrong_setting_stops_the_start_naming_it(branded, setting, value):
     with pytest.raises(ValueError, match=f"PROVIDER_ADMIN_{setting}"):
-        make_app(**{setting: value})
+        branded(**{setting: value})
 
 
-def test_the_defaults_brand_nothing(make_app):
-    app = make_app()
+def test_the_defaults_brand_nothing(branded):
+    app = branded()
     response = app.test_client().get("/login")
     assert_secure_headers(response)  # style-src and img-src exactly 'self' (and data: images)
     assert policy(response)["img-src"] == "'self' data:"
@@ -80,16 +74,16 @@ def test_the_defaults_brand_nothing(make_app):
 
 # What the settings do --------------------------------------------------------------------------
 
-def test_the_site_name_is_in_the_title_and_the_top_bar_escaped(make_app):
-    app = make_app(SITE_NAME="Platform <Ops> & Co")
+def test_the_site_name_is_in_the_title_and_the_top_bar_escaped(branded):
+    app = branded(SITE_NAME="Platform <Ops> & Co")
     page = app.test_client().get("/login").text
     assert "<title>Sign in · Platform &lt;Ops&gt; &amp; Co</title>" in page
     assert '<a class="brand" href="/">Platform &lt;Ops&gt; &amp; Co</a>' in page
     assert "<Ops>" not in page
 
 
-def test_a_logo_elsewhere_is_allowed_by_img_src_and_nothing_more(make_app):
-    app = make_app(LOGO_URL="https://cdn.intranet.example:8443/brand/logo.svg?v=2")
+def test_a_logo_elsewhere_is_allowed_by_img_src_and_nothing_more(branded):
+    app = branded(LOGO_URL="https://cdn.intranet.example:8443/brand/logo.svg?v=2")
     response = app.test_client().get("/login")
     assert policy(response)["img-src"] == "'self' data: https://cdn.intranet.example:8443"
     assert '<img class="brand-logo" src="https://cdn.intranet.example:8443/brand/logo.svg?v=2" alt="">' \
@@ -97,14 +91,14 @@ def test_a_logo_elsewhere_is_allowed_by_img_src_and_nothing_more(make_app):
     assert policy(response)["default-src"] == "'self'" and policy(response)["style-src"] == "'self'"
 
 
-def test_a_logo_on_this_site_needs_no_other_origin(make_app):
-    response = make_app(LOGO_URL="/static/logo.svg").test_client().get("/login")
+def test_a_logo_on_this_site_needs_no_other_origin(branded):
+    response = branded(LOGO_URL="/static/logo.svg").test_client().get("/login")
     assert policy(response)["img-src"] == "'self' data:"
     assert 'src="/static/logo.svg"' in response.text
 
 
-def test_the_accent_comes_as_one_inline_style_allowed_by_its_hash(make_app, actions):
-    app = make_app(ACCENT_COLOR="#FFCC00")
+def test_the_accent_comes_as_one_inline_style_allowed_by_its_hash(branded):
+    app = branded(ACCENT_COLOR="#FFCC00")
     client = app.test_client()
     for url in ("/login", "/embed/providers"):
         response = client.get(url)
@@ -116,8 +110,7 @@ def test_the_accent_comes_as_one_inline_style_allowed_by_its_hash(make_app, acti
 
 
 def test_the_stylesheet_colours_the_top_bar_and_buttons_from_the_brand():
-    css = (branding.__file__.rsplit("/provider_admin/", 1)[0] + "/static/css/app.css")
-    text = open(css).read()
+    text = (ROOT / "static" / "css" / "app.css").read_text()
     assert re.search(r"\.topbar \{[^}]*background: var\(--brand, #16202e\); color: var\(--brand-text, #fff\)", text)
     assert re.search(r"button\.primary \{[^}]*background: var\(--brand, var\(--accent\)\)[^}]*"
                      r"color: var\(--brand-text, #fff\)", text)

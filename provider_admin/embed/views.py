@@ -34,7 +34,7 @@ def _signed_out():
     if is_fragment_request() and request.args.get("fp") == SIGNED_OUT:
         return _unchanged()
     status = 200 if is_fragment_request() else 401
-    return render("embed/providers.html", "embed/_sign_in.html", status, large=_large())
+    return render("embed/providers.html", "embed/_sign_in.html", status, large=_large(), signed_out=SIGNED_OUT)
 
 
 def _large() -> bool:
