@@ -16,6 +16,9 @@ class Defaults:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = "auto"  # Secure when the page was served over https
+    # Framed by another origin (FRAME_ANCESTORS), the cookie is SameSite=None; Secure; this adds
+    # Partitioned (CHIPS): a session per portal site, kept where third-party cookies are blocked.
+    SESSION_COOKIE_PARTITIONED = False
     SESSION_IDLE_TIMEOUT = 12 * 3600  # seconds without a request before a session ends
     SESSION_LIFETIME = 24 * 3600  # seconds after sign-in when a session ends, used or not
     SIGN_IN_MAX_FAILURES = 5  # per account, within 15 minutes, before sign-in is locked
@@ -23,9 +26,12 @@ class Defaults:
     SIGN_IN_LOCKOUT = 900  # the longest lock, in seconds (locks double from 30 s)
     API_RATE_LIMIT = "600/minute"  # per API token (per client address before the token is known)
     API_RATE_LIMIT_STORAGE = "memory://"  # counts per process; redis://host:6379 counts across them
-    FRAME_ANCESTORS = "'self'"
+    FRAME_ANCESTORS = "'self'"  # 'self', 'none', or origins such as https://portal.example.com
     METRICS_ALLOW = ""  # addresses or networks that may read /metrics (the client as the proxy saw it)
     METRICS_TOKEN = None  # or a bearer token that may
+    SITE_NAME = "Provider Admin"  # in the title, the top bar and the sign-in page
+    LOGO_URL = None  # an https URL or a path on this site, shown in the top bar
+    ACCENT_COLOR = None  # #rrggbb: the top bar and primary buttons; the text on it is black or white
     TRUSTED_PROXIES = ""
     AUTO_MIGRATE = True
     RUN_SCHEDULER = None  # None: only under `flask run` (see checks.scheduler)

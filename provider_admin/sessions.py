@@ -8,7 +8,7 @@ the idle and absolute lifetimes are checked on every request, not left to the co
 """
 import time
 
-from flask import current_app, session
+from flask import Flask, current_app, session
 from flask_login import login_user, logout_user
 from sqlalchemy import event, inspect
 
@@ -17,6 +17,18 @@ from .models import User
 VERSION, STARTED, SEEN = "_v", "_started", "_seen"
 # "Last used" is written back at most this often, so that most answers send no new cookie.
 SEEN_RESOLUTION = 60
+
+
+def cookie_attributes(app: Flask, framed_by_other_origins: bool) -> None:
+    """Cookies for a frame on a portal's page: a browser sends a cookie with a frame's requests
+    when the portal is another site only if it is SameSite=None, and takes SameSite=None only
+    with Secure (browsers count http://localhost as secure; elsewhere the app needs https).
+    Partitioned (CHIPS) needs Secure too. Lax stays otherwise: it is the better default."""
+    config = app.config
+    if framed_by_other_origins:
+        config["SESSION_COOKIE_SAMESITE"] = config["REMEMBER_COOKIE_SAMESITE"] = "None"
+    if framed_by_other_origins or config.get("SESSION_COOKIE_PARTITIONED"):
+        config["SESSION_COOKIE_SECURE"] = config["REMEMBER_COOKIE_SECURE"] = True
 
 
 def start(user) -> None:

@@ -8,7 +8,7 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, ValidationError
 
-from . import sessions
+from . import framing, sessions
 from .problems import is_api_request, problem
 from .errors import error_response
 from .extensions import csrf, db, login_manager
@@ -87,6 +87,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_refuse_token_outside_api)
     csrf.init_app(app)
     app.session_interface = SessionInterface()
+    sessions.cookie_attributes(app, framing.by_other_origins(framing.parse(app.config["FRAME_ANCESTORS"])))
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to continue."
@@ -100,8 +101,9 @@ def init_app(app: Flask) -> None:
     if app.config["PROXY_FIX"]:
         hops = int(app.config["PROXY_FIX_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
-    from . import headers, templating
+    from . import branding, headers, templating
 
+    branding.init_app(app)
     headers.init_app(app)
     templating.init_app(app)
 

@@ -59,6 +59,7 @@ ROUTES = {
     "workspaces.delete": Route((ConfirmForm,)),
     "workspaces.forget": Route((ConfirmForm,)),
     "workspaces.rebuild": Route((ConfirmForm,)),
+    "embed.index": Route(query=("fp", "size")),
     "providers.status": Route(query=SCOPE),
     "providers.sync_status": Route(query=SCOPE, raw=("known", "fp")),
     "providers.show": Route(),

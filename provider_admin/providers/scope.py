@@ -9,7 +9,7 @@ from itertools import combinations
 
 from sqlalchemy import bindparam, func, select
 
-from ..models import Organization, Provider, Status, provider_organizations
+from ..models import Organization, Provider, Status, organization_members, provider_organizations
 from ..web import arg_int
 
 PAGE_SIZE = 50
@@ -24,7 +24,9 @@ PAGE_FILTERS = ("q", "status", "organization", "cordoned")
 @dataclass(frozen=True)
 class Scope:
     """What one list or badge poll covers: a page of the list (its filters and page number),
-    or the one provider of a provider's page."""
+    the one provider of a provider's page, or the providers a member may see (those of the
+    member's organizations: the status view, provider_admin/embed). `member` never comes
+    from the query string."""
 
     q: str = ""
     page: int = 1
@@ -32,6 +34,7 @@ class Scope:
     status: str | None = None
     organization: int | None = None
     cordoned: bool | None = None
+    member: int | None = None
 
     @classmethod
     def from_args(cls, args) -> Scope:
@@ -75,6 +78,8 @@ class Scope:
     def kind(self) -> tuple[str, ...] | str:
         """"provider", or the names of the filters in effect: scopes of a kind share their SQL
         statements."""
+        if self.member is not None:
+            return "member"
         return "provider" if not self.is_list else tuple(name for name in PAGE_FILTERS if name in self.filters)
 
     @property
@@ -82,6 +87,8 @@ class Scope:
         """The values of the bind parameters of the statements of its kind (queries.py)."""
         if not self.is_list:
             return {"provider": self.provider_id}
+        if self.member is not None:
+            return {"member": self.member, "limit": PAGE_SIZE, "offset": (self.page - 1) * PAGE_SIZE}
         return {**filter_params(q=self.q, status=self.status, organization=self.organization,
                                 cordoned=self.cordoned),
                 "limit": PAGE_SIZE, "offset": (self.page - 1) * PAGE_SIZE}
@@ -116,14 +123,23 @@ def filter_params(**values) -> dict:
 
 # The statements of the read path are built once per kind of scope, with bind parameters
 # for what differs (Scope.params), so that SQLAlchemy computes their cache keys once.
-KINDS = ("provider",) + tuple(kind for n in range(len(PAGE_FILTERS) + 1)
+KINDS = ("provider", "member") + tuple(kind for n in range(len(PAGE_FILTERS) + 1)
                               for kind in combinations(PAGE_FILTERS, n))
+
+
+# The providers of the organizations a user belongs to.
+_OF_MEMBER = (select(provider_organizations.c.provider_id)
+              .join(organization_members,
+                    organization_members.c.organization_id == provider_organizations.c.organization_id)
+              .where(organization_members.c.user_id == bindparam("member")))
 
 
 def where(kind) -> list:
     """The providers of a scope of this kind."""
     if kind == "provider":
         return [Provider.id == bindparam("provider")]
+    if kind == "member":
+        return [Provider.id.in_(_OF_MEMBER)]
     return [FILTERS[name]() for name in kind]
 
 

@@ -136,7 +136,9 @@ MANAGER_PAGES = {
     "workspace-delete-page": visit("/workspaces/{w.running.id}/delete"),
     "workspace-delete-dialog": from_workspace("Delete", "Delete workspace old?"),
     "not-found": visit("/manage/providers/999999"),
+    "embed-status-large": visit("/embed/providers?size=large"),
     "api-tokens": visit("/tokens/"),
+    "embed-status": visit("/embed/providers"),
 }
 ADMIN_PAGES = {
     **MANAGER_PAGES,
@@ -159,10 +161,12 @@ MEMBER_PAGES = {
     "forbidden": visit("/manage/providers/"),
     "not-found": visit("/workspaces/999999"),
     "api-tokens": visit("/tokens/"),
+    "embed-status": visit("/embed/providers"),
 }
 SIGNED_OUT_PAGES = {
     "login": visit("/login"),
     "api-reference": visit("/api/v1/docs"),
+    "embed-sign-in": visit("/embed/providers"),
     "login-refused": lambda page, world: (page.goto("/login"),
                                           page.get_by_role("button", name="Sign in").click(),
                                           page.wait_for_load_state()),
@@ -185,6 +189,22 @@ def test_no_serious_accessibility_violations(role, show, page, sign_in, make_wor
     show(page, make_world(user))
     violations = serious_violations(page)
     assert not violations, "axe-core found:\n" + "\n".join(violations)
+
+
+class TestBranded:
+    """A light and a dark accent: the top bar's and buttons' text is computed to stay readable."""
+
+    @pytest.fixture(params=["#ffcc00", "#0b3d91"])
+    def app_config(self, app_config, request):
+        return {**app_config, "ACCENT_COLOR": request.param, "SITE_NAME": "Platform Ops"}
+
+    @pytest.mark.parametrize("role, show", [
+        ("manager", MANAGER_PAGES["providers"]), ("signed-out", SIGNED_OUT_PAGES["login"]),
+        ("member", MEMBER_PAGES["workspaces"]),
+    ])
+    def test_no_serious_accessibility_violations(self, role, show, page, sign_in, make_world):
+        test_no_serious_accessibility_violations(role, show, page, sign_in, make_world)
+        expect(page.locator(".topbar .brand")).to_have_text("Platform Ops")
 
 
 def test_the_setup_page_before_the_first_user(page):
