@@ -27,7 +27,8 @@ pytestmark = pytest.mark.browser
 # Routes not opened as pages: files (their own test), the JSON API (tests/test_nginx.py), the
 # single sign-on (not configured here; tests/test_nginx.py), a break-glass link (made on the
 # server for one sign-in), the static files (every page loads them).
-NOT_PAGES = {"providers.manifest", "oidc.login", "oidc.callback", "auth.break_glass", "static"}
+NOT_PAGES = {"providers.manifest", "oidc.login", "oidc.callback", "auth.break_glass", "static",
+             "metrics.metrics"}  # read by Prometheus from the listed addresses (tests/test_metrics.py)
 
 
 @pytest.fixture
