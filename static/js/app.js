@@ -222,6 +222,32 @@
     opener = null;
   }, true);
 
+  // "Menu" on narrow screens: without script the button stays hidden and the links show,
+  // stacked; with it the button folds them away and tells assistive technology whether
+  // they are open. Escape folds them again and gives the focus back to the button.
+  var navToggle = document.querySelector(".nav-toggle");
+  if (navToggle) {
+    var navParts = function () {
+      return navToggle.getAttribute("aria-controls").split(" ").map(function (id) {
+        return document.getElementById(id);
+      }).filter(Boolean);
+    };
+    navToggle.hidden = false;
+    navToggle.addEventListener("click", function () {
+      var open = navToggle.getAttribute("aria-expanded") === "true";
+      navToggle.setAttribute("aria-expanded", open ? "false" : "true");
+    });
+    document.addEventListener("keydown", function (event) {
+      if (event.key !== "Escape" || navToggle.getAttribute("aria-expanded") !== "true") return;
+      var inside = event.target === navToggle || navParts().some(function (part) {
+        return part.contains(event.target);
+      });
+      if (!inside) return;
+      navToggle.setAttribute("aria-expanded", "false");
+      navToggle.focus();
+    });
+  }
+
   // Where the browser has no closedby="any" yet, a click on the backdrop closes the dialog
   // all the same (the backdrop's clicks go to the dialog, outside its box).
   if (!("closedBy" in HTMLDialogElement.prototype)) {
