@@ -19,6 +19,7 @@ from provider_admin.models.base import utcnow
 from provider_admin.tokens import service as tokens
 
 from .conftest import expect, open_menu, provider_row
+from .test_accessibility import AXE, serious_violations
 
 pytestmark = pytest.mark.browser
 
@@ -284,6 +285,21 @@ def test_menu_from_the_keyboard(new_page, sign_in):
     expect(menu).to_have_attribute("aria-expanded", "true")
 
 
+@pytest.mark.parametrize("url", ["/manage/providers/", "/manage/providers/{w.long.id}", "/manage/audit/"])
+def test_narrow_pages_with_the_menu_open_pass_axe(new_page, sign_in, make_world, url):
+    """The stacked rows, the scroll boxes and the open navigation, checked by axe-core."""
+    page = _open(new_page, 360)
+    page.context.add_init_script(path=AXE)
+    world = make_world()
+    sign_in(page, "admin")
+    page.goto(url.format(w=world))
+    page.wait_for_load_state("networkidle")
+    page.get_by_role("button", name="Menu").click()
+    expect(page.get_by_role("link", name="Audit log")).to_be_visible()
+    violations = serious_violations(page)
+    assert not violations, "axe-core found:\n" + "\n".join(violations)
+
+
 def test_without_javascript_the_links_show_stacked(new_page, sign_in):
     page = _open(new_page, 360, java_script_enabled=False)
     sign_in(page, "admin")
@@ -342,6 +358,11 @@ def test_the_providers_table_stacks_and_others_scroll_in_their_box(new_page, sig
     page.keyboard.press("ArrowRight")  # scrolls smoothly: wait for it
     page.wait_for_function("box => box.scrollLeft > 0", arg=history.element_handle(), timeout=3000)
 
+    page.goto(f"/manage/providers/{world.long.id}/edit")
+    preview = page.get_by_role("region", name="Preview")
+    expect(preview).to_be_visible()
+    assert preview.bounding_box()["y"] > _bottom(page.get_by_label("Affinity")), "the preview is not below the form"
+
 
 def test_wide_screens_keep_the_navigation_inline(new_page, sign_in, make_world):
     page = _open(new_page, WIDE, 800)
@@ -357,3 +378,16 @@ def test_wide_screens_keep_the_navigation_inline(new_page, sign_in, make_world):
     assert page.locator(".topbar").bounding_box()["height"] < 60
     expect(page.locator("#provider-list thead")).to_be_visible()  # a table, not stacked rows
     assert not page.evaluate(LAYOUT_PROBLEMS)
+
+    page.goto("/manage/providers/new")
+    preview, name = page.get_by_role("region", name="Preview"), page.get_by_label("Name", exact=True)
+    expect(preview).to_be_visible()
+    assert preview.bounding_box()["x"] > name.bounding_box()["x"] + name.bounding_box()["width"], \
+        "the preview is not beside the form"
+    assert preview.bounding_box()["y"] < _bottom(page.get_by_label("Namespace", exact=True)), \
+        "the preview does not start beside the first fields"
+
+
+def _bottom(locator):
+    box = locator.bounding_box()
+    return box["y"] + box["height"]
