@@ -248,6 +248,22 @@
     });
   }
 
+  // A table's own scroll box is a stop in the tab order only while it scrolls, when a
+  // keyboard needs it; the markup makes every box focusable, for a browser without script.
+  function scrollBoxStops() {
+    document.querySelectorAll(".table-scroll").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth) {
+        box.setAttribute("tabindex", "0");
+      } else if (box !== document.activeElement) {
+        box.removeAttribute("tabindex");
+      }
+    });
+  }
+  scrollBoxStops();
+  window.addEventListener("load", scrollBoxStops);
+  window.addEventListener("resize", scrollBoxStops);
+  document.addEventListener("htmx:afterSettle", scrollBoxStops);
+
   // Where the browser has no closedby="any" yet, a click on the backdrop closes the dialog
   // all the same (the backdrop's clicks go to the dialog, outside its box).
   if (!("closedBy" in HTMLDialogElement.prototype)) {

@@ -300,8 +300,9 @@ def test_narrow_pages_with_the_menu_open_pass_axe(new_page, sign_in, make_world,
     assert not violations, "axe-core found:\n" + "\n".join(violations)
 
 
-def test_without_javascript_the_links_show_stacked(new_page, sign_in):
+def test_without_javascript_the_links_show_stacked(new_page, sign_in, make_world):
     page = _open(new_page, 360, java_script_enabled=False)
+    make_world()
     sign_in(page, "admin")
     page.goto("/manage/providers/")
     expect(page.get_by_role("button", name="Menu")).to_have_count(0)  # hidden: it needs the script
@@ -309,6 +310,8 @@ def test_without_javascript_the_links_show_stacked(new_page, sign_in):
         expect(page.get_by_role("link", name=link, exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     assert not page.evaluate(LAYOUT_PROBLEMS)
+    page.goto("/manage/organizations/")
+    expect(page.get_by_role("region", name="Organizations")).to_have_attribute("tabindex", "0")
 
 
 @pytest.mark.parametrize("width", NARROW)
@@ -386,6 +389,21 @@ def test_wide_screens_keep_the_navigation_inline(new_page, sign_in, make_world):
         "the preview is not beside the form"
     assert preview.bounding_box()["y"] < _bottom(page.get_by_label("Namespace", exact=True)), \
         "the preview does not start beside the first fields"
+
+
+def test_a_table_box_is_a_tab_stop_only_while_it_scrolls(new_page, sign_in, make_world):
+    page = _open(new_page, WIDE, 800)
+    make_world()
+    sign_in(page, "admin")
+    page.goto("/manage/organizations/")
+    box = page.get_by_role("region", name="Organizations")
+    expect(box).not_to_have_attribute("tabindex", re.compile(".*"))  # it fits: nothing to scroll
+    page.set_viewport_size({"width": 360, "height": HEIGHT})
+    expect(box).to_have_attribute("tabindex", "0")
+    page.keyboard.press("Tab")  # the site's name
+    page.keyboard.press("Tab")  # Menu
+    page.keyboard.press("Tab")
+    expect(box).to_be_focused()
 
 
 def _bottom(locator):
