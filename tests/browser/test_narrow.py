@@ -32,6 +32,8 @@ HYPHENATED = "eu-central-1-production-cluster-for-developer-workspaces-nr-0042"
 LONG_ADDRESS = "https://" + "kubernetes-api-gateway-" * 8 + "example.com:6443/clusters/" + "x" * 80
 LONG_ERROR = ("The cluster answered 403 Forbidden: " + "serviceaccount:workspaces:provider-admin-" * 6
               + " cannot list resource pods at " + LONG_ADDRESS + "/api/v1/namespaces/workspaces/pods?limit=500")
+LONG_ADMIN = {"username": "a" * 40, "email": "administrator." + "a" * 60 + "@example.com"}
+LONG_MEMBER = {"username": "m" * 40, "email": "developer." + "d" * 60 + "@example.com"}
 ORGANIZATIONS = [f"Platform engineering department number {n} of the company" for n in range(1, 25)] + [
     "Organizationwhosenamehasnospaceanywhereinitatallsoitcannotwrap"]
 
@@ -156,8 +158,8 @@ def app_config(app_config):
 
 @pytest.fixture
 def make_world(actions, make_org, make_provider):
-    def make():
-        member = actions.user("member", username="m" * 40, email="developer." + "d" * 60 + "@example.com")
+    def make(member=None):
+        member = member or actions.user("member", **LONG_MEMBER)
         orgs = [make_org(name, members=[member]) for name in ORGANIZATIONS]
         long = make_provider(HYPHENATED, organizations=orgs, cluster_address=LONG_ADDRESS, status="error",
                              status_message=LONG_ERROR, kube_version="v1.31.4-eks-" + "f" * 40,
@@ -196,16 +198,26 @@ def _open(new_page, width, height=HEIGHT, **options):
     return new_page(viewport={"width": width, "height": height}, **options)
 
 
-def _sign_in_as(page, role, sign_in, world):
-    if role == "admin":
-        _token_for(sign_in(page, "admin", username="a" * 40, email="administrator." + "a" * 60 + "@example.com"))
-    elif role == "member":
-        _token_for(world.member)
-        page.goto("/login")
-        page.get_by_label("Email").fill(world.member.email)
-        page.get_by_label("Password").fill("correct horse battery")
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda url: "/login" not in url)
+@pytest.fixture
+def admin_in_world(new_page, sign_in, make_world):
+    """A window WIDTH wide with an admin signed in, and the world: (page, world)."""
+    def open_window(width, height=HEIGHT, **options):
+        page = _open(new_page, width, height, **options)
+        world = make_world()
+        sign_in(page, "admin")
+        return page, world
+    return open_window
+
+
+def _world_signed_in(page, role, sign_in, make_world):
+    """The world, seen by ROLE (a member sees it as the owner of its workspaces)."""
+    if role == "nobody":
+        return None
+    if role == "signed-out":
+        return make_world()
+    user = sign_in(page, role, **(LONG_MEMBER if role == "member" else LONG_ADMIN))
+    _token_for(user)
+    return make_world(user if role == "member" else None)
 
 
 def test_every_page_is_visited(app):
@@ -219,8 +231,7 @@ def test_every_page_is_visited(app):
 @pytest.mark.parametrize("role", ROLES)
 def test_no_page_scrolls_sideways(new_page, sign_in, make_world, role, width):
     page = _open(new_page, width)
-    world = make_world() if role != "nobody" else None
-    _sign_in_as(page, role, sign_in, world)
+    world = _world_signed_in(page, role, sign_in, make_world)
     problems = []
     for visit in (visit for visit in PAGES if visit.role == role):
         page.goto(visit.url.format(w=world))
@@ -286,12 +297,10 @@ def test_menu_from_the_keyboard(new_page, sign_in):
 
 
 @pytest.mark.parametrize("url", ["/manage/providers/", "/manage/providers/{w.long.id}", "/manage/audit/"])
-def test_narrow_pages_with_the_menu_open_pass_axe(new_page, sign_in, make_world, url):
+def test_narrow_pages_with_the_menu_open_pass_axe(admin_in_world, url):
     """The stacked rows, the scroll boxes and the open navigation, checked by axe-core."""
-    page = _open(new_page, 360)
+    page, world = admin_in_world(360)
     page.context.add_init_script(path=AXE)
-    world = make_world()
-    sign_in(page, "admin")
     page.goto(url.format(w=world))
     page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Menu").click()
@@ -300,10 +309,8 @@ def test_narrow_pages_with_the_menu_open_pass_axe(new_page, sign_in, make_world,
     assert not violations, "axe-core found:\n" + "\n".join(violations)
 
 
-def test_without_javascript_the_links_show_stacked(new_page, sign_in, make_world):
-    page = _open(new_page, 360, java_script_enabled=False)
-    make_world()
-    sign_in(page, "admin")
+def test_without_javascript_the_links_show_stacked(admin_in_world):
+    page, _ = admin_in_world(360, java_script_enabled=False)
     page.goto("/manage/providers/")
     expect(page.get_by_role("button", name="Menu")).to_have_count(0)  # hidden: it needs the script
     for link in ["Workspaces", "Workspace providers", "Organizations", "Users", "Audit log", "API tokens"]:
@@ -315,10 +322,8 @@ def test_without_javascript_the_links_show_stacked(new_page, sign_in, make_world
 
 
 @pytest.mark.parametrize("width", NARROW)
-def test_every_row_menu_and_the_delete_dialog_fit(new_page, sign_in, make_world, width):
-    page = _open(new_page, width)
-    world = make_world()
-    sign_in(page, "admin")
+def test_every_row_menu_and_the_delete_dialog_fit(admin_in_world, width):
+    page, world = admin_in_world(width)
     page.goto("/manage/providers/")
     names = [world.long.name, world.unbroken.name, "east"]
     for name in names:
@@ -343,10 +348,8 @@ def test_every_row_menu_and_the_delete_dialog_fit(new_page, sign_in, make_world,
 
 
 @pytest.mark.parametrize("width", NARROW)
-def test_the_providers_table_stacks_and_others_scroll_in_their_box(new_page, sign_in, make_world, width):
-    page = _open(new_page, width)
-    world = make_world()
-    sign_in(page, "admin")
+def test_the_providers_table_stacks_and_others_scroll_in_their_box(admin_in_world, width):
+    page, world = admin_in_world(width)
     page.goto("/manage/providers/")
     row = provider_row(page, world.long.name)
     labels = row.locator("td[data-label]").evaluate_all(
@@ -367,10 +370,8 @@ def test_the_providers_table_stacks_and_others_scroll_in_their_box(new_page, sig
     assert preview.bounding_box()["y"] > _bottom(page.get_by_label("Affinity")), "the preview is not below the form"
 
 
-def test_wide_screens_keep_the_navigation_inline(new_page, sign_in, make_world):
-    page = _open(new_page, WIDE, 800)
-    make_world()
-    sign_in(page, "admin")
+def test_wide_screens_keep_the_navigation_inline(admin_in_world):
+    page, _ = admin_in_world(WIDE, 800)
     page.goto("/manage/providers/")
     expect(page.get_by_role("button", name="Menu")).to_be_hidden()
     first = page.get_by_role("link", name="Workspaces", exact=True).bounding_box()
@@ -391,10 +392,8 @@ def test_wide_screens_keep_the_navigation_inline(new_page, sign_in, make_world):
         "the preview does not start beside the first fields"
 
 
-def test_a_table_box_is_a_tab_stop_only_while_it_scrolls(new_page, sign_in, make_world):
-    page = _open(new_page, WIDE, 800)
-    make_world()
-    sign_in(page, "admin")
+def test_a_table_box_is_a_tab_stop_only_while_it_scrolls(admin_in_world):
+    page, _ = admin_in_world(WIDE, 800)
     page.goto("/manage/organizations/")
     box = page.get_by_role("region", name="Organizations")
     expect(box).not_to_have_attribute("tabindex", re.compile(".*"))  # it fits: nothing to scroll
