@@ -24,6 +24,7 @@ from .test_accessibility import AXE, serious_violations
 pytestmark = pytest.mark.browser
 
 NARROW = [360, 390]
+FRAME = 800  # a portal's side frame or a tablet: the navigation folded, the providers stacked
 HEIGHT = 740
 WIDE = 1280
 
@@ -227,7 +228,7 @@ def test_every_page_is_visited(app):
     assert pages == {page.endpoint for page in PAGES}
 
 
-@pytest.mark.parametrize("width", NARROW + [WIDE])
+@pytest.mark.parametrize("width", NARROW + [FRAME, WIDE])
 @pytest.mark.parametrize("role", ROLES)
 def test_no_page_scrolls_sideways(new_page, sign_in, make_world, role, width):
     page = _open(new_page, width)
