@@ -227,11 +227,6 @@
   // they are open. Escape folds them again and gives the focus back to the button.
   var navToggle = document.querySelector(".nav-toggle");
   if (navToggle) {
-    var navParts = function () {
-      return navToggle.getAttribute("aria-controls").split(" ").map(function (id) {
-        return document.getElementById(id);
-      }).filter(Boolean);
-    };
     navToggle.hidden = false;
     navToggle.addEventListener("click", function () {
       var open = navToggle.getAttribute("aria-expanded") === "true";
@@ -239,10 +234,8 @@
     });
     document.addEventListener("keydown", function (event) {
       if (event.key !== "Escape" || navToggle.getAttribute("aria-expanded") !== "true") return;
-      var inside = event.target === navToggle || navParts().some(function (part) {
-        return part.contains(event.target);
-      });
-      if (!inside) return;
+      var menu = document.getElementById(navToggle.getAttribute("aria-controls"));
+      if (event.target !== navToggle && !(menu && menu.contains(event.target))) return;
       navToggle.setAttribute("aria-expanded", "false");
       navToggle.focus();
     });
