@@ -222,6 +222,41 @@
     opener = null;
   }, true);
 
+  // "Menu" on narrow screens: without script the button stays hidden and the links show,
+  // stacked; with it the button folds them away and tells assistive technology whether
+  // they are open. Escape folds them again and gives the focus back to the button.
+  var navToggle = document.querySelector(".nav-toggle");
+  if (navToggle) {
+    navToggle.hidden = false;
+    navToggle.addEventListener("click", function () {
+      var open = navToggle.getAttribute("aria-expanded") === "true";
+      navToggle.setAttribute("aria-expanded", open ? "false" : "true");
+    });
+    document.addEventListener("keydown", function (event) {
+      if (event.key !== "Escape" || navToggle.getAttribute("aria-expanded") !== "true") return;
+      var menu = document.getElementById(navToggle.getAttribute("aria-controls"));
+      if (event.target !== navToggle && !(menu && menu.contains(event.target))) return;
+      navToggle.setAttribute("aria-expanded", "false");
+      navToggle.focus();
+    });
+  }
+
+  // A table's own scroll box is a stop in the tab order only while it scrolls, when a
+  // keyboard needs it; the markup makes every box focusable, for a browser without script.
+  function scrollBoxStops() {
+    document.querySelectorAll(".table-scroll").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth) {
+        box.setAttribute("tabindex", "0");
+      } else if (box !== document.activeElement) {
+        box.removeAttribute("tabindex");
+      }
+    });
+  }
+  scrollBoxStops();
+  window.addEventListener("load", scrollBoxStops);
+  window.addEventListener("resize", scrollBoxStops);
+  document.addEventListener("htmx:afterSettle", scrollBoxStops);
+
   // Where the browser has no closedby="any" yet, a click on the backdrop closes the dialog
   // all the same (the backdrop's clicks go to the dialog, outside its box).
   if (!("closedBy" in HTMLDialogElement.prototype)) {
