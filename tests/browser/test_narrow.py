@@ -97,6 +97,10 @@ PAGES = [
     Page("member-workspace", "workspaces.show", "/workspaces/{w.failed.id}", "member"),
     Page("member-tokens", "tokens.index", "/tokens/", "member"),
     Page("forbidden", "providers.index", "/manage/providers/", "member"),
+    Page("status-view", "embed.index", "/embed/providers", "admin"),
+    Page("status-view-large", "embed.index", "/embed/providers?size=large", "admin"),
+    Page("member-status-view", "embed.index", "/embed/providers", "member"),
+    Page("status-view-signed-out", "embed.index", "/embed/providers", "signed-out"),
 ]
 # GET routes that answer with no page of their own, and why.
 NOT_PAGES = {
@@ -105,6 +109,7 @@ NOT_PAGES = {
     "providers.status": "the badge poll's answer (no body, or a header)",
     "providers.cluster_names": "a fragment of the provider form, visited there",
     "providers.manifest": "a YAML download",
+    "metrics.metrics": "Prometheus' text, for scrapers",
 }
 ROLES = ["admin", "member", "signed-out", "nobody"]
 
