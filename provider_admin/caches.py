@@ -82,6 +82,7 @@ ROWS_KEPT = 4096
 LISTS_KEPT, LIST_SECONDS = 64, 1.0
 FINGERPRINTS_KEPT, FINGERPRINT_SECONDS = 256, 1.0
 RECENT_USERS_KEPT, RECENT_USER_SECONDS = 1024, 5.0
+TICKS_SECONDS = 5.0  # at most; never longer than CHECK_INTERVAL
 
 
 @dataclass
@@ -94,9 +95,11 @@ class Caches:
     fingerprints: Cache
     # The signed-in users' role and active flag, for the poll's quick answer (web.py).
     recent_users: Cache
+    # The schedulers' last tick, for the stale statuses banner (checks/heartbeat.py).
+    ticks: Cache
 
     def __iter__(self):
-        return iter((self.rows, self.lists, self.fingerprints, self.recent_users))
+        return iter((self.rows, self.lists, self.fingerprints, self.recent_users, self.ticks))
 
 
 def init_app(app: Flask) -> None:
@@ -105,6 +108,7 @@ def init_app(app: Flask) -> None:
         lists=Cache(LISTS_KEPT, LIST_SECONDS, until_commit=True),
         fingerprints=Cache(FINGERPRINTS_KEPT, FINGERPRINT_SECONDS, until_commit=True),
         recent_users=Cache(RECENT_USERS_KEPT, RECENT_USER_SECONDS),
+        ticks=Cache(1, min(TICKS_SECONDS, float(app.config["CHECK_INTERVAL"]))),
     )
     with app.app_context():
         engine = db.engine

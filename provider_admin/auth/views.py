@@ -23,7 +23,8 @@ def _setup_first():
     to accept yet, and says so itself)."""
     from flask import current_app
 
-    if request.endpoint in ("auth.setup", "static") or current_app.config.get("_HAS_USERS") or is_api_request():
+    if request.endpoint in ("auth.setup", "static") or request.blueprint == "health" or \
+            current_app.config.get("_HAS_USERS") or is_api_request():
         return None
     if _has_users():
         current_app.config["_HAS_USERS"] = True

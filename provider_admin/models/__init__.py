@@ -4,10 +4,11 @@ from .audit import AuditEvent
 from .base import Role, Status, UTCDateTime, new_uid, organization_members, provider_organizations, utcnow
 from .people import Organization, SignInThrottle, User
 from .providers import CHECKED_FIELDS, BootstrapObject, Provider, ProviderCheck
+from .scheduler import SchedulerHeartbeat
 from .workspaces import BuildLogLine, Workspace
 
 __all__ = [
     "AuditEvent", "BootstrapObject", "BuildLogLine", "CHECKED_FIELDS", "Organization", "Provider", "ProviderCheck",
-    "Role", "SignInThrottle", "Status", "UTCDateTime", "User", "Workspace", "new_uid", "organization_members",
-    "provider_organizations", "utcnow",
+    "Role", "SchedulerHeartbeat", "SignInThrottle", "Status", "UTCDateTime", "User", "Workspace", "new_uid",
+    "organization_members", "provider_organizations", "utcnow",
 ]
