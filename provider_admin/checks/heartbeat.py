@@ -112,10 +112,7 @@ _LAST_TICK = select(func.max(heartbeats.c.last_tick_at))
 
 
 def _read_last_tick() -> LastTick:
-    at = db.session.connection().execute(_LAST_TICK).scalar()
-    if at is not None and at.tzinfo is None:  # SQLite's MAX() returns the stored text
-        at = SchedulerHeartbeat.__table__.c.last_tick_at.type.process_result_value(at, None)
-    return LastTick(at)
+    return LastTick(db.session.connection().execute(_LAST_TICK).scalar())
 
 
 def staleness() -> Staleness:
