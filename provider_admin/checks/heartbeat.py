@@ -67,7 +67,7 @@ class Heartbeat:
                 self._write_or_log(forget=now >= self._forget_due)
         finally:
             self._lock.release()
-        if now >= self._forget_due:
+        if now >= self._forget_due:  # at start, then hourly: a day's rows need no more
             self._forget_due = now + FORGET_AFTER.total_seconds() / 24
 
     def _write_or_log(self, forget: bool) -> None:
