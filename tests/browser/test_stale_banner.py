@@ -6,6 +6,7 @@ import pytest
 from tests.test_heartbeat import START_COMMAND, STALE_TEXT, start_scheduler, stop
 
 from .conftest import expect, no_reload
+from .test_accessibility import AXE, serious_violations
 
 pytestmark = pytest.mark.browser
 
@@ -22,6 +23,7 @@ def app_config(app_config):
 def test_an_open_page_shows_the_banner_and_loses_it_when_a_scheduler_starts(
         page, sign_in, make_provider, database_url, tmp_path, where):
     provider = make_provider("east")
+    page.context.add_init_script(path=AXE)
     sign_in(page, "manager")
     page.goto("/manage/providers/" if where == "list" else f"/manage/providers/{provider.id}")
     banner = page.locator("#stale-banner")
@@ -31,6 +33,8 @@ def test_an_open_page_shows_the_banner_and_loses_it_when_a_scheduler_starts(
         expect(banner).to_contain_text(f"{STALE_TEXT} yet.", timeout=LIVE_MS)
         expect(banner.locator("code")).to_have_text(START_COMMAND)
         expect(banner).to_have_role("status")  # announced to screen readers as it comes
+        violations = serious_violations(page)
+        assert not violations, "axe-core found:\n" + "\n".join(violations)
         process = start_scheduler(database_url, tmp_path, "scheduler")
         try:
             expect(banner).not_to_contain_text("Statuses are stale", timeout=LIVE_MS)
