@@ -3,7 +3,6 @@ on the test database, checking every second): their rows, the stale statuses ban
 providers pages and in the badge poll's answer, and who ran a provider's last check."""
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from provider_admin.extensions import db
 from provider_admin.models import ProviderCheck, SchedulerHeartbeat, utcnow
 
 from .conftest import ENCRYPTION_KEY, statements_of
+from .test_scheduler_processes import stop
 from .test_status_poll import known_of, poll_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,18 +46,6 @@ def start_scheduler(database_url, tmp_path, name):
     line = process.stdout.readline()
     assert line.startswith("Checking providers"), line
     return process
-
-
-def stop(*processes):
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-    for process in processes:
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
