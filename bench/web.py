@@ -15,7 +15,7 @@ elsewhere on the machine hits every endpoint alike; the best round of each count
   trivial  GET /                              200 "ok"
   page     GET /manage/providers/             200: what an admin gets on opening the page,
            its first page (50 of the N providers, sorted by name)
-  poll     GET /manage/providers/status?fp=<current>, with the headers htmx sends
+  poll     GET /manage/providers/status?stale=0&fp=<current>, with the headers htmx sends
            (what the page's poll sends while nothing changed)    -> 204
 The load generator: --concurrency threads, each with its own keep-alive connection
 (http.client; gunicorn's sync workers close after each response, so it reconnects then),
@@ -143,7 +143,10 @@ def sign_in(app) -> tuple[str, str, str, str]:
     if not (csrf and url and fp):
         raise RuntimeError("the providers page has no poll element or no CSRF token")
     url = url.group(1).replace("&amp;", "&")
-    poll_path = f"{url}{'&' if '?' in url else '?'}{urlencode({'fp': fp.group(1)})}"
+    # The stale statuses banner's state, as the poll sends it (hx-include), then the fingerprint.
+    stale = re.search(r'name="stale" value="([01])"', page)
+    query = {"stale": stale.group(1)} if stale else {}
+    poll_path = f"{url}{'&' if '?' in url else '?'}{urlencode({**query, 'fp': fp.group(1)})}"
     return cookie.value, csrf.group(1), poll_path, known_versions(page)
 
 
@@ -428,6 +431,9 @@ def main(argv=None) -> int:
 
 
 def run(args, folder: str) -> int:
+    # No scheduler runs here: an interval longer than the run keeps the statuses fresh (no
+    # stale statuses banner), the state of a site whose scheduler runs.
+    os.environ["PROVIDER_ADMIN_CHECK_INTERVAL"] = "3600"
     db_url = f"sqlite:///{os.path.join(folder, 'bench.sqlite')}"
     secret, key = "bench-web-secret", fernet_key()
     app = make_app(db_url, SECRET_KEY=secret, ENCRYPTION_KEY=key)

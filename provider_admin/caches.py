@@ -91,6 +91,7 @@ FINGERPRINTS_KEPT, FINGERPRINT_SECONDS = 256, 1.0
 RECENT_USERS_KEPT, RECENT_USER_SECONDS = 1024, 5.0
 API_PROVIDERS_KEPT = 4096
 ORGANIZATION_SECONDS = 1.0
+TICKS_SECONDS = 5.0  # at most; never longer than CHECK_INTERVAL
 
 
 @dataclass
@@ -107,10 +108,12 @@ class Caches:
     api_providers: Cache
     # The organizations' ids and names, the providers page's filter choices (providers/views.py).
     organizations: Cache
+    # The schedulers' last tick, for the stale statuses banner (checks/heartbeat.py).
+    ticks: Cache
 
     def __iter__(self):
         return iter((self.rows, self.lists, self.fingerprints, self.recent_users, self.api_providers,
-                     self.organizations))
+                     self.organizations, self.ticks))
 
 
 def init_app(app: Flask) -> None:
@@ -121,6 +124,7 @@ def init_app(app: Flask) -> None:
         recent_users=Cache(RECENT_USERS_KEPT, RECENT_USER_SECONDS),
         api_providers=Cache(API_PROVIDERS_KEPT),
         organizations=Cache(1, ORGANIZATION_SECONDS, until_commit=True),
+        ticks=Cache(1, min(TICKS_SECONDS, float(app.config["CHECK_INTERVAL"]))),
     )
     with app.app_context():
         engine = db.engine

@@ -1,9 +1,11 @@
 """Database binding and migrations at start; writes that lose a race to another request."""
 import fcntl
+import functools
 import re
 from pathlib import Path
 
 import flask_migrate
+from alembic.script import ScriptDirectory
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -37,6 +39,13 @@ def upgrade(app: Flask) -> None:
     with open(lock_path, "w") as lock, app.app_context():
         fcntl.flock(lock, fcntl.LOCK_EX)
         flask_migrate.upgrade(directory=str(MIGRATIONS))
+
+
+@functools.cache
+def script_head() -> str:
+    """The revision this code's migrations end at (read from the files once per process)."""
+    heads = ScriptDirectory(str(MIGRATIONS)).get_heads()
+    return ",".join(sorted(heads))
 
 
 def _busy(error: OperationalError):

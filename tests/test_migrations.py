@@ -274,3 +274,26 @@ def test_workspace_settings_upgrade_from_0007_leaves_existing_workspaces_unknown
         flask_db(app, "downgrade", "0007")
         assert "settings" not in {c["name"] for c in sa.inspect(db.engine).get_columns("workspaces")}
         db.engine.dispose()
+
+
+def test_scheduler_heartbeats_upgrade_from_0011_keeps_the_check_history(empty_sqlite_app):
+    flask_db(empty_sqlite_app, "upgrade", "0011")
+    with db.engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO providers (id, name, uid, namespace, is_builtin, e2e_encryption, external_ssh, "
+            "cordoned, status, consecutive_failures, display_version, check_generation, created_at, "
+            "updated_at, version) VALUES (1, 'east', '00000000-0000-0000-0000-000000000001', 'ws', 0, 0, 0, "
+            "0, 'ready', 0, 1, 1, '2026-11-01', '2026-11-01', 1)"))
+        connection.execute(sa.text(
+            "INSERT INTO provider_checks (provider_id, checked_at, ok, category, message, trigger, worker, "
+            "superseded) VALUES (1, '2026-11-01', 1, 'ready', 'Ready', 'scheduled', 'old-host:7:1f', 0)"))
+    flask_db(empty_sqlite_app, "upgrade")
+    assert "scheduler_heartbeats" in tables(db.engine)
+    assert schema_differences(db.engine) == []
+    check = db.session.scalar(sa.select(models.ProviderCheck))
+    assert (check.worker, check.checked_by) == ("old-host:7:1f", None)
+    assert check.origin == "Scheduler on old-host (pid 7)"
+    db.session.remove()
+    flask_db(empty_sqlite_app, "downgrade", "0011")
+    assert "scheduler_heartbeats" not in tables(db.engine)
+    assert "checked_by" not in {c["name"] for c in sa.inspect(db.engine).get_columns("provider_checks")}

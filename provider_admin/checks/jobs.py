@@ -2,7 +2,8 @@
 import time
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, has_request_context
+from flask_login import current_user
 
 from .. import kube
 from ..extensions import db
@@ -79,7 +80,14 @@ def check_now(provider: Provider, trigger: str = "manual") -> kube.CheckResult:
     job = job_for(provider, full=True)
     result, duration = run(job, current_app.config["CHECK_TIMEOUT"])
     apply_result(provider.id, result, trigger=trigger, full=True, duration_ms=duration,
-                 generation=job.generation)
+                 generation=job.generation, checked_by=_asked_by())
     db.session.commit()
     db.session.refresh(provider)
     return result
+
+
+def _asked_by() -> str | None:
+    """The username of whoever asked, on a page or through the API; None from the command line."""
+    if not has_request_context() or not current_user.is_authenticated:
+        return None
+    return current_user.username

@@ -46,6 +46,7 @@ class Outcome:
     full: bool
     duration_ms: float | None = None
     worker: str | None = None
+    checked_by: str | None = None  # who asked for a check that was not scheduled
     generation: int = field(kw_only=True)  # the provider's check_generation it was computed for
 
 
@@ -77,7 +78,7 @@ _UPDATE_HEALTH = (
 
 
 _HISTORY_COLUMNS = ("provider_id", "checked_at", "ok", "category", "message", "trigger",
-                    "duration_ms", "worker")
+                    "duration_ms", "worker", "checked_by")
 _INSERT_HISTORY = insert(checks).values({
     **{name: bindparam(f"h_{name}", type_=checks.c[name].type) for name in _HISTORY_COLUMNS},
     "superseded": select(providers.c.check_generation != bindparam("h_generation", type_=Integer))
@@ -87,9 +88,9 @@ _INSERT_HISTORY = insert(checks).values({
 
 def apply_result(provider_id: int, result: kube.CheckResult, *, trigger: str, full: bool,
                  generation: int, duration_ms: float | None = None,
-                 worker: str | None = None) -> None:
+                 worker: str | None = None, checked_by: str | None = None) -> None:
     """Record one result in the current transaction (the caller commits)."""
-    apply_results([Outcome(provider_id, result, trigger, full, duration_ms, worker,
+    apply_results([Outcome(provider_id, result, trigger, full, duration_ms, worker, checked_by,
                            generation=generation)])
 
 
@@ -119,6 +120,7 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
                         "h_ok": result.ok, "h_category": result.category,
                         "h_message": result.message, "h_trigger": outcome.trigger,
                         "h_duration_ms": outcome.duration_ms, "h_worker": outcome.worker,
+                        "h_checked_by": outcome.checked_by,
                         "h_generation": outcome.generation})
         applied.append(outcome)
     if applied:

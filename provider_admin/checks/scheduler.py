@@ -9,6 +9,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from flask.cli import with_appcontext
 
+from . import heartbeat
 from .sweeper import Sweeper
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def start_in_process(app: Flask) -> BackgroundScheduler:
 def init_app(app: Flask) -> None:
     """Start in-process when RUN_SCHEDULER says so; unset, under `flask run` only (the
     one-command start)."""
+    heartbeat.init_app(app)
     wanted = app.config["RUN_SCHEDULER"]
     if _is_flask_run() if wanted is None else wanted:
         start_in_process(app)

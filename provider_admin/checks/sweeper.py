@@ -14,9 +14,7 @@ in the pool's queue, so a thread that finishes a check starts the next one at on
 of waiting for the database.
 """
 import logging
-import os
 import queue
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +27,7 @@ from ..kube.client import size_client_cache
 from ..models import Provider
 from . import jobs
 from .claims import claim_due
+from .heartbeat import Heartbeat
 from .results import Outcome, save_results
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,8 @@ _STOP = object()
 class Sweeper:
     def __init__(self, app: Flask, worker: str | None = None):
         self.app = app
-        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.heartbeat = Heartbeat(app)
+        self.worker = worker or str(self.heartbeat.name)  # in claims and results: "host:pid:run"
         size = int(app.config["CHECK_POOL_SIZE"])
         self.free = threading.Semaphore(2 * size)  # claimed checks: running or next in line
         self.pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="provider-check")
@@ -59,7 +59,10 @@ class Sweeper:
         Returns 0 at once while another thread of this sweeper claims or writes: the
         results writer claims again before each batch.
         """
-        if self.closed or not self._turn.acquire(blocking=False):
+        if self.closed:
+            return 0
+        self.heartbeat.beat()
+        if not self._turn.acquire(blocking=False):
             return 0
         try:
             return self._claim()

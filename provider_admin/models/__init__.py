@@ -5,10 +5,11 @@ from .metrics import CheckTally
 from .base import Role, Status, UTCDateTime, new_uid, organization_members, provider_organizations, utcnow
 from .people import Organization, SignInThrottle, User
 from .providers import CHECKED_FIELDS, BootstrapObject, Provider, ProviderCheck
+from .scheduler import SchedulerHeartbeat
 from .workspaces import BuildLogLine, Workspace
 
 __all__ = [
-    "AuditEvent", "BootstrapObject", "BuildLogLine", "CHECKED_FIELDS", "CheckTally", "Organization", "Provider", "ProviderCheck",
-    "Role", "SignInThrottle", "Status", "UTCDateTime", "User", "Workspace", "new_uid", "organization_members",
-    "provider_organizations", "utcnow",
+    "AuditEvent", "BootstrapObject", "BuildLogLine", "CHECKED_FIELDS", "CheckTally", "Organization", "Provider",
+    "ProviderCheck", "Role", "SchedulerHeartbeat", "SignInThrottle", "Status", "UTCDateTime", "User", "Workspace",
+    "new_uid", "organization_members", "provider_organizations", "utcnow",
 ]

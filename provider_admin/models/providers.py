@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..extensions import db
 from .base import Status, UTCDateTime, new_uid, provider_organizations, utcnow
 from .people import Organization
+from .scheduler import WorkerName
 
 if TYPE_CHECKING:
     from .workspaces import Workspace
@@ -149,11 +150,26 @@ class ProviderCheck(db.Model):
     message: Mapped[str] = mapped_column(Text)
     trigger: Mapped[str] = mapped_column(String(16), default="scheduled")
     worker: Mapped[str | None] = mapped_column(String(128))  # which scheduler process checked
+    # Who asked for a check that was not scheduled (Check now, a save, Deploy): a username.
+    checked_by: Mapped[str | None] = mapped_column(String(64))
     duration_ms: Mapped[float | None] = mapped_column(Float)
     # Computed for connection settings changed since: recorded, but not applied to the status.
     superseded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     provider: Mapped[Provider] = relationship(back_populates="checks")
+
+    @property
+    def origin(self) -> str:
+        """Who ran the check: "Scheduler on host (pid 42)", or "Check now by ada"."""
+        if self.trigger == "scheduled":
+            worker = WorkerName.parse(self.worker)
+            return f"Scheduler on {worker.host} (pid {worker.pid})" if worker else "Scheduler"
+        action = _ASKED_BY.get(self.trigger, self.trigger.capitalize())
+        return f"{action} by {self.checked_by}" if self.checked_by else action
+
+
+# How a check that someone asked for is named, by its trigger.
+_ASKED_BY = {"manual": "Check now", "save": "Saved", "deploy": "Deploy"}
 
 
 class BootstrapObject(db.Model):

@@ -4,6 +4,7 @@ import json
 from flask import Response, request
 
 from ..auth.roles import confirm_roles, recent_role_will_do
+from ..checks.heartbeat import banner_is_current
 from ..htmx import render
 from ..models import Provider
 from . import bp
@@ -15,9 +16,11 @@ from .scope import Scope
 @bp.get("/status")
 @recent_role_will_do
 def status():
-    """The badge poll: 204 while what the page shows is current, else ask for its versions.
-    The 204 says only "unchanged", so it may rest on the role seen a few seconds ago."""
-    if request.args.get("fp") == status_fingerprint(Scope.from_args(request.args)):
+    """The badge poll: 204 while what the page shows (its rows and the stale statuses banner) is
+    current, else ask for its versions. The 204 says only "unchanged", so it may rest on the
+    role seen a few seconds ago."""
+    if request.args.get("fp") == status_fingerprint(Scope.from_args(request.args)) and \
+            banner_is_current(request.args.get("stale")):
         return Response(status=204)
     denied = confirm_roles()
     if denied is not None:
@@ -27,8 +30,9 @@ def status():
 
 @bp.post("/status")
 def sync_status():
-    """The rows whose version changed since the page showed them, out of band, with a new poll;
-    a list whose set of providers changed is told to reload instead."""
+    """The rows whose version changed since the page showed them, out of band, with a new poll
+    (and the stale statuses banner when it changed); a list whose set of providers changed is
+    told to reload instead."""
     scope = Scope.from_args(request.args)
     now = status_snapshot(scope)
     known = _parse_known(request.form.get("known", ""))
@@ -39,7 +43,8 @@ def sync_status():
     return render("providers/_status.html", "providers/_status.html",
                   providers=providers_by_id(changed) if changed else [],
                   counts={row.id: row.workspaces for row in now.shown},
-                  fingerprint=now.fingerprint, poll_scope=scope.args)
+                  fingerprint=now.fingerprint, poll_scope=scope.args,
+                  banner_changed=not banner_is_current(request.form.get("stale")))
 
 
 @bp.app_template_global()

@@ -1,7 +1,7 @@
 """check tallies: health checks counted by category, trigger and duration bucket, for /metrics
 
-Revision ID: 0012_check_tallies
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-29 12:30:00
 
 """
@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0012_check_tallies'
-down_revision = '0011'
+revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
