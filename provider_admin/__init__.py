@@ -41,12 +41,12 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import api, audit, auth, oidc, organizations, providers, tokens, users, workspaces
+    from . import api, audit, auth, notifications, oidc, organizations, providers, tokens, users, workspaces
     from .cli import cli
     from .providers.commands import cli as providers_cli
 
     oidc.init_app(app)
-    for module in (auth, oidc, workspaces, providers, organizations, users, audit, tokens):
+    for module in (auth, oidc, workspaces, providers, organizations, users, audit, tokens, notifications):
         app.register_blueprint(module.bp)
     app.register_api(api.bp)  # a blueprint whose routes also join the OpenAPI document
     api.init_app(app)
