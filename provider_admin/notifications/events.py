@@ -92,9 +92,8 @@ def _status_words(name, provider_id, previous, new, message, changes, window):
     label = Status(new).label
     now_is = f"{label}: {message}" if new == Status.ERROR.value and message else label
     if changes > 1:
-        minutes = max(1, round(window.total_seconds() / 60))
-        subject = f"{name} changed status {changes} times in {minutes} minutes; now {label}"
-        text = f"{name} changed status {changes} times in {minutes} minutes; now {now_is}"
+        subject = f"{name} changed status {changes} times in {_span(window)}; now {label}"
+        text = f"{name} changed status {changes} times in {_span(window)}; now {now_is}"
     elif new == Status.ERROR.value:
         subject, text = f"{name} is down (Error)", f"{name} is now {now_is}"
     else:
@@ -102,6 +101,12 @@ def _status_words(name, provider_id, previous, new, message, changes, window):
     data = {"provider": {"id": provider_id, "name": name, "status": new, "message": message},
             "previous": previous, "changes": changes}
     return subject, text, data
+
+
+def _span(window: timedelta) -> str:
+    seconds = round(window.total_seconds())
+    number, unit = (seconds // 60, "minute") if seconds >= 120 else (seconds, "second")
+    return f"{number} {unit}{'s' if number != 1 else ''}"
 
 
 # Cordon -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from wtforms import RadioField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from ..extensions import db
@@ -14,7 +15,7 @@ MAX_RECIPIENTS = 20
 class TargetForm(BaseForm):
     name = StringField("Name", validators=[DataRequired(message="Name the target, e.g. Platform team chat."),
                                            Length(max=100)])
-    kind = RadioField("Kind", choices=[(k.value, k.label) for k in TargetKind], default=TargetKind.WEBHOOK.value)
+    kind = RadioField("Kind", choices=[SelectChoice(k.value, k.label) for k in TargetKind], default=TargetKind.WEBHOOK.value)
     url = StringField("Webhook URL", validators=[Length(max=2048)])
     recipients = StringField("E-mail recipients", validators=[Length(max=1000)])
 
