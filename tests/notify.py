@@ -3,18 +3,27 @@ answers as scripted), and an SMTP server (aiosmtpd) that keeps the mail it is se
 from __future__ import annotations
 
 import email
+import html
 import email.policy
 import hashlib
 import hmac
 import json
+import re
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
+from provider_admin.extensions import db
+from provider_admin.models import NotificationTarget
+
+from .conftest import field_error
+
+PAGE = "/manage/notifications/"
 REPLAY_WINDOW = 300  # seconds a receiver accepts a signature's timestamp off its clock
 
 
@@ -117,3 +126,16 @@ def smtp_server():
     controller.inbox = inbox
     yield controller
     controller.stop()
+
+
+def add_target(actions, name, kind, url="", recipients=""):
+    """Add a target through the page; returns the target and the page's answer."""
+    response = actions.post(PAGE, {"name": name, "kind": kind, "url": url, "recipients": recipients})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 201, field_error(page, "url") or field_error(page, "recipients")
+    return db.session.scalar(sa.select(NotificationTarget).filter_by(name=name)), page
+
+
+def shown_secret(page: str) -> str:
+    """The signing secret the page shows once, after a JSON webhook was added."""
+    return html.unescape(re.search(r'id="new-secret"[^>]*value="([^"]+)"', page).group(1))

@@ -1,7 +1,5 @@
 """Notifications end to end: the page (admins only), real webhook receivers and a real SMTP
 server, the outbox with its retries and backoff, and a flapping provider summarised."""
-import html
-import re
 import time
 from datetime import timedelta
 
@@ -17,26 +15,14 @@ from provider_admin.models import (
 from provider_admin.notifications.outbox import Courier
 
 from .conftest import field_error
-from .notify import receiver, smtp_server  # noqa: F401  (fixtures)
+from .notify import PAGE, add_target, receiver, shown_secret, smtp_server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("app_context")
-PAGE = "/manage/notifications/"
 
 
 @pytest.fixture
 def app_config():
     return {"NOTIFY_RETRY_BASE": 0.3, "NOTIFY_FLAP_WINDOW": 600, "NOTIFY_TIMEOUT": 2.0}
-
-
-def add_target(actions, name, kind, url="", recipients=""):
-    """Add a target through the page; returns the target and the page's answer."""
-    response = actions.post(PAGE, {"name": name, "kind": kind, "url": url, "recipients": recipients})
-    assert response.status_code == 201, field_error(response.get_data(as_text=True), "url") or response.status_code
-    return db.session.scalar(sa.select(NotificationTarget).filter_by(name=name)), response.get_data(as_text=True)
-
-
-def shown_secret(page: str) -> str:
-    return html.unescape(re.search(r'id="new-secret"[^>]*value="([^"]+)"', page).group(1))
 
 
 def tick(app, times=1):
