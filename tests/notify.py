@@ -11,12 +11,15 @@ import json
 import re
 import socket
 import threading
+import ssl
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlalchemy as sa
+import trustme
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from provider_admin.extensions import db
 from provider_admin.models import NotificationTarget
@@ -124,6 +127,33 @@ def smtp_server():
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     controller.inbox = inbox
+    yield controller
+    controller.stop()
+
+
+SMTP_USER, SMTP_PASSWORD = "alerts", "mail-password"
+
+
+@pytest.fixture
+def smtp_starttls(tmp_path):
+    """A real SMTP server that takes mail only after STARTTLS (a certificate for 127.0.0.1 from
+    a test CA, whose file is `.ca_file`) and a sign-in as SMTP_USER with SMTP_PASSWORD."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    inbox = Inbox()
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login.decode(), auth_data.password.decode()))
+        return AuthResult(success=logins[-1] == (SMTP_USER, SMTP_PASSWORD), handled=False)
+
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port(), tls_context=context,
+                            require_starttls=True, auth_required=True, authenticator=authenticator)
+    controller.start()
+    controller.inbox, controller.logins = inbox, logins
+    controller.ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(controller.ca_file))
     yield controller
     controller.stop()
 

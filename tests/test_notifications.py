@@ -12,10 +12,14 @@ from provider_admin.extensions import db
 from provider_admin.models import (
     AuditEvent, NotificationDelivery, NotificationEvent, NotificationTarget, Role, utcnow,
 )
+from provider_admin.kube.connection import BLOCKED_NETWORKS
+from provider_admin.notifications.channels import SendError, post
 from provider_admin.notifications.outbox import Courier
 
 from .conftest import field_error
-from .notify import PAGE, add_target, receiver, shown_secret, smtp_server  # noqa: F401  (fixtures)
+from .notify import (  # noqa: F401  (fixtures)
+    PAGE, SMTP_PASSWORD, SMTP_USER, add_target, receiver, shown_secret, smtp_server, smtp_starttls,
+)
 
 pytestmark = pytest.mark.usefixtures("app_context")
 
@@ -191,6 +195,52 @@ def test_send_test_reaches_an_inbox(actions, app, smtp_server):
     assert smtp_server.inbox.envelopes == [("alerts@example.com", ["ops@example.com", "Oncall@example.com"])]
     assert "this target works" in mail.get_content()
     assert deliveries(target)[0].status == "delivered"
+
+
+@pytest.fixture
+def starttls_settings(app, smtp_starttls):
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_starttls.port, SMTP_SECURITY="starttls",
+                      SMTP_USER=SMTP_USER, SMTP_PASSWORD=SMTP_PASSWORD)
+    return smtp_starttls
+
+
+def test_mail_goes_over_starttls_and_signs_in(actions, monkeypatch, starttls_settings):
+    monkeypatch.setenv("SSL_CERT_FILE", str(starttls_settings.ca_file))  # trust the test CA
+    actions.login()
+    target, _ = add_target(actions, "Ops mail", "email", recipients="ops@example.com")
+    actions.post(f"{PAGE}{target.id}/test")
+    assert deliveries(target)[0].status == "delivered"
+    assert starttls_settings.logins == [(SMTP_USER, SMTP_PASSWORD)]
+    assert len(starttls_settings.inbox.messages) == 1
+
+
+def test_an_untrusted_mail_server_gets_no_password(actions, monkeypatch, tmp_path, starttls_settings):
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-ca.pem"))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    actions.login()
+    target, _ = add_target(actions, "Ops mail", "email", recipients="ops@example.com")
+    actions.post(f"{PAGE}{target.id}/test")
+    delivery = deliveries(target)[0]
+    assert delivery.status == "failed" and "CERTIFICATE_VERIFY_FAILED" in delivery.last_error
+    assert starttls_settings.logins == [] and starttls_settings.inbox.messages == []
+
+
+def test_a_wrong_mail_password_is_in_the_log(actions, app, monkeypatch, starttls_settings):
+    monkeypatch.setenv("SSL_CERT_FILE", str(starttls_settings.ca_file))
+    app.config["SMTP_PASSWORD"] = "wrong"
+    actions.login()
+    target, _ = add_target(actions, "Ops mail", "email", recipients="ops@example.com")
+    actions.post(f"{PAGE}{target.id}/test")
+    assert deliveries(target)[0].last_error.startswith("The mail server answered 535")
+    assert starttls_settings.inbox.messages == []
+
+
+def test_a_name_that_resolves_to_a_blocked_address_gets_no_request(receiver):
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    with pytest.raises(SendError, match=r"^localhost resolves to a blocked address \(127\.0\.0\.1\)"):
+        post(url, b"{}", {}, timeout=2, blocked=("127.0.0.0/8", "::1/128"))
+    assert receiver.requests == []
+    assert post(url, b"{}", {}, timeout=2, blocked=BLOCKED_NETWORKS) == 200  # the same, allowed
 
 
 def test_without_a_mail_server_the_log_says_so(actions):
