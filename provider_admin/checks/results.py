@@ -112,7 +112,7 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
             continue
         if outcome.generation == row["check_generation"]:
             values = _new_values(row, outcome, now, config)
-            told.append((outcome.provider_id, row["status"], values["status"], outcome.generation))
+            told.append(notify.StatusChange(outcome.provider_id, row["status"], values["status"], outcome.generation))
             row.update(values)  # a second result for the same provider follows the first
             changes.append({f"p_{name}": value for name, value in values.items()})
         result = outcome.result

@@ -7,6 +7,7 @@ within NOTIFY_FLAP_WINDOW of a message are held in one event, which goes out whe
 ends and says how often the status changed and what it is now.
 """
 from datetime import timedelta
+from typing import NamedTuple
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -24,10 +25,10 @@ HOLD_MARGIN = timedelta(seconds=2)
 
 
 def enqueue(kind: str, subject: str, text: str, data: dict, *, provider_id: int | None = None,
-            deliver_after=None, dedup_key: str | None = None,
-            target: NotificationTarget | None = None) -> NotificationEvent:
-    """Add an event and its deliveries (to `target` alone for a test, else to every target)
-    to the current transaction; the caller commits."""
+            deliver_after=None, dedup_key: str | None = None, target: NotificationTarget | None = None,
+            claimed_by: str | None = None) -> NotificationEvent:
+    """Add an event and its deliveries to the current transaction; the caller commits. A
+    test goes to `target` alone, once, claimed already by `claimed_by`, who sends it now."""
     now = utcnow()
     event = NotificationEvent(kind=kind, subject=subject[:300], text=text, data=data,
                               provider_id=provider_id, dedup_key=dedup_key, created_at=now,
@@ -38,8 +39,10 @@ def enqueue(kind: str, subject: str, text: str, data: dict, *, provider_id: int 
         targets = [target.id] if target else db.session.scalars(select(NotificationTarget.id)).all()
     attempts = 1 if target else int(current_app.config["NOTIFY_MAX_ATTEMPTS"])
     db.session.add(event)
+    lease = timedelta(seconds=float(current_app.config["NOTIFY_LEASE"]))
     db.session.add_all(NotificationDelivery(event=event, target_id=target_id, max_attempts=attempts,
-                                            next_attempt_at=event.deliver_after, is_test=bool(target))
+                                            next_attempt_at=event.deliver_after, is_test=bool(target),
+                                            claimed_by=claimed_by, claimed_until=claimed_by and now + lease)
                        for target_id in targets)
     return event
 
@@ -52,19 +55,26 @@ def worth_telling(old: str, new: str) -> bool:
     return (new == error and old != error) or (new == ready and old == error)
 
 
-def status_changes(changes: list[tuple[int, str, str, int]]) -> None:
-    """After the results' UPDATE, in its transaction: (provider id, old status, new status,
-    generation) of each change; told only when it applied (its generation still holds)."""
-    wanted = [change for change in changes if worth_telling(change[1], change[2])]
+class StatusChange(NamedTuple):
+    provider_id: int
+    old: str
+    new: str
+    generation: int  # the check generation the result was computed for
+
+
+def status_changes(changes: list[StatusChange]) -> None:
+    """After the results' UPDATE, in its transaction: each change is told when it is worth
+    telling and it applied (the provider is still at its generation, with that status)."""
+    wanted = [change for change in changes if worth_telling(change.old, change.new)]
     if not wanted:
         return
     rows = {row.id: row for row in db.session.execute(
         select(Provider.id, Provider.name, Provider.status, Provider.status_message,
-               Provider.check_generation).where(Provider.id.in_([c[0] for c in wanted])))}
-    for provider_id, old, new, generation in wanted:
-        row = rows.get(provider_id)
-        if row is not None and row.status == new and row.check_generation == generation:
-            provider_status(row.id, row.name, old, new, row.status_message)
+               Provider.check_generation).where(Provider.id.in_([c.provider_id for c in wanted])))}
+    for change in wanted:
+        row = rows.get(change.provider_id)
+        if row is not None and row.status == change.new and row.check_generation == change.generation:
+            provider_status(row.id, row.name, change.old, change.new, row.status_message)
 
 
 def provider_status(provider_id: int, name: str, old: str, new: str, message: str | None) -> None:

@@ -107,16 +107,6 @@ def _record(delivery_id: int, worker: str, code: int | None, error: str | None) 
     db.session.commit()
 
 
-def deliver_now(delivery: NotificationDelivery, worker: str) -> NotificationDelivery:
-    """Claim and send one delivery at once (the "Send test" button); the delivery, reloaded."""
-    lease = timedelta(seconds=float(current_app.config["NOTIFY_LEASE"]))
-    db.session.execute(update(deliveries).where(deliveries.c.id == delivery.id)
-                       .values(claimed_by=worker, claimed_until=utcnow() + lease))
-    db.session.commit()
-    deliver(delivery.id, worker)
-    return db.session.get(NotificationDelivery, delivery.id)
-
-
 def prune() -> None:
     """Forget events (and their deliveries) older than KEEP_DAYS that are settled."""
     before = utcnow() - timedelta(days=KEEP_DAYS)

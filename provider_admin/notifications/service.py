@@ -38,12 +38,14 @@ def delete(target: NotificationTarget, actor) -> None:
 def send_test(target: NotificationTarget, actor) -> NotificationDelivery:
     """Send a test message to this target now, through the outbox (it shows in the log)."""
     text = f"A test message from Provider Admin, sent by {actor.email}: this target works."
+    worker = f"{socket.gethostname()}:{os.getpid()}:web"  # claimed from the start: no scheduler takes it
     event = events.enqueue("test", f"Test message for {target.name}", text,
-                           {"target": {"id": target.id, "name": target.name}}, target=target)
+                           {"target": {"id": target.id, "name": target.name}}, target=target, claimed_by=worker)
     audit.record("notification_target.test", target, actor=actor, target_type="notification_target")
     db.session.commit()
-    delivery = db.session.scalars(db.select(NotificationDelivery).filter_by(event_id=event.id)).one()
-    return outbox.deliver_now(delivery, f"{socket.gethostname()}:{os.getpid()}:web")
+    delivery_id = db.session.scalars(db.select(NotificationDelivery.id).filter_by(event_id=event.id)).one()
+    outbox.deliver(delivery_id, worker)
+    return db.session.get(NotificationDelivery, delivery_id)
 
 
 def recent_deliveries(targets: list[NotificationTarget]) -> dict[int, list[NotificationDelivery]]:
