@@ -123,6 +123,13 @@ def test_bad_targets_are_refused_at_the_field(actions, kind, url, recipients, fi
     assert db.session.scalar(sa.select(sa.func.count()).select_from(NotificationTarget)) == 0
 
 
+def test_link_local_webhooks_follow_the_clusters_setting(actions, app):
+    actions.login()
+    app.config["ALLOW_LINK_LOCAL_CLUSTERS"] = True
+    target, _ = add_target(actions, "Local", "text", "https://169.254.10.10/hook")
+    assert target.url_origin == "https://169.254.10.10"
+
+
 def test_a_duplicate_name_is_refused(actions):
     actions.login()
     add_target(actions, "mail", "email", recipients="ops@example.com")
