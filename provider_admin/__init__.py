@@ -41,12 +41,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import api, audit, auth, embed, health, metrics, oidc, organizations, providers, tokens, users, workspaces
+    from . import (api, audit, auth, embed, health, metrics, notifications, oidc, organizations, providers, tokens,
+                   users, workspaces)
     from .cli import cli
     from .providers.commands import cli as providers_cli
 
     oidc.init_app(app)
-    for module in (health, auth, oidc, workspaces, providers, organizations, users, audit, tokens, embed, metrics):
+    for module in (health, auth, oidc, workspaces, providers, organizations, users, audit, tokens, notifications, embed,
+                   metrics):
         app.register_blueprint(module.bp)
     health.init_app(app)
     metrics.init_app(app)

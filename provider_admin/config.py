@@ -54,6 +54,20 @@ class Defaults:
     # Cluster addresses on link-local networks or cloud metadata services are refused (the
     # token would go to whatever answers there) unless this is true.
     ALLOW_LINK_LOCAL_CLUSTERS = False
+    # Notifications (see provider_admin.notifications): delivered by the scheduler.
+    NOTIFY_MAX_ATTEMPTS = 6  # tries of one delivery before it is marked failed
+    NOTIFY_RETRY_BASE = 30  # seconds before the first retry; each next waits twice as long
+    NOTIFY_RETRY_MAX = 3600  # the longest wait between two tries, in seconds
+    NOTIFY_TIMEOUT = 5.0  # seconds to connect to and hear back from a webhook or the SMTP server
+    NOTIFY_LEASE = 60  # seconds a scheduler holds a claimed delivery (longer than one send)
+    NOTIFY_FLAP_WINDOW = 600  # a provider's status changes within this many seconds: one message
+    NOTIFY_TOKEN_EXPIRY_DAYS = 7  # tell people this many days before a token expires
+    SMTP_HOST = None  # the mail server for e-mail targets; unset: e-mail deliveries fail, saying so
+    SMTP_PORT = 587
+    SMTP_SECURITY = "starttls"  # starttls, tls (implicit, port 465) or none
+    SMTP_USER = None
+    SMTP_PASSWORD = None  # from the environment: PROVIDER_ADMIN_SMTP_PASSWORD
+    SMTP_FROM = "provider-admin@localhost"
     BUILTIN_PROVIDER = None  # a name: registers the in-cluster provider when running in Kubernetes
     BUILTIN_NAMESPACE = None  # its workspaces' namespace; default: the pod's own
     PASSWORD_SIGN_IN = True  # false: single sign-on (or the trusted header) is the only way in

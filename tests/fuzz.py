@@ -24,6 +24,7 @@ from wtforms.fields.core import UnboundField
 from provider_admin.auth.forms import LoginForm, SetupForm
 from provider_admin.extensions import db
 from provider_admin.forms import ConfirmForm
+from provider_admin.notifications.forms import TargetForm
 from provider_admin.organizations.forms import AddMemberForm, OrganizationForm
 from provider_admin.providers.forms import CordonForm, DeleteForm, ProviderForm
 from provider_admin.tokens.forms import TokenForm
@@ -90,6 +91,9 @@ ROUTES = {
     "tokens.index": Route((TokenForm,)),
     "tokens.everyone": Route(),
     "tokens.revoke": Route((ConfirmForm,), raw=("back",)),
+    "notifications.index": Route((TargetForm,)),
+    "notifications.test": Route((ConfirmForm,)),
+    "notifications.delete": Route((ConfirmForm,)),
     # The API answers these clients (session cookies, no bearer token) 401; it is fuzzed with
     # tokens from its own OpenAPI description.
     "api.me": Route(),

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from provider_admin import crypto
 from provider_admin.extensions import db
-from provider_admin.models import Role, User, Workspace
+from provider_admin.models import NotificationTarget, Role, User, Workspace
 from provider_admin.tokens import service as token_service
 
 from . import fuzz
@@ -76,6 +76,9 @@ class Site:
         for owner, name, status in ((users["member"], "dev", "running"), (other, "box", "failed")):
             db.session.add(Workspace(name=name, owner=owner, organization=acme, provider=east, image="busybox",
                                      cpu="1", memory="1Gi", disk="1Gi", status=status))
+        hook = NotificationTarget(name="hook", kind="text", url_origin=server.replace("https", "http"),
+                                  url_encrypted=crypto.encrypt(server.replace("https", "http") + "/hook"))
+        db.session.add(hook)
         member_token, _ = token_service.create(users["member"], "member's", 30, False)
         other_token, _ = token_service.create(other, "other's", 30, True)
         self.ids = {
@@ -85,6 +88,7 @@ class Site:
             "user_id": [str(users["member"].id), str(other.id), str(users["admin"].id)],
             "token_id": [str(member_token.id), str(other_token.id)],
             "token": ["not-a-break-glass-link"],
+            "target_id": [str(hook.id)],
         }
         self.valid = {
             "name": ["dev2", "fuzz", "Acme 2", "east"], "namespace": ["ws"], "cluster_address": [server],
@@ -100,6 +104,8 @@ class Site:
             "next": ["/workspaces/"], "page": ["2"], "q": ["ea"], "fp": ["1-x"], "known": [f"{east.id}.1.0"],
             "type": ["provider"], "deleting": ["1"], "standalone": ["1"],
             "days": ["30"], "access": ["read", "write"], "back": ["all"], "owner": ["all"],
+            "kind": ["webhook", "text", "email"], "url": [server.replace("https", "http") + "/hook"],
+            "recipients": ["ops@example.com"],
             "code": ["a-code"], "state": ["a-state"], "error": ["access_denied"], "error_description": ["denied"],
         }
         self.tokens = {label: actions.form_token("/login" if role is None else "/workspaces/")

@@ -24,8 +24,9 @@ def manage_routes() -> list[tuple[str, str]]:
 
 
 ROUTES = manage_routes()
-USER_ROUTES = [r for r in ROUTES if r[1].startswith("/manage/users/")]
-OTHER_ROUTES = [r for r in ROUTES if not r[1].startswith("/manage/users/")]
+ADMIN_ONLY = ("/manage/users/", "/manage/notifications/")  # areas for site admins alone
+USER_ROUTES = [r for r in ROUTES if r[1].startswith(ADMIN_ONLY)]
+OTHER_ROUTES = [r for r in ROUTES if not r[1].startswith(ADMIN_ONLY)]
 ids = [f"{m} {u}" for m, u in ROUTES]
 
 
@@ -40,7 +41,7 @@ def test_the_route_list_covers_every_manage_area(app):
         (m, re.sub(r"<(?:[^<>:]+:)?[^<>]+>", str(MISSING_ID), r.rule))
         for r in app.url_map.iter_rules() if r.rule.startswith("/manage/") for m in r.methods & {"GET", "POST"}
     )
-    for area in ("providers", "organizations", "users", "audit"):
+    for area in ("providers", "organizations", "users", "audit", "notifications"):
         assert any(url.startswith(f"/manage/{area}/") for _, url in ROUTES), area
     assert any(method == "POST" for method, _ in ROUTES)
 

@@ -26,6 +26,7 @@ from .. import kube
 from ..extensions import db
 from ..metrics import tallies
 from ..models import Provider, ProviderCheck, Status, utcnow
+from ..notifications import events as notify
 
 log = logging.getLogger(__name__)
 providers = Provider.__table__
@@ -106,13 +107,14 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
                providers.c.check_generation, *(providers.c[name] for name in SHOWN))
         .where(providers.c.id.in_(ids)))}
     now = utcnow()
-    changes, history, applied = [], [], []
+    changes, history, applied, told = [], [], [], []
     for outcome in outcomes:
         row = current.get(outcome.provider_id)
         if row is None:  # deleted while it was being checked
             continue
         if outcome.generation == row["check_generation"]:
             values = _new_values(row, outcome, now, config)
+            told.append(notify.StatusChange(outcome.provider_id, row["status"], values["status"], outcome.generation))
             row.update(values)  # a second result for the same provider follows the first
             changes.append({f"p_{name}": value for name, value in values.items()})
         result = outcome.result
@@ -126,6 +128,7 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
     if applied:
         if changes:
             db.session.execute(_UPDATE_HEALTH, changes)
+            notify.status_changes(told)  # in this transaction: told once the change is written
         db.session.execute(_INSERT_HISTORY, history)
         tallies.add((o.result.category, o.trigger, o.duration_ms) for o in applied)  # for /metrics
         _trim_history(sorted({o.provider_id for o in applied}), config["CHECK_HISTORY"])

@@ -9,6 +9,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from flask.cli import with_appcontext
 
+from ..notifications.outbox import Courier
 from . import heartbeat
 from .sweeper import Sweeper
 
@@ -20,6 +21,9 @@ def _schedule(scheduler, app: Flask) -> Sweeper:
     sweeper = Sweeper(app)
     tick = min(TICK_SECONDS, float(app.config["CHECK_INTERVAL"]))
     scheduler.add_job(sweeper.tick, "interval", seconds=tick, id="provider-checks",
+                      max_instances=1, coalesce=True)
+    # Notifications go out on their own job: a slow receiver never holds the checks back.
+    scheduler.add_job(Courier(app).tick, "interval", seconds=tick, id="notifications",
                       max_instances=1, coalesce=True)
     return sweeper
 

@@ -2,6 +2,7 @@
 import json
 from urllib.parse import urlsplit, urlunsplit
 
+from flask_login import current_user
 from sqlalchemy import func
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -10,6 +11,7 @@ from ..database import duplicate_at
 from ..kube import token_expiry
 from ..extensions import db
 from ..models import Organization, Provider, User, Workspace
+from ..notifications import events as notify
 from . import scheduling
 
 PLAIN_FIELDS = (
@@ -247,6 +249,7 @@ def cordon(provider: Provider, reason: str, *, actor=None) -> None:
     """Stop new workspaces on the provider (those it has keep running)."""
     provider.cordoned, provider.cordon_reason = True, reason.strip()
     audit.record("provider.cordon", provider, {"reason": provider.cordon_reason}, **({"actor": actor} if actor else {}))
+    notify.cordon_changed(provider, actor or current_user)
     _commit_or_conflict()
 
 
@@ -256,6 +259,7 @@ def uncordon(provider: Provider, *, actor=None) -> bool:
         return False
     provider.cordoned, provider.cordon_reason = False, None
     audit.record("provider.uncordon", provider, **({"actor": actor} if actor else {}))
+    notify.cordon_changed(provider, actor or current_user)
     _commit_or_conflict()
     return True
 

@@ -105,6 +105,23 @@ def refused_provider_form(page, world):
     expect(page.locator("[aria-invalid=true]").first).to_be_visible()
 
 
+def notifications_with_a_log(page, world):
+    """A target added through the form, then a test message that fails (no mail server)."""
+    page.goto("/manage/notifications/")
+    page.get_by_label("Name").fill("Ops mail")
+    page.get_by_label("E-mail", exact=True).check()
+    page.get_by_label("E-mail recipients").fill("ops@example.com")
+    page.get_by_role("button", name="Add target").click()
+    page.get_by_role("button", name="Send test to Ops mail").click()
+    expect(page.get_by_role("alert")).to_contain_text("No mail server is configured")
+
+
+def refused_notification_target(page, world):
+    page.goto("/manage/notifications/")
+    page.get_by_role("button", name="Add target").click()
+    expect(page.locator("[aria-invalid=true]").first).to_be_visible()
+
+
 MANAGER_PAGES = {
     "providers": visit("/manage/providers/"),
     "providers-filtered": visit("/manage/providers/?status=ready&organization={w.org.id}&cordoned=no&q=ea"),
@@ -151,6 +168,8 @@ ADMIN_PAGES = {
     "workspace-forget-page": visit("/workspaces/{w.failed.id}/forget"),
     "workspace-forget-dialog": from_workspace("Remove record", "Remove the record of old?"),
     "api-tokens-everyone": visit("/tokens/all"),
+    "notifications": notifications_with_a_log,
+    "notifications-refused": refused_notification_target,
 }
 MEMBER_PAGES = {
     "workspaces": visit("/workspaces/"),
