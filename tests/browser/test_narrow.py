@@ -14,7 +14,7 @@ import pytest
 
 from provider_admin import audit
 from provider_admin.extensions import db
-from provider_admin.models import AuditEvent, BuildLogLine, ProviderCheck, Workspace
+from provider_admin.models import AuditEvent, BuildLogLine, NotificationDelivery, NotificationEvent, NotificationTarget, ProviderCheck, Workspace
 from provider_admin.models.base import utcnow
 from provider_admin.tokens import service as tokens
 
@@ -97,6 +97,7 @@ PAGES = [
     Page("member-workspace", "workspaces.show", "/workspaces/{w.failed.id}", "member"),
     Page("member-tokens", "tokens.index", "/tokens/", "member"),
     Page("forbidden", "providers.index", "/manage/providers/", "member"),
+    Page("notifications", "notifications.index", "/manage/notifications/", "admin"),
     Page("status-view", "embed.index", "/embed/providers", "admin"),
     Page("status-view-large", "embed.index", "/embed/providers?size=large", "admin"),
     Page("member-status-view", "embed.index", "/embed/providers", "member"),
@@ -110,6 +111,8 @@ NOT_PAGES = {
     "providers.cluster_names": "a fragment of the provider form, visited there",
     "providers.manifest": "a YAML download",
     "metrics.metrics": "Prometheus' text, for scrapers",
+    "health.healthz": "a probe's plain answer",
+    "health.readyz": "a probe's JSON answer",
 }
 ROLES = ["admin", "member", "signed-out", "nobody"]
 
@@ -189,6 +192,10 @@ def make_world(actions, make_org, make_provider):
         for index in range(3):
             audit.record("provider.update", long, {"status_message": {"from": LONG_ERROR, "to": LONG_ERROR},
                                                    "cluster_address": LONG_ADDRESS}, actor="scheduler")
+        target = NotificationTarget(name="n" * 100, kind="webhook", url_origin="https://" + "h" * 60 + ".example.com")
+        event = NotificationEvent(kind="provider.status", subject=UNBROKEN, text=LONG_ERROR, data={})
+        db.session.add(NotificationDelivery(event=event, target=target, status="failed", attempts=6, max_attempts=6,
+                                            last_error=LONG_ERROR, response_code=500, last_attempt_at=utcnow()))
         db.session.add(AuditEvent(actor="u" * 200 + "@example.com", action="provider.create", target_type="provider",
                                   target_name=UNBROKEN * 3, at=utcnow() - timedelta(minutes=1)))
         db.session.commit()
