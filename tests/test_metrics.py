@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from provider_admin.checks import check_now
 from provider_admin.extensions import db
 from provider_admin.metrics import tallies
-from provider_admin.models import CheckTally, Provider, ProviderCheck, utcnow
+from provider_admin.models import CheckTally, Provider, ProviderCheck, SchedulerHeartbeat, utcnow
 
 from . import servers
 from .test_workspaces import created, org, provider, wait_status  # noqa: F401,F811  (fixtures)
@@ -201,6 +201,10 @@ def test_one_set_of_statuses_across_gunicorn_workers_and_a_scheduler(app_context
                 for category in checks} == checks
         assert _requests_to(found, "/login") >= 20  # both workers' in every answer (and gunicorn's start probes)
     assert len({_requests_to(found, "/login") for found in scrapes}) == 1
+    beats = {(b.host, str(b.pid), b.run_id): b.last_tick_at.timestamp()
+             for b in db.session.scalars(db.select(SchedulerHeartbeat))}
+    assert beats and all({labels_and_value for labels_and_value in _ticks_of(found)} == set(beats.items())
+                         for found in scrapes)
 
 
 def _scrapes_from_both_workers(url: str, log) -> list[dict]:
@@ -219,6 +223,13 @@ def _scrapes_from_both_workers(url: str, log) -> list[dict]:
             if len(workers) == 2 and len(found) >= 12:
                 return found
             assert time.monotonic() < deadline, f"only {workers} answered {len(found)} scrapes"
+
+
+def _ticks_of(found: dict):
+    for (name, labels), value in found.items():
+        if name == "provider_admin_scheduler_last_tick_timestamp_seconds":
+            labels = dict(labels)
+            yield (labels["host"], labels["pid"], labels["run"]), value
 
 
 def _requests_to(found: dict, route: str) -> float:
@@ -245,7 +256,8 @@ def test_names_follow_the_naming_guide_and_the_alert_rules_use_them(client, make
     assert set(declared) == {
         "provider_admin_provider_status", "provider_admin_provider_cordoned", "provider_admin_checks_total",
         "provider_admin_check_failures_total", "provider_admin_check_duration_seconds",
-        "provider_admin_check_lag_seconds", "provider_admin_workspace_builds_total",
+        "provider_admin_check_lag_seconds", "provider_admin_scheduler_last_tick_timestamp_seconds",
+        "provider_admin_workspace_builds_total",
         "provider_admin_http_request_duration_seconds"}
     for name, kind in declared.items():
         assert name.startswith("provider_admin_") and name == name.lower()

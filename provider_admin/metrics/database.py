@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..kube.errors import READY
-from ..models import Provider, Status, utcnow
+from ..models import Provider, SchedulerHeartbeat, Status, utcnow
 from . import tallies
 
 STATUSES = [s.value for s in Status]
@@ -15,6 +15,7 @@ class DatabaseCollector:
         yield from _providers()
         yield from _checks()
         yield _lag()
+        yield _ticks()
 
 
 def _providers():
@@ -52,3 +53,15 @@ def _lag():
     lag = max((utcnow() - due).total_seconds(), 0.0) if due is not None else 0.0
     return GaugeMetricFamily("provider_admin_check_lag_seconds",
                              "How long the most overdue health check has been due (0: none is late).", value=lag)
+
+
+def _ticks():
+    """Each scheduler process's last tick (those of the last day: older rows are cleaned up);
+    `time() - max(...)` says how long none has ticked."""
+    ticks = GaugeMetricFamily("provider_admin_scheduler_last_tick_timestamp_seconds",
+                              "When each scheduler process last ticked (Unix time).", labels=["host", "pid", "run"])
+    for host, pid, run, at in db.session.execute(
+            select(SchedulerHeartbeat.host, SchedulerHeartbeat.pid, SchedulerHeartbeat.run_id,
+                   SchedulerHeartbeat.last_tick_at).order_by(SchedulerHeartbeat.id)):
+        ticks.add_metric([host, str(pid), run], at.timestamp())
+    return ticks
