@@ -12,9 +12,9 @@ import pytest
 from provider_admin.extensions import db
 from provider_admin.models import Provider
 
-from ..conftest import PASSWORD
 from ..nginx import PREFIX, Nginx, Server, readme_location, require_nginx
 from .conftest import TIMEOUT_MS, expect
+from .test_embed_browser import sign_in, world  # noqa: F401  (world: a member, her provider and another)
 
 pytestmark = pytest.mark.browser
 
@@ -63,17 +63,6 @@ def context(browser):
     context.close()
 
 
-@pytest.fixture
-def world(make_org, make_provider, actions):
-    org = make_org("Acme")
-    member = actions.user("member", username="alice", organizations=[org])
-    east = make_provider("east", organizations=[org], status="ready")
-    make_provider("hidden-from-alice", status="ready")
-    email, east_id = member.email, east.id
-    db.session.remove()  # the test's own session holds nothing while the server's threads read
-    return email, east_id
-
-
 def portal_page(context, nginx):
     page = context.new_page()
     page.on("console", lambda message: context.messages.append(message.text))
@@ -86,9 +75,7 @@ def test_the_portal_frames_the_view_through_nginx_and_its_badges_follow(context,
     email, east_id = world
     tab = context.new_page()
     tab.goto(app + "/login")
-    tab.get_by_label("Email").fill(email)
-    tab.get_by_label("Password").fill(PASSWORD)
-    tab.get_by_role("button", name="Sign in").click()
+    sign_in(tab, email)
     tab.wait_for_url(lambda url: url.startswith(app) and "/login" not in url)
 
     page = portal_page(context, nginx)
