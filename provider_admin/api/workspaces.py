@@ -147,6 +147,8 @@ def delete_workspace(path: WorkspacePath):
         abort(403)
     builds.settle_if_interrupted(workspace)
     outcome = builds.delete_or_queue(workspace)
+    if outcome == "gone":  # the deletion that ran already has just ended
+        abort(404)
     if outcome is None:
         return problem(409, "Deletion under way", "The workspace is being deleted already.")
     return Deletion(outcome=outcome).model_dump(), 202

@@ -5,7 +5,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask, current_app
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select
+from sqlalchemy.exc import InvalidRequestError
 
 from .. import audit, kube
 from ..providers.connection import connection_for
@@ -76,12 +77,13 @@ def create(form) -> Workspace | None:
 
 def delete_or_queue(workspace: Workspace) -> str | None:
     """Start the teardown ("started"), or queue it behind a running build ("queued"); None
-    when a deletion runs already. Both are conditional writes, so a build ending at the same
+    when a deletion runs already, "gone" when it has just ended. Both are conditional writes, so a build ending at the same
     moment or a second click cannot lose the request or start two teardowns."""
     if workspace.status == "building" and _write_if(workspace, ("building",), delete_requested=True):
         return "queued"
-    if not _write_if(workspace, ("running", "failed"), status="deleting", status_message=None):
-        return None
+    if inspect(workspace).detached or \
+            not _write_if(workspace, ("running", "failed"), status="deleting", status_message=None):
+        return "gone" if inspect(workspace).detached else None
     start(workspace, "teardown")
     return "started"
 
@@ -90,7 +92,11 @@ def _write_if(workspace: Workspace, statuses: tuple[str, ...], **values) -> bool
     written = db.session.execute(db.update(Workspace).where(
         Workspace.id == workspace.id, Workspace.status.in_(statuses)).values(**values))
     db.session.commit()
-    db.session.refresh(workspace)
+    try:
+        db.session.refresh(workspace)
+    except InvalidRequestError:  # a teardown ended meanwhile and removed the record
+        db.session.expunge(workspace)
+        return False
     return written.rowcount == 1
 
 

@@ -90,6 +90,9 @@ def delete(workspace_id: int):
     form = ConfirmForm()
     if form.validate_on_submit():
         outcome = builds.delete_or_queue(workspace)
+        if outcome == "gone":  # the deletion that ran already has just ended
+            flash("The workspace was deleted.", "info")
+            return done(url_for(".index"))
         if outcome:
             # Only a deletion asked for in this session may later be announced as done.
             session[DELETING] = (session.get(DELETING, []) + [workspace.id])[-20:]
