@@ -131,6 +131,16 @@ def world(make_org, make_provider, actions):
     return email, east_id
 
 
+def wait_for_frame_refusal(page, context) -> None:
+    """The browser says in the console that frame-ancestors refused the frame."""
+    refusal = 'violates the following Content Security Policy directive: "frame-ancestors'
+    for _ in range(TIMEOUT_MS // 100):
+        if any(refusal in message for message in context.messages):
+            return
+        page.wait_for_timeout(100)
+    assert any(refusal in message for message in context.messages), context.messages
+
+
 def embedded_frame(page, app_origin):
     return next(f for f in page.frames if f.url.startswith(app_origin))
 
@@ -193,12 +203,7 @@ class TestAnotherPortal:
     def test_the_browser_refuses_to_render_the_view_in_its_frame(self, context, portal, app_origin, world):
         page = open_portal(context, portal, app_origin)
         expect(page.get_by_role("heading", name="Intranet portal")).to_be_visible()
-        refusal = 'violates the following Content Security Policy directive: "frame-ancestors'
-        for _ in range(TIMEOUT_MS // 100):  # the browser says so in the console
-            if any(refusal in message for message in context.messages):
-                break
-            page.wait_for_timeout(100)
-        assert any(refusal in message for message in context.messages), context.messages
+        wait_for_frame_refusal(page, context)
         frame = page.frame_locator(FRAME)
         expect(frame.get_by_role("link", name="Sign in")).to_have_count(0)
         expect(frame.get_by_role("heading", name="Workspace providers")).to_have_count(0)

@@ -14,7 +14,7 @@ from provider_admin.models import Provider
 
 from ..nginx import PREFIX, Nginx, Server, readme_location, require_nginx
 from .conftest import TIMEOUT_MS, expect
-from .test_embed_browser import sign_in, world  # noqa: F401  (world: a member, her provider and another)
+from .test_embed_browser import sign_in, wait_for_frame_refusal, world  # noqa: F401  (world: a member, her provider and another)
 
 pytestmark = pytest.mark.browser
 
@@ -105,11 +105,6 @@ class TestAnUnlistedPortal:
         app, _ = nginx
         page = portal_page(context, nginx)
         expect(page.get_by_role("heading", name="Intranet portal")).to_be_visible()
-        refusal = 'violates the following Content Security Policy directive: "frame-ancestors'
-        for _ in range(TIMEOUT_MS // 100):  # the browser says so in the console
-            if any(refusal in message for message in context.messages):
-                break
-            page.wait_for_timeout(100)
-        assert any(refusal in message for message in context.messages), context.messages
+        wait_for_frame_refusal(page, context)
         framed = [f for f in page.frames if f.url.startswith(app)]
         assert all(not f.locator(".tiles, h1").count() for f in framed)
