@@ -47,6 +47,8 @@ class Defaults:
     CHECK_PERMISSIONS_EVERY = 300
     CHECK_BACKOFF_MAX = 300
     CHECK_LEASE = 120
+    # Seconds a stopping scheduler gives its running checks (below Kubernetes' 30 s default grace).
+    CHECK_SHUTDOWN_GRACE = 20
     CHECK_HISTORY = 50
     READY_TIMEOUT = 2.0  # seconds /readyz waits for the database (to connect, and per statement)
     MAX_BODY_BYTES = 1024 * 1024  # a request body past this is refused (413) unread

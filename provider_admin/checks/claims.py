@@ -59,3 +59,15 @@ def claim_due(worker: str, limit: int, *, interval: float, lease: float,
     permissions_due = now - timedelta(seconds=permissions_every)
     return [(row, row.status != Status.READY.value or row.last_permissions_check_at is None
              or row.last_permissions_check_at < permissions_due) for row in rows]
+
+
+def hand_back(worker: str, ids: list[int] | None = None) -> int:
+    """Release the claims `worker` holds (on these providers, or all) and make them due now,
+    so another scheduler takes them at its next tick instead of after the lease. Returns how
+    many were released."""
+    mine = providers.c.claimed_by == worker
+    where = mine if ids is None else mine & providers.c.id.in_(ids)
+    released = db.session.execute(update(providers).where(where).values(
+        claimed_by=None, claimed_until=None, next_check_at=utcnow())).rowcount
+    db.session.commit()
+    return released

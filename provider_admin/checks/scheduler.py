@@ -1,11 +1,22 @@
-"""APScheduler wiring: in the web process under `flask run`, or its own process."""
+"""APScheduler wiring: in the web process under `flask run`, or its own process.
+
+Stopping (SIGTERM from systemd or Kubernetes, SIGINT from Ctrl+C, or the end of the process
+that runs it in-process) claims nothing more, gives the checks and the notification under way
+CHECK_SHUTDOWN_GRACE seconds, writes the results it has and hands back every claim it still
+holds, so that another scheduler takes those providers at once instead of after the lease.
+"""
+import atexit
 import logging
 import os
+import signal
 import sys
+import threading
+import time
+from dataclasses import dataclass
 
 import click
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from flask import Flask
 from flask.cli import with_appcontext
 
@@ -17,23 +28,53 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
 
 
-def _schedule(scheduler, app: Flask) -> Sweeper:
-    sweeper = Sweeper(app)
+@dataclass
+class Schedule:
+    """A running scheduler and its two jobs."""
+
+    scheduler: BaseScheduler
+    sweeper: Sweeper
+    courier: Courier
+    abandoned: bool = False  # after stop(): a check or a delivery still runs in a thread
+
+    def stop(self, grace: float) -> str:
+        """Stop within about `grace` seconds (see the module's docstring); returns what it
+        did, in words, and logs it. Nothing when the scheduler was shut down already: whoever
+        did it stops its jobs too."""
+        if self.scheduler.state == STATE_STOPPED:
+            return "already stopped"
+        self.scheduler.shutdown(wait=False)  # no more ticks; the ones under way see `closed`
+        self.courier.closed = True
+        deadline = time.monotonic() + grace
+        checks = self.sweeper.shutdown(grace=grace)
+        deliveries = self.courier.stop(grace=max(0.0, deadline - time.monotonic()))
+        self.abandoned = checks.abandoned > 0 or self.courier.busy
+        done = (f"{checks.finished} check results written, {checks.abandoned} checks still "
+                f"running abandoned, {checks.handed_back} provider claims and {deliveries} "
+                "notification claims handed back")
+        log.info("scheduler stopped: %s", done)
+        return done
+
+
+def _schedule(scheduler: BaseScheduler, app: Flask) -> Schedule:
+    schedule = Schedule(scheduler, Sweeper(app), Courier(app))
     tick = min(TICK_SECONDS, float(app.config["CHECK_INTERVAL"]))
-    scheduler.add_job(sweeper.tick, "interval", seconds=tick, id="provider-checks",
+    scheduler.add_job(schedule.sweeper.tick, "interval", seconds=tick, id="provider-checks",
                       max_instances=1, coalesce=True)
     # Notifications go out on their own job: a slow receiver never holds the checks back.
-    scheduler.add_job(Courier(app).tick, "interval", seconds=tick, id="notifications",
+    scheduler.add_job(schedule.courier.tick, "interval", seconds=tick, id="notifications",
                       max_instances=1, coalesce=True)
-    return sweeper
+    return schedule
 
 
 def start_in_process(app: Flask) -> BackgroundScheduler:
-    """Run the checks in a background thread of this process."""
+    """Run the checks in a background thread of this process, stopped when it exits."""
     scheduler = BackgroundScheduler(daemon=True)
-    app.extensions["check_sweeper"] = _schedule(scheduler, app)
+    schedule = _schedule(scheduler, app)
+    app.extensions["check_sweeper"] = schedule.sweeper
     app.extensions["check_scheduler"] = scheduler
     scheduler.start()
+    atexit.register(schedule.stop, float(app.config["CHECK_SHUTDOWN_GRACE"]))
     log.info("health-check scheduler started in-process")
     return scheduler
 
@@ -57,6 +98,24 @@ def _is_flask_run() -> bool:
     return not reloading or os.environ.get("WERKZEUG_RUN_MAIN") == "true"
 
 
+def _wait_for_a_stop_signal() -> str:
+    """Block until SIGTERM or SIGINT; returns its name. Later ones are ignored: the stop
+    they ask for is under way."""
+    received: list[str] = []
+    asked = threading.Event()
+
+    def ask(signum, frame):
+        received.append(signal.Signals(signum).name)
+        asked.set()
+
+    previous = {s: signal.signal(s, ask) for s in (signal.SIGTERM, signal.SIGINT)}
+    while not asked.wait(1.0):
+        pass
+    for s in previous:
+        signal.signal(s, signal.SIG_IGN)
+    return received[0]
+
+
 @click.command("scheduler")
 @with_appcontext
 def scheduler_command():
@@ -64,14 +123,18 @@ def scheduler_command():
     from flask import current_app
 
     app = current_app._get_current_object()
-    scheduler = BlockingScheduler()
-    sweeper = _schedule(scheduler, app)
+    grace = float(app.config["CHECK_SHUTDOWN_GRACE"])
+    schedule = _schedule(BackgroundScheduler(daemon=True), app)
+    schedule.scheduler.start()
     click.echo(f"Checking providers every {app.config['CHECK_INTERVAL']} s "
-               f"with {app.config['CHECK_POOL_SIZE']} threads. Ctrl+C to stop.", nl=True)
+               f"with {app.config['CHECK_POOL_SIZE']} threads. Ctrl+C or SIGTERM to stop.")
     sys.stdout.flush()
-    try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        sweeper.shutdown()  # the checks under way finish and their results are written
+    name = _wait_for_a_stop_signal()
+    click.echo(f"{name}: stopping; the checks under way have {grace:g} s to finish.")
+    sys.stdout.flush()
+    click.echo(f"Stopped: {schedule.stop(grace)}.")
+    sys.stdout.flush()
+    if schedule.abandoned:
+        # Python would wait for those threads at exit; their claims are already handed back.
+        logging.shutdown()
+        os._exit(0)

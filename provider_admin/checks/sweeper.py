@@ -12,12 +12,18 @@ Claims and batches take turns: only one thread of a sweeper writes at a time.
 A sweeper claims up to twice as many providers as it has threads: the second half waits
 in the pool's queue, so a thread that finishes a check starts the next one at once instead
 of waiting for the database.
+
+Stopping (`shutdown`) claims nothing more and hands back at once the claims whose checks
+have not started; the running checks get a grace period, their results are written, and
+the claims of those still running then are handed back too, so that another scheduler
+takes them at its next tick instead of after the lease.
 """
 import logging
 import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from flask import Flask
 from sqlalchemy import func, select
@@ -26,13 +32,22 @@ from ..extensions import db
 from ..kube.client import size_client_cache
 from ..models import Provider
 from . import jobs
-from .claims import claim_due
+from .claims import claim_due, hand_back
 from .heartbeat import Heartbeat
 from .results import Outcome, save_results
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 100  # results per transaction; a bigger backlog is written in several
+WRITE_SECONDS = 5.0  # after the grace, the longest a stopping sweeper waits for its last writes
 _STOP = object()
+
+
+class Stopped(NamedTuple):
+    """What a sweeper's shutdown did."""
+
+    finished: int  # checks that ended in the grace, their results written
+    abandoned: int  # checks still running at the end of the grace
+    handed_back: int  # claims released for another scheduler to take at once
 
 
 class Sweeper:
@@ -47,6 +62,10 @@ class Sweeper:
         self.checked = 0  # results written
         self.closed = False
         self._turn = threading.Lock()  # held by the claim or the batch being written
+        # The claimed checks not yet done, by id(job): the job and whether it has started.
+        # A check that ends after it was handed back has its result dropped.
+        self._claimed: dict[int, tuple[jobs.CheckJob, bool]] = {}
+        self._claimed_changed = threading.Condition()
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._cache_sized_until = 0.0
         self._writer = threading.Thread(target=self._write_results, daemon=True,
@@ -91,8 +110,16 @@ class Sweeper:
         for _ in range(slots - len(work)):
             self.free.release()
         for job in work:
-            self.pool.submit(self._check, job)
+            self._submit(job)
         return len(work)
+
+    def _submit(self, job: jobs.CheckJob) -> None:
+        with self._claimed_changed:
+            self._claimed[id(job)] = (job, False)
+        try:
+            self.pool.submit(self._check, job)
+        except RuntimeError:  # shut down meanwhile: the claim is handed back
+            pass
 
     def _size_client_cache(self) -> None:
         """Keep a Kubernetes client for every provider, so each check reuses its connection."""
@@ -103,6 +130,11 @@ class Sweeper:
         size_client_cache(db.session.scalar(select(func.count()).select_from(Provider)) + self.size)
 
     def _check(self, job: jobs.CheckJob) -> None:
+        with self._claimed_changed:
+            if self.closed:  # not started before the shutdown: handed back
+                self.free.release()
+                return
+            self._claimed[id(job)] = (job, True)
         outcome = None
         try:
             result, duration = jobs.run(job, self.app.config["CHECK_TIMEOUT"])
@@ -113,8 +145,11 @@ class Sweeper:
         finally:
             # Free before queueing: the writer's claim before this batch can use the room.
             self.free.release()
-        if outcome is not None:
-            self._results.put(outcome)
+        with self._claimed_changed:
+            mine = self._claimed.pop(id(job), None) is not None
+            if outcome is not None and mine:
+                self._results.put(outcome)
+            self._claimed_changed.notify_all()
 
     def _write_results(self) -> None:
         """The results writer's loop: a batch of whatever is queued, then a claim."""
@@ -145,10 +180,46 @@ class Sweeper:
                 db.session.remove()
         self.checked += len(written)
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop claiming; with `wait`, let the running checks finish and write their results."""
-        self.closed = True
-        self.pool.shutdown(wait=wait, cancel_futures=not wait)
+    def shutdown(self, wait: bool = True, grace: float | None = None) -> Stopped:
+        """Stop claiming and hand back the claims of the checks not started. With `wait`, let
+        the running checks finish for at most `grace` seconds (None: as long as they take),
+        write their results and hand back the claims left; without, just stop."""
+        if self.closed:
+            return Stopped(0, 0, 0)
+        deadline = None if grace is None else time.monotonic() + grace
+        written = self.checked
+        # A claim under way submits its jobs first (with a database gone, not for long).
+        turn = self._turn.acquire(timeout=-1 if grace is None else grace)
+        with self._claimed_changed:
+            self.closed = True
+            waiting = [self._claimed.pop(key)[0].provider_id
+                       for key, (_, started) in list(self._claimed.items()) if not started]
+        if turn:
+            self._turn.release()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if not wait:
+            self._results.put(_STOP)
+            return Stopped(0, 0, 0)
+        handed_back = self._hand_back(waiting) if waiting else 0
+        with self._claimed_changed:
+            self._claimed_changed.wait_for(lambda: not self._claimed, timeout=None if deadline is None
+                                           else max(0.0, deadline - time.monotonic()))
+            abandoned = len(self._claimed)
+            self._claimed.clear()
         self._results.put(_STOP)
-        if wait:
-            self._writer.join()
+        self._writer.join(None if grace is None else WRITE_SECONDS)
+        # The checks abandoned, and any claim whose result could not be written.
+        handed_back += self._hand_back()
+        return Stopped(self.checked - written, abandoned, handed_back)
+
+    def _hand_back(self, ids: list[int] | None = None) -> int:
+        """Release this sweeper's claims on these providers, or all (never raises)."""
+        with self.app.app_context():
+            try:
+                return hand_back(self.worker, ids)
+            except Exception:
+                log.exception("could not hand back the claims of %s", self.worker)
+                db.session.rollback()
+                return 0
+            finally:
+                db.session.remove()

@@ -13,6 +13,7 @@ further one (at most NOTIFY_RETRY_MAX), until NOTIFY_MAX_ATTEMPTS; then it is fa
 import logging
 import os
 import socket
+import threading
 import time
 from datetime import timedelta
 
@@ -107,6 +108,14 @@ def _record(delivery_id: int, worker: str, code: int | None, error: str | None) 
     db.session.commit()
 
 
+def hand_back(worker: str) -> int:
+    """Release the claims `worker` holds, for another scheduler to send at once; how many."""
+    released = db.session.execute(update(deliveries).where(deliveries.c.claimed_by == worker)
+                                  .values(claimed_by=None, claimed_until=None)).rowcount
+    db.session.commit()
+    return released
+
+
 def prune() -> None:
     """Forget events (and their deliveries) older than KEEP_DAYS that are settled."""
     before = utcnow() - timedelta(days=KEEP_DAYS)
@@ -123,9 +132,19 @@ class Courier:
         self.app = app
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}:notify"
         self._next_scan = 0.0
+        self.closed = False
+        self._busy = threading.Lock()  # held by the tick under way
 
     def tick(self) -> int:
         """Deliver what is due; returns how many were delivered."""
+        if self.closed or not self._busy.acquire(blocking=False):
+            return 0
+        try:
+            return self._deliver_due()
+        finally:
+            self._busy.release()
+
+    def _deliver_due(self) -> int:
         delivered = 0
         with self.app.app_context():
             try:
@@ -134,6 +153,8 @@ class Courier:
                     events.expiring_tokens()
                     prune()
                 for _ in range(BATCH):
+                    if self.closed:
+                        break
                     claimed = claim_due(self.worker, 1, float(self.app.config["NOTIFY_LEASE"]))
                     if not claimed:
                         break
@@ -143,3 +164,25 @@ class Courier:
             finally:
                 db.session.remove()
         return delivered
+
+    @property
+    def busy(self) -> bool:
+        """Whether a tick is under way."""
+        return self._busy.locked()
+
+    def stop(self, grace: float | None = None) -> int:
+        """Claim nothing more, let the delivery under way finish for at most `grace` seconds
+        (None: as long as it takes), then hand back this courier's claims; returns how many.
+        A message handed back while on its way may arrive twice, with the same delivery id."""
+        self.closed = True
+        if self._busy.acquire(timeout=-1 if grace is None else grace):
+            self._busy.release()
+        with self.app.app_context():
+            try:
+                return hand_back(self.worker)
+            except Exception:
+                log.exception("could not hand back the deliveries of %s", self.worker)
+                db.session.rollback()
+                return 0
+            finally:
+                db.session.remove()

@@ -1,0 +1,188 @@
+"""Schedulers that go away mid-sweep, as real `flask scheduler` processes on the test database
+with providers on the Kubernetes API emulator: one killed with SIGKILL (its claims expire
+after the lease and the other process covers its providers), one stopped with SIGTERM or
+SIGINT (it finishes or hands back its checks within the grace, then exits 0)."""
+import signal
+import subprocess
+import time
+from collections import defaultdict
+
+import pytest
+import sqlalchemy as sa
+
+from provider_admin.checks.scheduler import TICK_SECONDS
+from provider_admin.checks.sweeper import WRITE_SECONDS
+from provider_admin.extensions import db
+from provider_admin.models import Provider, ProviderCheck, utcnow
+
+from .servers import environment, scheduler
+
+pytestmark = pytest.mark.usefixtures("app_context")
+
+INTERVAL, TIMEOUT = 3.0, 3.0
+LONG_LEASE = 300.0  # a provider taken again well before this was handed back, not expired
+
+
+def settings(**overrides) -> dict:
+    return {"CHECK_INTERVAL": INTERVAL, "CHECK_TIMEOUT": TIMEOUT, "CHECK_LEASE": LONG_LEASE,
+            "CHECK_POOL_SIZE": 4, "CHECK_PERMISSIONS_EVERY": 3600, **overrides}
+
+
+def started(database_url, tmp_path, name, **overrides) -> subprocess.Popen:
+    process = scheduler(environment(database_url, tmp_path / name, **settings(**overrides)))
+    line = process.stdout.readline()  # imports take seconds on a busy machine
+    assert line.startswith("Checking providers"), line
+    return process
+
+
+def worker_of(process) -> str:
+    """What its claims and results name it by: "host:pid:run"."""
+    return f"%:{process.pid}:%"
+
+
+def claimed_by(process) -> set[int]:
+    db.session.expire_all()
+    return set(db.session.scalars(sa.select(Provider.id).where(Provider.claimed_by.like(worker_of(process)))))
+
+
+def wait_until(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def checks(since=None) -> dict[int, list[tuple]]:
+    """Scheduled checks by provider, oldest first: (checked_at, worker)."""
+    db.session.expire_all()
+    query = sa.select(ProviderCheck.provider_id, ProviderCheck.checked_at, ProviderCheck.worker).where(
+        ProviderCheck.trigger == "scheduled").order_by(ProviderCheck.checked_at)
+    if since is not None:
+        query = query.where(ProviderCheck.checked_at >= since)
+    found = defaultdict(list)
+    for provider_id, at, worker in db.session.execute(query):
+        found[provider_id].append((at, worker))
+    return found
+
+
+def end(*processes):
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def ready_providers(api, kube_provider, prefix: str, count: int) -> list[Provider]:
+    """Ready and recently verified: routine checks, the steady state."""
+    made = []
+    for i in range(count):
+        name = f"{prefix}{i}"
+        api.deploy_marker(name, namespace=f"ns-{name}")
+        made.append(kube_provider(api, name=name, namespace=f"ns-{name}", status="ready",
+                                  last_permissions_check_at=utcnow()))
+    return made
+
+
+# SIGKILL --------------------------------------------------------------------------------------
+
+LEASE, SLOW = 6.0, 1.0
+# Claimed a tick late, found after the lease by a tick, checked slowly, on a busy machine.
+TOLERANCE = 2 * TICK_SECONDS + SLOW + 2.0
+
+
+def test_a_killed_schedulers_providers_are_covered_within_interval_plus_lease(
+        database_url, tmp_path, kube_api, kube_provider):
+    kube_api.slow("get /version", SLOW)
+    with type(kube_api)() as fast:
+        providers = ready_providers(kube_api, kube_provider, "slow", 6) + \
+            ready_providers(fast, kube_provider, "fast", 6)
+        a = started(database_url, tmp_path, "a", CHECK_LEASE=LEASE)
+        b = started(database_url, tmp_path, "b", CHECK_LEASE=LEASE)
+        try:
+            wait_until(lambda: len(checks()) == len(providers), 60, "a first check of every provider")
+            # Mid-sweep: the moment `a` holds claims, its checks under way.
+            orphans = wait_until(lambda: claimed_by(a), 60, "a claim of process a")
+            a.kill()
+            a.wait(10)
+            killed_at = utcnow()
+            time.sleep(LEASE + 2 * INTERVAL + TOLERANCE)
+            observed_until = utcnow()
+        finally:
+            end(a, b)
+    history = checks()
+    survivor = {w for rows in history.values() for _, w in rows if f":{b.pid}:" in w}
+    assert len(survivor) == 1
+    for provider in providers:
+        times = [at for at, _ in history[provider.id]] + [observed_until]
+        gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
+        assert max(gaps) <= INTERVAL + LEASE + TOLERANCE, (provider.name, gaps)
+    for provider_id in orphans:
+        after = [w for at, w in history[provider_id] if at > killed_at]
+        assert after and set(after) <= survivor, (provider_id, after)
+    assert claimed_by(a) == set(), "the dead process's claims were taken over"
+
+
+# SIGTERM and SIGINT ---------------------------------------------------------------------------
+
+def stop(process, signum) -> float:
+    """Send the signal; the seconds until the process exited (0)."""
+    sent = time.monotonic()
+    process.send_signal(signum)
+    assert process.wait(120) == 0
+    return time.monotonic() - sent
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_scheduler_writes_the_checks_under_way_then_exits(
+        signum, database_url, tmp_path, kube_api, kube_provider):
+    grace, slow = 15.0, 2.0
+    kube_api.slow("get /version", slow)
+    providers = ready_providers(kube_api, kube_provider, "p", 4)  # one each for the 4 threads
+    a = started(database_url, tmp_path, "a", CHECK_SHUTDOWN_GRACE=grace)
+    try:
+        wait_until(lambda: len(claimed_by(a)) == 4, 60, "the 4 claims")
+        wait_until(lambda: kube_api.requests.count("GET /version") >= 4, 30, "the 4 checks under way")
+        signalled_at = utcnow()
+        took = stop(a, signum)
+        out = a.stdout.read()
+    finally:
+        end(a)
+    assert took < grace, "the checks ended in about their delay, and the process with them"
+    written = checks(since=signalled_at)
+    assert sorted(written) == sorted(p.id for p in providers), written
+    assert all(f":{a.pid}:" in w for rows in written.values() for _, w in rows)
+    assert claimed_by(a) == set()
+    assert f"{signal.Signals(signum).name}: stopping" in out
+    assert "Stopped: 4 check results written, 0 checks still running abandoned" in out, out
+
+
+def test_checks_that_outlast_the_grace_are_handed_back_to_another_scheduler(
+        database_url, tmp_path, kube_api, kube_provider):
+    grace = 3.0
+    kube_api.slow("get /version", 600)  # clusters that accept and never answer in time
+    providers = ready_providers(kube_api, kube_provider, "p", 4)
+    a = started(database_url, tmp_path, "a", CHECK_SHUTDOWN_GRACE=grace, CHECK_TIMEOUT=120)
+    b = None
+    try:
+        wait_until(lambda: len(claimed_by(a)) == 4, 60, "the 4 claims")
+        wait_until(lambda: kube_api.requests.count("GET /version") >= 4, 30, "the 4 checks under way")
+        b = started(database_url, tmp_path, "b")  # idle: a holds every provider for the lease
+        kube_api.unslow()  # for b's checks; a's stay stuck
+        signalled_at = utcnow()
+        took = stop(a, signal.SIGTERM)
+        out = a.stdout.read()
+        handed_back = utcnow()
+        db.session.expire_all()
+        claims = db.session.execute(sa.select(Provider.claimed_by, Provider.next_check_at)).all()
+        wait_until(lambda: len(checks(since=signalled_at)) == 4, 30, "b's checks")
+        taken = checks(since=signalled_at)
+    finally:
+        end(a, *([b] if b else []))
+    assert grace * 0.8 <= took <= grace + WRITE_SECONDS + 5, took
+    assert "0 check results written, 4 checks still running abandoned, 4 provider claims" in out, out
+    for by, due in claims:  # released, and due at once (unless b has taken it already)
+        assert by is None and due <= handed_back or f":{b.pid}:" in by, (by, due)
+    assert sorted(taken) == sorted(p.id for p in providers)
+    assert all(f":{b.pid}:" in w for rows in taken.values() for _, w in rows), taken
+    assert claimed_by(a) == set()
