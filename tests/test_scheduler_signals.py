@@ -3,19 +3,24 @@ with providers on the Kubernetes API emulator: one killed with SIGKILL (its clai
 after the lease and the other process covers its providers), one stopped with SIGTERM or
 SIGINT (it finishes or hands back its checks within the grace, then exits 0)."""
 import signal
+import socket
 import subprocess
+import sys
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
 
+from provider_admin import crypto
 from provider_admin.checks.scheduler import TICK_SECONDS
 from provider_admin.checks.sweeper import WRITE_SECONDS
 from provider_admin.extensions import db
-from provider_admin.models import Provider, ProviderCheck, utcnow
+from provider_admin.models import NotificationDelivery, NotificationTarget, Provider, ProviderCheck, TargetKind, utcnow
+from provider_admin.notifications import channels, events
 
-from .servers import environment, scheduler
+from .servers import ROOT, environment, free_port, scheduler
 
 pytestmark = pytest.mark.usefixtures("app_context")
 
@@ -186,3 +191,59 @@ def test_checks_that_outlast_the_grace_are_handed_back_to_another_scheduler(
     assert sorted(taken) == sorted(p.id for p in providers)
     assert all(f":{b.pid}:" in w for rows in taken.values() for _, w in rows), taken
     assert claimed_by(a) == set()
+
+
+@contextmanager
+def silent_webhook():
+    """A webhook address that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # connections wait in the backlog, never accepted
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+
+def test_a_notification_that_outlasts_the_grace_is_handed_back(database_url, tmp_path):
+    grace = 3.0
+    with silent_webhook() as url:
+        target = NotificationTarget(name="hook", kind=TargetKind.WEBHOOK.value, url_origin=channels.origin(url),
+                                    url_encrypted=crypto.encrypt(url), secret_encrypted=crypto.encrypt("whsec_x"))
+        db.session.add(target)
+        db.session.commit()
+        events.enqueue("provider.status", "east is down", "east is down", {})
+        db.session.commit()
+        a = started(database_url, tmp_path, "a", CHECK_SHUTDOWN_GRACE=grace, NOTIFY_TIMEOUT=120,
+                    NOTIFY_LEASE=LONG_LEASE)
+
+        def delivery():
+            db.session.expire_all()
+            return db.session.scalars(sa.select(NotificationDelivery)).one()
+        try:
+            wait_until(lambda: delivery().claimed_by, 60, "the delivery's claim")
+            took = stop(a, signal.SIGTERM)
+            out = a.stdout.read()
+        finally:
+            end(a)
+    assert grace * 0.8 <= took <= grace + WRITE_SECONDS + 5, took
+    assert "and 1 notification claims handed back" in out, out
+    handed_back = delivery()
+    assert (handed_back.status, handed_back.attempts, handed_back.claimed_by, handed_back.claimed_until) == (
+        "pending", 0, None, None)
+
+
+def test_flask_run_stops_its_scheduler_at_exit(database_url, tmp_path, kube_api, kube_provider):
+    """The one-command start: Ctrl+C ends `flask run`, and its scheduler writes the checks
+    under way and leaves no claim."""
+    kube_api.slow("get /version", 2.0)
+    providers = ready_providers(kube_api, kube_provider, "p", 4)
+    env = environment(database_url, tmp_path / "run", **settings(CHECK_SHUTDOWN_GRACE=15))
+    web = subprocess.Popen([sys.executable, "-m", "flask", "run", "--no-reload", "--port", str(free_port())],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(claimed_by(web)) == 4, 60, "the 4 claims")
+        wait_until(lambda: kube_api.requests.count("GET /version") >= 4, 30, "the 4 checks under way")
+        signalled_at = utcnow()
+        stop(web, signal.SIGINT)
+    finally:
+        end(web)
+    assert sorted(checks(since=signalled_at)) == sorted(p.id for p in providers)
+    assert claimed_by(web) == set()
