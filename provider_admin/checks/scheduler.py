@@ -49,9 +49,9 @@ class Schedule:
         checks = self.sweeper.shutdown(grace=grace)
         deliveries = self.courier.stop(grace=max(0.0, deadline - time.monotonic()))
         self.abandoned = checks.abandoned > 0 or self.courier.busy
-        done = (f"{checks.finished} check results written, {checks.abandoned} checks still "
-                f"running abandoned, {checks.handed_back} provider claims and {deliveries} "
-                "notification claims handed back")
+        done = (f"check results written: {checks.finished}; checks abandoned at the end of the "
+                f"grace: {checks.abandoned}; claims handed back: {checks.handed_back} providers, "
+                f"{deliveries} notifications")
         log.info("scheduler stopped: %s", done)
         return done
 
@@ -98,22 +98,25 @@ def _is_flask_run() -> bool:
     return not reloading or os.environ.get("WERKZEUG_RUN_MAIN") == "true"
 
 
-def _wait_for_a_stop_signal() -> str:
-    """Block until SIGTERM or SIGINT; returns its name. Later ones are ignored: the stop
-    they ask for is under way."""
-    received: list[str] = []
-    asked = threading.Event()
+class _StopSignals:
+    """SIGTERM and SIGINT ask for a stop; the ones after the first change nothing (the stop
+    is under way)."""
 
-    def ask(signum, frame):
-        received.append(signal.Signals(signum).name)
-        asked.set()
+    def __init__(self):
+        self.received: list[str] = []
+        self._asked = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._ask)
 
-    previous = {s: signal.signal(s, ask) for s in (signal.SIGTERM, signal.SIGINT)}
-    while not asked.wait(1.0):
-        pass
-    for s in previous:
-        signal.signal(s, signal.SIG_IGN)
-    return received[0]
+    def _ask(self, signum, frame) -> None:
+        self.received.append(signal.Signals(signum).name)
+        self._asked.set()
+
+    def wait(self) -> str:
+        """Block until the first; returns its name."""
+        while not self._asked.wait(1.0):
+            pass
+        return self.received[0]
 
 
 @click.command("scheduler")
@@ -124,12 +127,13 @@ def scheduler_command():
 
     app = current_app._get_current_object()
     grace = float(app.config["CHECK_SHUTDOWN_GRACE"])
+    signals = _StopSignals()  # before the first claim
     schedule = _schedule(BackgroundScheduler(daemon=True), app)
     schedule.scheduler.start()
     click.echo(f"Checking providers every {app.config['CHECK_INTERVAL']} s "
                f"with {app.config['CHECK_POOL_SIZE']} threads. Ctrl+C or SIGTERM to stop.")
     sys.stdout.flush()
-    name = _wait_for_a_stop_signal()
+    name = signals.wait()
     click.echo(f"{name}: stopping; the checks under way have {grace:g} s to finish.")
     sys.stdout.flush()
     click.echo(f"Stopped: {schedule.stop(grace)}.")
