@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from provider_admin import crypto
 from provider_admin.checks.scheduler import TICK_SECONDS
-from provider_admin.checks.sweeper import WRITE_SECONDS
+from provider_admin.checks.sweeper import WRITE_SECONDS, Stopped, Sweeper
 from provider_admin.extensions import db
 from provider_admin.models import NotificationDelivery, NotificationTarget, Provider, ProviderCheck, TargetKind, utcnow
 from provider_admin.notifications import channels, events
@@ -247,3 +248,31 @@ def test_flask_run_stops_its_scheduler_at_exit(database_url, tmp_path, kube_api,
         end(web)
     assert sorted(checks(since=signalled_at)) == sorted(p.id for p in providers)
     assert claimed_by(web) == set()
+
+
+def test_a_claimed_check_not_started_is_handed_back_at_once(app, kube_api, kube_provider):
+    """One thread, two claims: the second check waits in the pool's queue. Stopping hands it
+    back without running it, and writes the first."""
+    app.config["CHECK_POOL_SIZE"] = 1
+    kube_api.slow("get /version", 2.0)
+    running, queued = ready_providers(kube_api, kube_provider, "p", 2)
+    sweeper = Sweeper(app, worker="a")
+    assert sweeper.tick() == 2
+    wait_until(lambda: kube_api.requests.count("GET /version") == 1, 30, "the first check under way")
+    before = utcnow()
+    stopped = []
+    stopping = threading.Thread(target=lambda: stopped.append(sweeper.shutdown(grace=15)))
+    stopping.start()
+
+    def claims():
+        db.session.expire_all()
+        return dict(db.session.execute(sa.select(Provider.name, Provider.claimed_by)).all())
+    # At once: while the first check still runs.
+    assert wait_until(lambda: claims()["p1"] is None, 30, "the hand-back") and claims()["p0"] == "a"
+    stopping.join(30)
+    assert stopped == [Stopped(finished=1, abandoned=0, handed_back=1)]
+    db.session.expire_all()
+    assert kube_api.requests.count("GET /version") == 1, "the second check never started"
+    assert list(checks()) == [running.id]
+    assert (queued.claimed_by, queued.claimed_until) == (None, None) and queued.next_check_at <= utcnow()
+    assert running.claimed_by is None and running.last_checked_at >= before

@@ -5,7 +5,7 @@ repeats the due condition, so two schedulers never take the same delivery (see
 `checks.claims`). No transaction stays open while a message is on its way; the outcome is
 written only while the claim is still the writer's. A scheduler that dies between sending
 and writing leaves a claim that expires: that one message is sent again (receivers can tell
-by its delivery id).
+by its delivery id). A scheduler that stops hands back its claims (see `Courier.stop`).
 
 A failed attempt is retried after NOTIFY_RETRY_BASE seconds, twice as long after each
 further one (at most NOTIFY_RETRY_MAX), until NOTIFY_MAX_ATTEMPTS; then it is failed.
