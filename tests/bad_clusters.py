@@ -4,6 +4,7 @@ thread that answers the health check's requests well, except the one it is told 
 ``BadCluster("slow_body", on="/version", drip=0.2)`` answers GET /version with a body that
 comes a byte every 0.2 s and every other request like a healthy, deployed API server (for
 the provider ``provider`` whose marker it serves). The faults are the names of ``FAULTS``.
+``BadCluster("closing", on="")`` is well-behaved but closes the connection after each answer.
 ``tls=True`` serves HTTPS with a trustme CA (``ca_pem``); ``fault="no_handshake"`` accepts
 the connection and never completes a TLS handshake (nor reads a byte).
 """
@@ -88,6 +89,8 @@ class BadCluster:
                     await FAULTS[self.fault](self, writer)
                     return
                 await self._answer_well(path, writer)
+                if self.fault == "closing":
+                    return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -95,15 +98,16 @@ class BadCluster:
             writer.close()
 
     async def _answer_well(self, path: str, writer: asyncio.StreamWriter) -> None:
+        close = {"Connection": "close"} if self.fault == "closing" else {}
         if path == "/version":
-            await _send(writer, 200, VERSION)
+            await _send(writer, 200, VERSION, **close)
         elif path == "/readyz":
-            await _send(writer, 200, b"ok", "text/plain")
+            await _send(writer, 200, b"ok", "text/plain", **close)
         elif path == f"/api/v1/namespaces/{self.namespace}/configmaps/provider-admin-marker":
             marker = {"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": {"name": "provider-admin-marker", "namespace": self.namespace},
                       "data": {"provider": self.provider, "provider-uid": provider_uid(self.provider)}}
-            await _send(writer, 200, json.dumps(marker).encode())
+            await _send(writer, 200, json.dumps(marker).encode(), **close)
         else:
             await _send(writer, 404, b'{"kind": "Status", "code": 404, "message": "not found"}')
 
@@ -112,7 +116,11 @@ async def _send(writer, status: int, body: bytes, content_type: str = "applicati
                 **headers) -> None:
     head = [f"HTTP/1.1 {status} X", f"Content-Type: {content_type}",
             f"Content-Length: {len(body)}", *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items())]
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    if headers.get("Connection") == "close":
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the body comes after the client has read the head
+    writer.write(body)
     await writer.drain()
 
 
@@ -228,4 +236,5 @@ FAULTS = {
     "short_length": _short_length, "long_length": _long_length, "redirect": _redirect,
     "huge": _huge, "endless_chunked": _endless_chunked, "gzip_bomb": _gzip_bomb,
     "no_handshake": _silent,
+    "closing": None,  # no fault: every answer says Connection: close, as HTTP/1.0 proxies do
 }

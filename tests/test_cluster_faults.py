@@ -71,6 +71,15 @@ def test_each_fault_ends_within_the_timeout_with_its_own_category(fault, on, cat
     assert result.requests == 1 + (on != "/version") + (on == MARKER)
 
 
+@pytest.mark.parametrize("tls", [False, True])
+def test_answers_that_close_the_connection_are_read_whole(tls):
+    with BadCluster("closing", on="", tls=tls) as bad:
+        result, _ = run(bad.connection())
+
+    assert result.category == "ready", result.message
+    assert bad.requests == ["GET /version", "GET /readyz", f"GET {MARKER}"]
+
+
 def test_the_timeout_is_for_the_whole_check_not_each_request(kube_api):
     """Each answer comes within the timeout; together they do not."""
     kube_api.deploy_marker("p1")

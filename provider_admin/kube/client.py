@@ -149,6 +149,17 @@ class _DeadlineReader(io.RawIOBase):
 
     def __init__(self, sock: socket.socket, deadline: float, timeout: float):
         self.sock, self.deadline, self.timeout = sock, deadline, timeout
+        # As socket.makefile() does: an answer that ends with "Connection: close" is read
+        # after http.client closed the socket, which stays open until this file closes.
+        sock._io_refs += 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.sock._decref_socketios()
+        super().close()
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self)  # what http.client reads the answer from
 
     def readable(self) -> bool:
         return True
@@ -167,14 +178,13 @@ class _DeadlineReader(io.RawIOBase):
 
 
 class _DeadlineResponse(http.client.HTTPResponse):
-    """http.client's response reading through a `_DeadlineReader` when a deadline is set."""
+    """http.client's response, reading through a `_DeadlineReader` when a deadline is set."""
 
     def __init__(self, sock, *args, **kwargs):
-        super().__init__(sock, *args, **kwargs)
         deadline = getattr(_deadline, "at", None)
         if deadline is not None:
-            self.fp.close()  # the socket's own file, replaced before anything was read
-            self.fp = io.BufferedReader(_DeadlineReader(sock, deadline, _deadline.timeout))
+            sock = _DeadlineReader(sock, deadline, _deadline.timeout)
+        super().__init__(sock, *args, **kwargs)
 
 
 def build_client(conn: Connection) -> k8s.ApiClient:
