@@ -7,11 +7,12 @@ bounds are relative to the timeout, with a margin for a loaded machine; the slow
 send a byte well within every single read's wait, so only a deadline on the whole check
 ends them.
 """
+import re
 import time
 
 import pytest
 
-from provider_admin import kube
+from provider_admin import ROOT, kube
 from provider_admin.checks.sweeper import Sweeper
 from provider_admin.extensions import db
 from provider_admin.models import Provider, Role
@@ -94,6 +95,18 @@ def test_the_timeout_is_for_the_whole_check_not_each_request(kube_api):
     assert kube_api.requests == ["GET /version", "GET /readyz"]
 
 
+def test_scheduling_hints_take_the_timeout_for_both_look_ups(kube_api):
+    kube_api.slow("get /api/v1/nodes", TIMEOUT * 0.6)
+    kube_api.slow("get /apis/storage.k8s.io/v1/storageclasses", TIMEOUT * 0.6)
+
+    started = time.monotonic()
+    found = kube.scheduling_hints(kube_api.connection(), node_selector=None, tolerations=None,
+                                  storage_class=None, affinity_stored=None, timeout=TIMEOUT)
+
+    assert time.monotonic() - started < TIMEOUT + MARGIN
+    assert len(found) == 1 and "did not answer within 1.5 s" in found[0]
+
+
 @pytest.mark.parametrize("location, says", [
     ("http://169.254.169.254/latest/meta-data/iam/security-credentials/",
      "to a cloud metadata address (169.254.169.254): http://169.254.169.254/latest/meta-data/"),
@@ -122,9 +135,13 @@ def test_a_redirect_to_another_cluster_sends_it_nothing(kube_api):
     assert f"answered with a redirect (307) to {elsewhere.url}/readyz" in result.message
 
 
-@pytest.mark.parametrize("category", ["timeout", "redirected", "bad_answer", "too_large"])
-def test_every_new_category_is_known(category):
-    assert category in kube.CATEGORIES
+def test_the_readme_explains_every_category():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Why a provider is in Error", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+)`", "".join(re.findall(r"^\| (.*?) \|", table, re.M))))
+
+    assert documented == set(kube.CATEGORIES)
+    assert {"timeout", "redirected", "bad_answer", "too_large"} <= documented
 
 
 # A sweep with misbehaving clusters among healthy ones -------------------------------------
