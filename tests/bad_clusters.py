@@ -4,7 +4,8 @@ thread that answers the health check's requests well, except the one it is told 
 ``BadCluster("slow_body", on="/version", drip=0.2)`` answers GET /version with a body that
 comes a byte every 0.2 s and every other request like a healthy, deployed API server (for
 the provider ``provider`` whose marker it serves). The faults are the names of ``FAULTS``.
-``BadCluster("closing", on="")`` is well-behaved but closes the connection after each answer.
+``BadCluster("slow_tls")`` relays a healthy HTTPS server a byte at a time, from the TLS
+handshake on. ``BadCluster("closing")`` is well-behaved but closes the connection after each answer.
 ``tls=True`` serves HTTPS with a trustme CA (``ca_pem``); ``fault="no_handshake"`` accepts
 the connection and never completes a TLS handshake (nor reads a byte).
 """
@@ -37,7 +38,7 @@ class BadCluster:
         self.fault, self.on, self.drip, self.location = fault, on, drip, location
         self.give_up = give_up  # a trickle stops (and the connection closes) after this long
         self.provider, self.namespace = provider, namespace
-        self.ca = trustme.CA() if tls or fault == "no_handshake" else None
+        self.ca = trustme.CA() if tls or fault in ("no_handshake", "slow_tls") else None
         self.ca_pem = self.ca.cert_pem.bytes().decode() if self.ca else None
         self.requests: list[str] = []  # "GET /path" of every request read
         self.url = ""
@@ -66,15 +67,19 @@ class BadCluster:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.ca.issue_cert("127.0.0.1").configure_cert(context)
         self._clients: set[asyncio.Task] = set()
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context)
-        port = server.sockets[0].getsockname()[1]
+        servers = [await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context)]
+        if self.fault == "slow_tls":  # in front of the TLS server: its bytes, one at a time
+            inner = servers[0].sockets[0].getsockname()[1]
+            servers.append(await asyncio.start_server(functools.partial(self._relay, inner),
+                                                      "127.0.0.1", 0))
+        port = servers[-1].sockets[0].getsockname()[1]
         self.url = f"{'https' if self.ca else 'http'}://127.0.0.1:{port}"
         self._ready.set()
-        async with server:
-            await self._done.wait()
+        await self._done.wait()
+        for server in servers:
             server.close()
-            for task in list(self._clients):
-                task.cancel()
+        for task in list(self._clients):
+            task.cancel()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._clients.add(asyncio.current_task())
@@ -85,7 +90,7 @@ class BadCluster:
                 head = await reader.readuntil(b"\r\n\r\n")
                 method, path = head.decode("latin-1").split(" ")[:2]
                 self.requests.append(f"{method} {path}")
-                if path == self.on:
+                if path == self.on and FAULTS[self.fault]:
                     await FAULTS[self.fault](self, writer)
                     return
                 await self._answer_well(path, writer)
@@ -95,6 +100,33 @@ class BadCluster:
             pass
         finally:
             self._clients.discard(asyncio.current_task())
+            writer.close()
+
+    async def _relay(self, port: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        """Pass the client's bytes to the server at `port` at once, and its answer back a byte
+        every `drip` seconds (for at most `give_up` seconds)."""
+        self._clients.add(asyncio.current_task())
+        upstream, up = await asyncio.open_connection("127.0.0.1", port)
+
+        async def forward():
+            while data := await reader.read(65536):
+                up.write(data)
+                await up.drain()
+
+        forwarding = asyncio.create_task(forward())
+        until = self._loop.time() + self.give_up
+        try:
+            while self._loop.time() < until and (byte := await upstream.read(1)):
+                writer.write(byte)
+                await writer.drain()
+                await asyncio.sleep(self.drip)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            forwarding.cancel()
+            self._clients.discard(asyncio.current_task())
+            up.close()
             writer.close()
 
     async def _answer_well(self, path: str, writer: asyncio.StreamWriter) -> None:
@@ -236,5 +268,6 @@ FAULTS = {
     "short_length": _short_length, "long_length": _long_length, "redirect": _redirect,
     "huge": _huge, "endless_chunked": _endless_chunked, "gzip_bomb": _gzip_bomb,
     "no_handshake": _silent,
+    "slow_tls": None,  # no fault behind it: every byte of TLS (handshake too) comes slowly
     "closing": None,  # no fault: every answer says Connection: close, as HTTP/1.0 proxies do
 }

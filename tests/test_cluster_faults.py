@@ -34,6 +34,7 @@ FAULTS = [
     ("slow_body", MARKER, "timeout", "did not answer within 1.5 s"),
     ("long_length", "/readyz", "timeout", "did not answer within 1.5 s"),
     ("no_handshake", "/version", "timeout", "the TLS handshake did not complete within 1.5 s"),
+    ("slow_tls", "/version", "timeout", "the TLS handshake did not complete within 1.5 s"),
     ("not_http", "/version", "bad_answer", "did not answer in HTTP (it sent: SSH-2.0-OpenSSH_9.2p1"),
     ("not_json", "/version", "bad_answer", "answered GET /version with something that is not a "
                                            "Kubernetes version (Welcome to nginx !"),
@@ -47,7 +48,7 @@ FAULTS = [
     ("endless_chunked", MARKER, "too_large", "The API server answered with more than 4 MiB"),
     ("gzip_bomb", "/readyz", "too_large", "The API server answered with more than 4 MiB"),
 ]
-SLOW = {"silent", "slow_headers", "slow_body", "long_length", "no_handshake"}
+SLOW = {"silent", "slow_headers", "slow_body", "long_length", "no_handshake", "slow_tls"}
 
 
 def run(conn: kube.Connection, **kwargs) -> tuple[kube.CheckResult, float]:
@@ -74,7 +75,7 @@ def test_each_fault_ends_within_the_timeout_with_its_own_category(fault, on, cat
 
 @pytest.mark.parametrize("tls", [False, True])
 def test_answers_that_close_the_connection_are_read_whole(tls):
-    with BadCluster("closing", on="", tls=tls) as bad:
+    with BadCluster("closing", tls=tls) as bad:
         result, _ = run(bad.connection())
 
     assert result.category == "ready", result.message
