@@ -262,11 +262,33 @@ async def _gzip_bomb(cluster, writer) -> None:
     await _send(writer, 200, _bomb(), Content_Encoding="gzip")
 
 
+async def _many_headers(cluster, writer) -> None:
+    """Headers without end, sent as fast as the client reads."""
+    writer.write(b"HTTP/1.1 200 OK\r\n")
+    for i in itertools.count():
+        writer.write(b"X-Header-%d: %s\r\n" % (i, b"v" * 100))
+        await writer.drain()
+
+
+async def _long_header(cluster, writer) -> None:
+    """One header line without end."""
+    writer.write(b"HTTP/1.1 200 OK\r\nX-Long: ")
+    while True:
+        writer.write(b"v" * 65536)
+        await writer.drain()
+
+
+async def _bad_gzip(cluster, writer) -> None:
+    """Content-Encoding: gzip over a body that is not gzip."""
+    await _send(writer, 200, VERSION, Content_Encoding="gzip")
+
+
 FAULTS = {
     "silent": _silent, "slow_headers": _slow_headers, "slow_body": _slow_body,
     "not_http": _not_http, "not_json": _not_json, "truncated": _truncated,
     "short_length": _short_length, "long_length": _long_length, "redirect": _redirect,
     "huge": _huge, "endless_chunked": _endless_chunked, "gzip_bomb": _gzip_bomb,
+    "many_headers": _many_headers, "long_header": _long_header, "bad_gzip": _bad_gzip,
     "no_handshake": _silent,
     "slow_tls": None,  # no fault behind it: every byte of TLS (handshake too) comes slowly
     "closing": None,  # no fault: every answer says Connection: close, as HTTP/1.0 proxies do

@@ -43,6 +43,10 @@ FAULTS = [
     ("truncated", "/version", "bad_answer", "broke off its answer (IncompleteRead(20 bytes read, "
                                             "480 more expected))"),
     ("short_length", "/version", "bad_answer", 'not a Kubernetes version ({"major": "1)'),
+    ("many_headers", "/version", "bad_answer", "sent a malformed HTTP answer (got more than 100 headers)"),
+    ("long_header", "/readyz", "bad_answer", "sent a malformed HTTP answer (got more than 65536 bytes"),
+    ("bad_gzip", "/version", "bad_answer", "sent an answer that cannot be decoded (Received response "
+                                           "with content-encoding: gzip, but failed to decode it.)"),
     ("redirect", "/version", "redirected", "answered with a redirect (302) back to itself"),
     ("huge", "/version", "too_large", "The API server answered with more than 4 MiB"),
     ("endless_chunked", MARKER, "too_large", "The API server answered with more than 4 MiB"),

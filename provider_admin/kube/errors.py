@@ -10,7 +10,7 @@ import re
 import socket
 import ssl
 import unicodedata
-from http.client import BadStatusLine, HTTPException, IncompleteRead, LineTooLong, RemoteDisconnected
+from http.client import BadStatusLine, HTTPException, IncompleteRead, RemoteDisconnected
 from urllib.parse import urlsplit
 
 import urllib3.exceptions as u3
@@ -194,14 +194,20 @@ def _broken_http(chain: list[BaseException], address: str) -> str | None:
             return (f"{address} broke off its answer ({snippet(e, 80)}): the answer was "
                     "truncated or its Content-Length was wrong. The API server or a proxy in "
                     "front of it may be failing.")
-        if isinstance(e, (u3.InvalidChunkLength, u3.InvalidHeader, u3.HeaderParsingError,
-                          LineTooLong)):
-            return (f"{address} sent a malformed HTTP answer ({snippet(e, 80)}). "
-                    f"{NOT_KUBERNETES_HINT}")
+        if isinstance(e, u3.DecodeError):
+            said = snippet(e.args[0] if e.args and isinstance(e.args[0], str) else e, 100)
+            return (f"{address} sent an answer that cannot be decoded ({said}): its "
+                    "Content-Encoding does not match the body. The API server or a proxy in front "
+                    "of it may be failing.")
         if isinstance(e, BadStatusLine) and not isinstance(e, RemoteDisconnected):
             sent = snippet(e.args[0] if e.args else "", 80)
             return (f"{address} did not answer in HTTP (it sent: {sent or 'nothing readable'}): "
                     f"something other than an API server listens there. {NOT_KUBERNETES_HINT}")
+    for e in chain:
+        if isinstance(e, (u3.InvalidChunkLength, u3.InvalidHeader, u3.HeaderParsingError,
+                          HTTPException)) and not isinstance(e, RemoteDisconnected):
+            return (f"{address} sent a malformed HTTP answer ({snippet(e, 80)}). "
+                    f"{NOT_KUBERNETES_HINT}")
     return None
 
 
