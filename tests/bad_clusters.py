@@ -278,6 +278,14 @@ async def _long_header(cluster, writer) -> None:
         await writer.drain()
 
 
+async def _bad_chunk(cluster, writer) -> None:
+    """Chunked transfer whose chunk size is not a number."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+    await writer.drain()
+    await _forever()
+
+
 async def _bad_gzip(cluster, writer) -> None:
     """Content-Encoding: gzip over a body that is not gzip."""
     await _send(writer, 200, VERSION, Content_Encoding="gzip")
@@ -289,6 +297,7 @@ FAULTS = {
     "short_length": _short_length, "long_length": _long_length, "redirect": _redirect,
     "huge": _huge, "endless_chunked": _endless_chunked, "gzip_bomb": _gzip_bomb,
     "many_headers": _many_headers, "long_header": _long_header, "bad_gzip": _bad_gzip,
+    "bad_chunk": _bad_chunk,
     "no_handshake": _silent,
     "slow_tls": None,  # no fault behind it: every byte of TLS (handshake too) comes slowly
     "closing": None,  # no fault: every answer says Connection: close, as HTTP/1.0 proxies do

@@ -45,6 +45,8 @@ FAULTS = [
     ("short_length", "/version", "bad_answer", 'not a Kubernetes version ({"major": "1)'),
     ("many_headers", "/version", "bad_answer", "sent a malformed HTTP answer (got more than 100 headers)"),
     ("long_header", "/readyz", "bad_answer", "sent a malformed HTTP answer (got more than 65536 bytes"),
+    ("bad_chunk", MARKER, "bad_answer", "sent a malformed chunked answer (a chunk size that is not "
+                                        "a number)"),
     ("bad_gzip", "/version", "bad_answer", "sent an answer that cannot be decoded (Received response "
                                            "with content-encoding: gzip, but failed to decode it.)"),
     ("redirect", "/version", "redirected", "answered with a redirect (302) back to itself"),
@@ -214,6 +216,7 @@ def wait_for(condition, limit: float) -> float:
 @pytest.mark.parametrize("fault, says", [
     ("slow_body", "did not answer within 1.5 s"),
     ("not_http", "did not answer in HTTP (it sent: SSH-2.0-OpenSSH_9.2p1"),
+    ("not_json", "something that is not a Kubernetes version (Welcome to nginx !"),
 ])
 def test_check_now_on_the_page_answers_within_the_timeout_with_the_message(
         app, actions, kube_provider, fault, says):
@@ -228,6 +231,7 @@ def test_check_now_on_the_page_answers_within_the_timeout_with_the_message(
     assert page.status_code == 200
     assert elapsed < TIMEOUT + MARGIN
     assert says in page.text.replace("&#34;", '"')
+    assert "<script>alert" not in page.text and "x" * 100 not in page.text
     db.session.expire_all()
     assert db.session.get(Provider, provider.id).status_category in ("timeout", "bad_answer")
 

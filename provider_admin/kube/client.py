@@ -120,8 +120,9 @@ def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
     method, url, headers, data, _ = api.param_serialize(
         method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
     )
-    deadline = min(deadline, time.monotonic() + timeout) if deadline else time.monotonic() + timeout
-    left = deadline - time.monotonic()
+    now = time.monotonic()
+    deadline = now + timeout if deadline is None else min(deadline, now + timeout)
+    left = deadline - now
     if left <= 0:
         raise DeadlineExceeded(timeout)
     _deadline.at, _deadline.timeout = deadline, timeout

@@ -189,6 +189,10 @@ def redirect_message(redirect: Redirected, conn: Connection) -> str:
 def _broken_http(chain: list[BaseException], address: str) -> str | None:
     """The message for an answer that is not HTTP, or HTTP cut short; None for a closed or
     reset connection, which says nothing about what listens."""
+    if any(isinstance(e, ValueError) and "base 16" in str(e) for e in chain):
+        # http.client turns a chunk size that is not a number into IncompleteRead
+        return (f"{address} sent a malformed chunked answer (a chunk size that is not a "
+                f"number). {NOT_KUBERNETES_HINT}")
     for e in chain:
         if isinstance(e, (u3.IncompleteRead, IncompleteRead)):
             return (f"{address} broke off its answer ({snippet(e, 80)}): the answer was "
