@@ -165,6 +165,10 @@ async def _silent(cluster, writer) -> None:
     await _forever()
 
 
+async def _hang_up(cluster, writer) -> None:
+    """Read the request and close the connection without a word."""
+
+
 async def _slow_headers(cluster, writer) -> None:
     """A status line, then header bytes one at a time, each well within a read timeout."""
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: ")
@@ -297,7 +301,7 @@ FAULTS = {
     "short_length": _short_length, "long_length": _long_length, "redirect": _redirect,
     "huge": _huge, "endless_chunked": _endless_chunked, "gzip_bomb": _gzip_bomb,
     "many_headers": _many_headers, "long_header": _long_header, "bad_gzip": _bad_gzip,
-    "bad_chunk": _bad_chunk,
+    "bad_chunk": _bad_chunk, "hang_up": _hang_up,
     "no_handshake": _silent,
     "slow_tls": None,  # no fault behind it: every byte of TLS (handshake too) comes slowly
     "closing": None,  # no fault: every answer says Connection: close, as HTTP/1.0 proxies do

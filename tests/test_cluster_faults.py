@@ -35,6 +35,7 @@ FAULTS = [
     ("long_length", "/readyz", "timeout", "did not answer within 1.5 s"),
     ("no_handshake", "/version", "timeout", "the TLS handshake did not complete within 1.5 s"),
     ("slow_tls", "/version", "timeout", "the TLS handshake did not complete within 1.5 s"),
+    ("hang_up", "/readyz", "unreachable", "accepted the connection and closed it without answering"),
     ("not_http", "/version", "bad_answer", "did not answer in HTTP (it sent: SSH-2.0-OpenSSH_9.2p1"),
     ("not_json", "/version", "bad_answer", "answered GET /version with something that is not a "
                                            "Kubernetes version (Welcome to nginx !"),

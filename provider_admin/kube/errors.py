@@ -153,6 +153,11 @@ def classify_transport(
     broken = _broken_http(chain, address)
     if broken:
         return BAD_ANSWER, broken
+    if any(isinstance(e, (RemoteDisconnected, ConnectionResetError)) for e in chain):
+        return UNREACHABLE, (
+            f"{address} accepted the connection and closed it without answering. Check that the "
+            "API server is running and the cluster address and port are right."
+        )
     if any(isinstance(e, (u3.NewConnectionError, OSError, u3.ProtocolError, HTTPException))
            for e in chain):
         last = chain[-1]
