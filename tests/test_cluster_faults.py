@@ -80,6 +80,20 @@ def test_each_fault_ends_within_the_timeout_with_its_own_category(fault, on, cat
     assert result.requests == 1 + (on != "/version") + (on == MARKER)
 
 
+def test_a_cluster_that_timed_out_is_ready_at_the_next_check_once_it_answers(kube_api):
+    kube_api.deploy_marker("p1")
+    conn = kube_api.connection()
+    assert run(conn)[0].category == "ready"  # the client keeps its connection
+    kube_api.slow(f"get {MARKER}", TIMEOUT * 3)
+
+    assert run(conn)[0].category == "timeout"
+    kube_api.unslow()
+    result, elapsed = run(conn)
+
+    assert result.category == "ready", result.message
+    assert elapsed < MARGIN
+
+
 @pytest.mark.parametrize("tls", [False, True])
 def test_answers_that_close_the_connection_are_read_whole(tls):
     with BadCluster("closing", tls=tls) as bad:
