@@ -228,13 +228,14 @@ def wait_for(condition, limit: float) -> float:
 
 # Check now, on the page and in the API --------------------------------------------------------
 
-@pytest.mark.parametrize("fault, says", [
-    ("slow_body", "did not answer within 1.5 s"),
-    ("not_http", "did not answer in HTTP (it sent: SSH-2.0-OpenSSH_9.2p1"),
-    ("not_json", "something that is not a Kubernetes version (Welcome to nginx !"),
+@pytest.mark.parametrize("fault, category, says", [
+    ("slow_body", "timeout", "did not answer within 1.5 s"),
+    ("not_http", "bad_answer", "did not answer in HTTP (it sent: SSH-2.0-OpenSSH_9.2p1"),
+    ("not_json", "bad_answer", "something that is not a Kubernetes version (Welcome to nginx !"),
+    ("huge", "too_large", "The API server answered with more than 4 MiB"),
 ])
 def test_check_now_on_the_page_answers_within_the_timeout_with_the_message(
-        app, actions, kube_provider, fault, says):
+        app, actions, kube_provider, fault, category, says):
     app.config["CHECK_TIMEOUT"] = TIMEOUT
     actions.login(Role.MANAGER.value)
     with BadCluster(fault, provider="east", drip=TIMEOUT / 6) as bad:
@@ -247,8 +248,9 @@ def test_check_now_on_the_page_answers_within_the_timeout_with_the_message(
     assert elapsed < TIMEOUT + MARGIN
     assert says in page.text.replace("&#34;", '"')
     assert "<script>alert" not in page.text and "x" * 100 not in page.text
+    assert f"<td>{category.replace('_', ' ')}</td>" in page.text  # the check history's label
     db.session.expire_all()
-    assert db.session.get(Provider, provider.id).status_category in ("timeout", "bad_answer")
+    assert db.session.get(Provider, provider.id).status_category == category
 
 
 def test_check_now_in_the_api_answers_within_the_timeout_with_the_category(app, actions,
