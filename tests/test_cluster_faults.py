@@ -135,6 +135,7 @@ def test_scheduling_hints_take_the_timeout_for_both_look_ups(kube_api):
     ("http://[fe80::1]:6443/version", "to a link-local address (fe80::1)"),
     ("/version/", "back to itself (/version/)"),
     ("", "without saying where"),
+    ("https://elsewhere.example/\x1b[2J" + "a" * 5000, "to https://elsewhere.example/ [2J" + "a" * 40),
 ])
 def test_a_redirect_is_named_and_never_followed(location, says):
     with BadCluster("redirect", location=location or " ") as bad:
@@ -144,6 +145,7 @@ def test_a_redirect_is_named_and_never_followed(location, says):
     assert result.category == "redirected"
     assert says in result.message
     assert "never follows redirects" in result.message
+    assert len(result.message) < 400 and "\x1b" not in result.message
 
 
 def test_a_redirect_to_another_cluster_sends_it_nothing(kube_api):
