@@ -120,8 +120,8 @@ def test_slow_server_times_out_once_without_retries(deployed):
     result = run(deployed.connection(), timeout=0.5)
     elapsed = time.monotonic() - started
 
-    assert result.category == "unreachable"
-    assert "did not answer within 0.5 s (read timeout)" in result.message
+    assert result.category == "timeout"
+    assert "accepted the connection but did not answer within 0.5 s (no answer" in result.message
     assert elapsed < 0.5 + 1.0  # four attempts (urllib3's default) would take 2 s
     assert deployed.requests == ["GET /version"]
 
@@ -132,7 +132,7 @@ def test_timeout_applies_to_every_call(deployed):
     started = time.monotonic()
     result = run(deployed.connection(), timeout=0.4)
 
-    assert result.category == "unreachable"
+    assert result.category == "timeout"
     assert time.monotonic() - started < 0.4 + 1.0
     assert result.kube_version == KUBE_VERSION
     assert deployed.requests.count(f"GET {MARKER_PATH}") == 1
@@ -249,7 +249,7 @@ def test_address_that_is_not_an_api_server_is_an_error(deployed):
 
     result = run(deployed.connection())
 
-    assert result.category == "error"
+    assert result.category == "bad_answer"
     assert "answered 404 to GET /version: it does not look like a Kubernetes API server" \
         in result.message
 
@@ -340,7 +340,7 @@ def test_non_kubernetes_answer_is_an_error_not_an_exception(deployed):
 
     result = run(deployed.connection())
 
-    assert result.category == "error"
+    assert result.category == "bad_answer"
     assert "is not a Kubernetes version" in result.message
     assert len(result.message) < 400
 
@@ -360,7 +360,8 @@ def test_every_category_is_known():
     assert set(CATEGORIES) == {
         "ready", "unreachable", "tls", "unauthorized", "token_expired", "forbidden",
         "missing_permission", "api_unhealthy", "not_deployed", "marker_conflict",
-        "storage_class_missing", "service_account_missing", "address_refused", "error"}
+        "storage_class_missing", "service_account_missing", "address_refused", "timeout",
+        "redirected", "bad_answer", "too_large", "error"}
 
 
 def test_a_dead_cluster_does_not_delay_a_healthy_one_in_a_thread_pool(deployed):
@@ -375,4 +376,4 @@ def test_a_dead_cluster_does_not_delay_a_healthy_one_in_a_thread_pool(deployed):
 
     assert [r.category for r in fast_results] == ["ready"] * 3
     assert slow_still_waiting
-    assert slow_result.category == "unreachable"
+    assert slow_result.category == "timeout"

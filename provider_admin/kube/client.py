@@ -10,15 +10,25 @@ certificate is loaded into an SSLContext from a temporary file that is removed a
 
 Every connection a client opens checks the address it reached before the request (and its
 token) is written: a name that resolves to a link-local or metadata address is refused
-(`BlockedPeerError`), whatever the form was told. Redirects are never followed.
+(`BlockedPeerError`), whatever the form was told. Redirects are never followed: `send()`
+raises `Redirected`.
+
+A timeout is a deadline for the whole exchange, not for each read: a server that trickles
+its headers or body a byte at a time still ends within it. `send()` takes the time left
+before a caller's `deadline` (a health check makes several requests within one), and every
+read of the answer waits at most until then.
 """
 from __future__ import annotations
 
+import http.client
+import io
 import ipaddress
 import os
+import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from urllib.parse import quote
 
@@ -62,6 +72,24 @@ class ResponseTooLarge(Exception):
                          "the answer was not read.")
 
 
+class Redirected(Exception):
+    """The API server answered with a redirect, which is never followed (the credentials
+    would go along); `location` is where it pointed, as sent."""
+
+    def __init__(self, status: int, location: str | None):
+        super().__init__(f"redirect {status} to {location or '(no Location)'}")
+        self.status = status
+        self.location = location
+
+
+class DeadlineExceeded(TimeoutError):
+    """The time allowed for a request (or a whole check) ran out while waiting for the answer."""
+
+    def __init__(self, timeout: float):
+        super().__init__(f"no complete answer within {timeout:g} s")
+        self.timeout = timeout
+
+
 def request_timeout(timeout: float) -> tuple[float, float]:
     """The (connect, read) pair passed as `_request_timeout` on every call."""
     return (timeout, timeout)
@@ -72,13 +100,19 @@ def quote_segment(name: str) -> str:
     return quote(name, safe="")
 
 
+_deadline = threading.local()  # the deadline of the request this thread is making
+
+
 def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
-         body: dict | None = None, content_type: str | None = None) -> tuple[int, str]:
+         body: dict | None = None, content_type: str | None = None,
+         deadline: float | None = None) -> tuple[int, str]:
     """One request through the client (auth, TLS, no retries); returns (status, text).
 
     Raw rather than typed calls: no lazy import of the huge generated API modules, and a
-    lenient reading of whatever the server answers. Transport failures raise. A PATCH names
-    its `content_type` (e.g. application/merge-patch+json).
+    lenient reading of whatever the server answers. Transport failures raise, and so does a
+    redirect (`Redirected`). A PATCH names its `content_type` (e.g.
+    application/merge-patch+json). The request ends by `deadline` (time.monotonic()), else
+    within `timeout`, and raises `DeadlineExceeded` when the time is up.
     """
     headers = {"Accept": "application/json, */*"}
     if body is not None:
@@ -86,18 +120,72 @@ def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
     method, url, headers, data, _ = api.param_serialize(
         method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
     )
-    response = api.call_api(method, url, headers, data, _request_timeout=request_timeout(timeout))
-    raw = response.response  # not read yet: the client asks urllib3 not to preload
+    now = time.monotonic()
+    deadline = now + timeout if deadline is None else min(deadline, now + timeout)
+    left = deadline - now
+    if left <= 0:
+        raise DeadlineExceeded(timeout)
+    _deadline.at, _deadline.timeout = deadline, timeout
     try:
-        data = raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True) or b""
-    except BaseException:
-        raw.close()
-        raise
+        response = api.call_api(method, url, headers, data, _request_timeout=request_timeout(left))
+        raw = response.response  # not read yet: the client asks urllib3 not to preload
+        try:
+            data = raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True) or b""
+        except BaseException:
+            raw.close()
+            raise
+    finally:
+        _deadline.at = None
     if len(data) > MAX_RESPONSE_BYTES:
         raw.close()  # drop the connection rather than drain the rest
         raise ResponseTooLarge(MAX_RESPONSE_BYTES)
     raw.release_conn()
+    if 300 <= response.status < 400:
+        raise Redirected(response.status, raw.headers.get("Location"))
     return response.status, data.decode("utf-8", "replace")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads an answer from the socket, each read waiting only until the request's deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float, timeout: float):
+        self.sock, self.deadline, self.timeout = sock, deadline, timeout
+        # As socket.makefile() does: an answer that ends with "Connection: close" is read
+        # after http.client closed the socket, which stays open until this file closes.
+        sock._io_refs += 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.sock._decref_socketios()
+        super().close()
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self)  # what http.client reads the answer from
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(self.timeout)
+        self.sock.settimeout(left)
+        try:
+            return self.sock.recv_into(buffer)
+        except (TimeoutError, socket.timeout):
+            if self.deadline - time.monotonic() <= 0:
+                raise DeadlineExceeded(self.timeout) from None
+            raise
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """http.client's response, reading through a `_DeadlineReader` when a deadline is set."""
+
+    def __init__(self, sock, *args, **kwargs):
+        deadline = getattr(_deadline, "at", None)
+        if deadline is not None:
+            sock = _DeadlineReader(sock, deadline, _deadline.timeout)
+        super().__init__(sock, *args, **kwargs)
 
 
 def build_client(conn: Connection) -> k8s.ApiClient:
@@ -149,10 +237,11 @@ class _PeerCheck:
 
 class _GuardedHTTPConnection(_PeerCheck, HTTPConnection):
     clear_text = True
+    response_class = _DeadlineResponse
 
 
 class _GuardedHTTPSConnection(_PeerCheck, HTTPSConnection):
-    pass
+    response_class = _DeadlineResponse
 
 
 class _GuardedPoolManager(urllib3.PoolManager):

@@ -10,14 +10,14 @@ import re
 import socket
 import ssl
 import unicodedata
-from http.client import HTTPException
+from http.client import BadStatusLine, HTTPException, IncompleteRead, RemoteDisconnected
 from urllib.parse import urlsplit
 
 import urllib3.exceptions as u3
 from kubernetes.client.exceptions import ApiException
 
-from .client import BlockedPeerError, ResponseTooLarge
-from .connection import Connection
+from .client import BlockedPeerError, DeadlineExceeded, Redirected, ResponseTooLarge
+from .connection import BLOCKED_NETWORKS, Connection, host_refusal
 
 READY = "ready"
 UNREACHABLE = "unreachable"
@@ -32,10 +32,16 @@ MARKER_CONFLICT = "marker_conflict"
 STORAGE_CLASS_MISSING = "storage_class_missing"
 SERVICE_ACCOUNT_MISSING = "service_account_missing"
 ADDRESS_REFUSED = "address_refused"
+TIMEOUT = "timeout"  # it accepted the connection, but no whole answer came in time
+REDIRECTED = "redirected"
+BAD_ANSWER = "bad_answer"  # not HTTP, broken HTTP, or not what a Kubernetes API answers
+TOO_LARGE = "too_large"
 ERROR = "error"
 CATEGORIES = (READY, UNREACHABLE, TLS, UNAUTHORIZED, TOKEN_EXPIRED, FORBIDDEN, MISSING_PERMISSION,
               API_UNHEALTHY, NOT_DEPLOYED, MARKER_CONFLICT, STORAGE_CLASS_MISSING,
-              SERVICE_ACCOUNT_MISSING, ADDRESS_REFUSED, ERROR)
+              SERVICE_ACCOUNT_MISSING, ADDRESS_REFUSED, TIMEOUT, REDIRECTED, BAD_ANSWER, TOO_LARGE,
+              ERROR)
+NOT_KUBERNETES_HINT = "Check that the cluster address is the API server's URL (e.g. https://host:6443)."
 
 SNIPPET_LENGTH = 150  # what is quoted from a cluster's answer: an excerpt, never a body
 SNIPPET_SCAN = 64 * 1024  # characters of a body looked at for it (past any <head> and <style>)
@@ -101,7 +107,10 @@ def classify_transport(
         if isinstance(e, BlockedPeerError):
             return ADDRESS_REFUSED, str(e)
         if isinstance(e, ResponseTooLarge):
-            return ERROR, f"{e} ({address})"
+            return TOO_LARGE, (f"{str(e).rstrip('.')} ({address}). Check that the cluster "
+                               "address is the API server's URL, not a file or stream server.")
+        if isinstance(e, Redirected):
+            return REDIRECTED, redirect_message(e, conn)
     if any(isinstance(e, (u3.NameResolutionError, socket.gaierror)) for e in chain):
         return UNREACHABLE, (
             f"Cannot resolve the host name {host} (DNS lookup failed). Check the cluster address."
@@ -116,10 +125,18 @@ def classify_transport(
             f"Connecting to {address} timed out after {timeout:g} s. Check the address, "
             "firewalls and that the cluster is up."
         )
-    if any(isinstance(e, (u3.ReadTimeoutError, TimeoutError, socket.timeout)) for e in chain):
-        return UNREACHABLE, (
-            f"{address} accepted the connection but did not answer within {timeout:g} s "
-            "(read timeout). The API server may be overloaded, or the address points elsewhere."
+    if any(isinstance(e, (DeadlineExceeded, u3.ReadTimeoutError, TimeoutError, socket.timeout))
+           for e in chain):
+        if any("handshake" in str(e) for e in chain):
+            return TIMEOUT, (
+                f"{address} accepted the connection but the TLS handshake did not complete within "
+                f"{timeout:g} s. Something that is not the API server may hold the port, or it "
+                "is overloaded."
+            )
+        return TIMEOUT, (
+            f"{address} accepted the connection but did not answer within {timeout:g} s (no "
+            "answer, or one too slow to finish in time). The API server may be overloaded, or the "
+            "address points to something else."
         )
     tls = _tls_error(chain, exc)
     if tls is not None:
@@ -133,6 +150,14 @@ def classify_transport(
             f"TLS handshake with {address} failed ({snippet(tls, 120)}). Check that the address "
             f"is the API server's https:// URL; if it is, {CA_HINT}."
         )
+    broken = _broken_http(chain, address)
+    if broken:
+        return BAD_ANSWER, broken
+    if any(isinstance(e, (RemoteDisconnected, ConnectionResetError)) for e in chain):
+        return UNREACHABLE, (
+            f"{address} accepted the connection and closed it without answering. Check that the "
+            "API server is running and the cluster address and port are right."
+        )
     if any(isinstance(e, (u3.NewConnectionError, OSError, u3.ProtocolError, HTTPException))
            for e in chain):
         last = chain[-1]
@@ -140,6 +165,58 @@ def classify_transport(
             f"Cannot connect to {address} ({snippet(last, 120)}). Check the cluster address and "
             "the network path to it."
         )
+    return None
+
+
+def redirect_message(redirect: Redirected, conn: Connection) -> str:
+    """What a redirect said, and why it was not followed."""
+    location = redirect.location or ""
+    own = urlsplit(conn.server)
+    try:
+        target = urlsplit(location)
+        target_host, itself = target.hostname, (target.hostname, target.port) == (own.hostname, own.port)
+    except ValueError:
+        target_host, itself = None, False
+    refusal = host_refusal(target_host, BLOCKED_NETWORKS) if target_host else None
+    if refusal:
+        where = f"to {refusal}: {snippet(location, 80)}"
+    elif itself or location.startswith("/"):
+        where = f"back to itself ({snippet(location, 80)})"
+    elif location:
+        where = f"to {snippet(location, 80)}"
+    else:
+        where = "without saying where"
+    return (f"{own.netloc or conn.server} answered with a redirect ({redirect.status}) {where}. "
+            "Provider Admin never follows redirects (the credentials would go along): set the "
+            "API server's own address on the provider.")
+
+
+def _broken_http(chain: list[BaseException], address: str) -> str | None:
+    """The message for an answer that is not HTTP, or HTTP cut short; None for a closed or
+    reset connection, which says nothing about what listens."""
+    if any(isinstance(e, ValueError) and "base 16" in str(e) for e in chain):
+        # http.client turns a chunk size that is not a number into IncompleteRead
+        return (f"{address} sent a malformed chunked answer (a chunk size that is not a "
+                f"number). {NOT_KUBERNETES_HINT}")
+    for e in chain:
+        if isinstance(e, (u3.IncompleteRead, IncompleteRead)):
+            return (f"{address} broke off its answer ({snippet(e, 80)}): the answer was "
+                    "truncated or its Content-Length was wrong. The API server or a proxy in "
+                    "front of it may be failing.")
+        if isinstance(e, u3.DecodeError):
+            said = snippet(e.args[0] if e.args and isinstance(e.args[0], str) else e, 100)
+            return (f"{address} sent an answer that cannot be decoded ({said}): its "
+                    "Content-Encoding does not match the body. The API server or a proxy in front "
+                    "of it may be failing.")
+        if isinstance(e, BadStatusLine) and not isinstance(e, RemoteDisconnected):
+            sent = snippet(e.args[0] if e.args else "", 80)
+            return (f"{address} did not answer in HTTP (it sent: {sent or 'nothing readable'}): "
+                    f"something other than an API server listens there. {NOT_KUBERNETES_HINT}")
+    for e in chain:
+        if isinstance(e, (u3.InvalidChunkLength, u3.InvalidHeader, u3.HeaderParsingError,
+                          HTTPException)) and not isinstance(e, RemoteDisconnected):
+            return (f"{address} sent a malformed HTTP answer ({snippet(e, 80)}). "
+                    f"{NOT_KUBERNETES_HINT}")
     return None
 
 

@@ -1,12 +1,14 @@
 """The health check of one provider's cluster: what works, what fails and how to fix it.
 
-`check()` never raises. A routine check (full=False) of a healthy cluster makes three
+`check()` never raises, and ends within its timeout: the timeout is a deadline for the whole
+check, however many requests it makes and however slowly the cluster answers. A routine check (full=False) of a healthy cluster makes three
 requests: GET /version, GET /readyz and GET of the marker ConfigMap. A full check adds one
 SelfSubjectAccessReview per needed permission, the storage class and the service account.
 """
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -100,6 +102,7 @@ class _Check:
     def __init__(self, conn: Connection, timeout: float):
         self.conn = conn
         self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
         self.api: k8s.ApiClient | None = None
         self.requests = 0
         self.kube_version: str | None = None
@@ -118,7 +121,8 @@ class _Check:
         """One API request with the timeout; a failure to talk HTTP at all ends the check."""
         self.requests += 1
         try:
-            return send(self.api, method, path, timeout=self.timeout, body=body)
+            return send(self.api, method, path, timeout=self.timeout, body=body,
+                        deadline=self.deadline)
         except Exception as exc:
             found = e.classify_transport(exc, self.conn, self.timeout)
             if found:
@@ -135,8 +139,9 @@ class _Check:
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise _Failed(e.ERROR, f"The answer to {doing} is not a Kubernetes object "
-                                   f"({e.snippet(text, 80, body=True) or 'empty'}).")
+            raise _Failed(e.BAD_ANSWER, f"The answer to {doing} is not a Kubernetes object "
+                                        f"({e.snippet(text, 80, body=True) or 'empty'}). "
+                                        f"{e.NOT_KUBERNETES_HINT}")
         return status, data
 
     def token(self) -> None:
@@ -159,7 +164,7 @@ class _Check:
     def version(self) -> None:
         status, text = self.request("GET", "/version")
         if status == 404:
-            raise _Failed(e.ERROR, (
+            raise _Failed(e.BAD_ANSWER, (
                 f"{self.conn.server} answered 404 to GET /version: it does not look like a "
                 "Kubernetes API server. Use the API server's URL (e.g. https://host:6443)."
             ))
@@ -170,10 +175,10 @@ class _Check:
         except (ValueError, AttributeError):
             git_version = None
         if not isinstance(git_version, str):
-            raise _Failed(e.ERROR, (
+            raise _Failed(e.BAD_ANSWER, (
                 f"{self.conn.server} answered GET /version with something that is not a "
-                f"Kubernetes version ({e.snippet(text, 80, body=True) or 'empty'}). Check that "
-                "the cluster address is the API server's URL (e.g. https://host:6443)."
+                f"Kubernetes version ({e.snippet(text, 80, body=True) or 'empty'}). "
+                f"{e.NOT_KUBERNETES_HINT}"
             ))
         self.kube_version = e.snippet(git_version, 64)
 
@@ -245,8 +250,8 @@ class _Check:
             try:
                 allowed = json.loads(text)["status"]["allowed"] is True
             except (ValueError, KeyError, TypeError):
-                raise _Failed(e.ERROR, "The SelfSubjectAccessReview answer has no status: "
-                                       f"{e.snippet(text, 80, body=True)}") from None
+                raise _Failed(e.BAD_ANSWER, "The SelfSubjectAccessReview answer has no status: "
+                                            f"{e.snippet(text, 80, body=True) or 'empty'}") from None
             if not allowed:
                 self.missing.append(str(perm))
         if self.missing:

@@ -8,6 +8,7 @@ the cluster (names, labels, taints) is a short excerpt.
 from __future__ import annotations
 
 import json
+import time
 
 from . import errors as e
 from .client import get_client, send
@@ -33,11 +34,13 @@ class _Unavailable(Exception):
 def scheduling_hints(conn: Connection, *, node_selector: dict | None, tolerations: list | None,
                      storage_class: str | None, affinity_stored: dict | None,
                      timeout: float = 5.0) -> list[str]:
-    """Plain-text hints for these settings on this cluster; [] when nothing looks wrong."""
+    """Plain-text hints for these settings on this cluster; [] when nothing looks wrong.
+    Both look-ups together take at most `timeout`."""
+    deadline = time.monotonic() + timeout
     try:
         api = get_client(conn)
-        nodes = _items(api, conn, NODES_PATH, "nodes", timeout)
-        classes = _items(api, conn, STORAGE_CLASSES_PATH, "storage classes", timeout)
+        nodes = _items(api, conn, NODES_PATH, "nodes", timeout, deadline)
+        classes = _items(api, conn, STORAGE_CLASSES_PATH, "storage classes", timeout, deadline)
     except _Unavailable as exc:
         return [str(exc)]
     except Exception as exc:  # a hint is never worth an error page
@@ -46,9 +49,10 @@ def scheduling_hints(conn: Connection, *, node_selector: dict | None, toleration
                       storage_class=storage_class, affinity_stored=affinity_stored)
 
 
-def _items(api, conn: Connection, path: str, what: str, timeout: float) -> list[dict]:
+def _items(api, conn: Connection, path: str, what: str, timeout: float,
+           deadline: float) -> list[dict]:
     try:
-        status, text = send(api, "GET", path, timeout=timeout)
+        status, text = send(api, "GET", path, timeout=timeout, deadline=deadline)
     except Exception as exc:
         found = e.classify_transport(exc, conn, timeout)
         raise _Unavailable("Scheduling hints are unavailable: "
