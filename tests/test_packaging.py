@@ -1,0 +1,677 @@
+"""The image, its entrypoint and the Kubernetes manifests: `kubectl kustomize` builds them,
+kubernetes-validate accepts every object, and what they name is what the app serves and
+reads. The entrypoint runs migrate, web and scheduler for real on the test database, with
+the settings the manifests give the pods. (No container engine runs on the test machines:
+the Containerfile is read, not built.)"""
+import json
+import os
+import re
+import runpy
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from provider_admin import config as app_config_module
+from provider_admin import kube
+from provider_admin.database import MIGRATIONS, script_head
+from provider_admin.kube import permissions
+
+from .conftest import ENCRYPTION_KEY, TEST_DATABASE_URL, _driver
+from .kube import KubeAPI
+from .servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy" / "kubernetes"
+KUSTOMIZATIONS = {"base": DEPLOY, "example overlay": DEPLOY / "overlays" / "example"}
+ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
+CONTAINERFILE = ROOT / "Containerfile"
+GUNICORN_CONF = ROOT / "gunicorn.conf.py"
+# The oldest Kubernetes the manifests are for (a preStop `sleep` needs 1.30) and the newest
+# whose schema kubernetes-validate ships.
+SCHEMA_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+SECRET_NAMES = {"DATABASE_URL", "PROVIDER_ADMIN_SECRET_KEY", "PROVIDER_ADMIN_ENCRYPTION_KEY"}
+BUILTIN_NEEDS = {"needs_service_accounts": True, "needs_services": True}
+
+
+# --- Building the manifests -----------------------------------------------------------------
+
+def kubectl() -> str:
+    """kubectl's path; without it skip, or fail where CI demands these tests
+    (PROVIDER_ADMIN_REQUIRE_KUBECTL)."""
+    path = shutil.which("kubectl")
+    if path is None:
+        reason = "kubectl is not installed (Debian package kubectl), so the manifests cannot be built"
+        if os.environ.get("PROVIDER_ADMIN_REQUIRE_KUBECTL"):
+            pytest.fail(f"{reason}, and PROVIDER_ADMIN_REQUIRE_KUBECTL is set", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+def build(folder: Path) -> list[dict]:
+    done = subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [obj for obj in yaml.safe_load_all(done.stdout) if obj]
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, list[dict]]:
+    return {name: build(folder) for name, folder in KUSTOMIZATIONS.items()}
+
+
+@pytest.fixture(scope="module")
+def base(built) -> list[dict]:
+    return built["base"]
+
+
+def named(objs: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objs: list[dict], kind: str, name: str | None = None) -> dict:
+    found = named(objs, kind, name)
+    assert len(found) == 1, f"{len(found)} {kind} {name or ''}"
+    return found[0]
+
+
+def pod_specs(objs: list[dict]) -> dict[str, dict]:
+    """Each workload's pod spec, by its component label."""
+    return {o["metadata"]["labels"]["app.kubernetes.io/component"]: o["spec"]["template"]["spec"]
+            for o in objs if o["kind"] in ("Deployment", "Job")}
+
+
+def containers(spec: dict) -> list[dict]:
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def settings(objs: list[dict]) -> dict[str, str]:
+    """The settings ConfigMap's data (its name carries kustomize's hash)."""
+    found = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("provider-admin-settings")]
+    assert len(found) == 1
+    return found[0]["data"]
+
+
+def secret_names(objs: list[dict]) -> set[str]:
+    """The Secret's keys: the overlay makes it; the base names it (its header's command)."""
+    secrets = named(objs, "Secret")
+    if secrets:
+        return {key for s in secrets for key in s.get("data", {})}
+    header = (DEPLOY / "base" / "kustomization.yaml").read_text()
+    return set(re.findall(r"--from-literal=(\w+)=", header))
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_object_validates_against_the_kubernetes_schema(built, kustomization, version):
+    objs = built[kustomization]
+    assert len(objs) >= 15
+    for obj in objs:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']} ({kustomization}, Kubernetes {version}): "
+                        f"{error.message} at {'.'.join(map(str, error.path))}")
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_the_objects_of_a_deployment_are_there_and_labelled(built, kustomization):
+    objs = built[kustomization]
+    web = one(objs, "Deployment", "provider-admin-web")
+    assert web["spec"]["replicas"] >= 2
+    assert one(objs, "Deployment", "provider-admin-scheduler")["spec"]["replicas"] == 2
+    for kind in ("Service", "Job", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+        one(objs, kind)
+    assert {p["metadata"]["name"] for p in named(objs, "PodDisruptionBudget")} == {
+        "provider-admin-web", "provider-admin-scheduler"}
+    for obj in objs:
+        labels = obj["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/name") == "provider-admin", obj["metadata"]["name"]
+        assert labels.get("app.kubernetes.io/part-of") == "provider-admin", obj["metadata"]["name"]
+    for workload in named(objs, "Deployment"):
+        selector = workload["spec"]["selector"]["matchLabels"]
+        template = workload["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= template.items()
+        assert selector.get("app.kubernetes.io/component")  # web and scheduler never select each other
+        pdb = one(objs, "PodDisruptionBudget", workload["metadata"]["name"])
+        assert pdb["spec"]["selector"]["matchLabels"] == selector
+    web_selector = web["spec"]["selector"]["matchLabels"]
+    assert one(objs, "Service")["spec"]["selector"] == web_selector
+    assert web["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"] == web_selector
+    job = one(objs, "Job")["spec"]
+    assert job["backoffLimit"] >= 1 and job["ttlSecondsAfterFinished"] > 0
+
+
+# --- What the pods run: the image, its commands and its user --------------------------------
+
+def containerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", CONTAINERFILE.read_text())
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    """The build stages, each from its FROM on (ARGs before the first FROM come first)."""
+    result = [[]]
+    for instruction in containerfile_instructions():
+        if instruction[0] == "FROM":
+            result.append([])
+        result[-1].append(instruction)
+    return result
+
+
+def final_stage() -> list[tuple[str, str]]:
+    return stages()[-1]
+
+
+def last(stage, word: str) -> str:
+    values = [args for w, args in stage if w == word]
+    assert values, f"no {word} in the final stage"
+    return values[-1]
+
+
+def image_env() -> dict[str, str]:
+    env = {}
+    for word, args in final_stage():
+        if word == "ENV":
+            env.update(dict(pair.split("=", 1) for pair in shlex.split(args)))
+    return env
+
+
+def image_uid() -> int:
+    user = last(final_stage(), "USER").split(":")[0]
+    assert user.isdigit(), "a numeric USER lets Kubernetes verify runAsNonRoot"
+    return int(user)
+
+
+def entrypoint_commands() -> set[str]:
+    """The command names the entrypoint's case statement knows (besides "anything else")."""
+    return set(re.findall(r"^\s+(\w+)\)$", ENTRYPOINT.read_text(), re.M))
+
+
+def test_the_containerfile_builds_a_slim_non_root_image_without_build_tools():
+    args = dict(a.split("=", 1) for w, a in stages()[0] if w == "ARG")
+    froms = [a for w, a in containerfile_instructions() if w == "FROM"]
+    assert len(froms) >= 2, "wheels are built in a stage of their own"
+    base_image = froms[-1].replace("${PYTHON_IMAGE}", args.get("PYTHON_IMAGE", ""))
+    assert re.fullmatch(r"python:3\.11-slim(-\w+)?", base_image), base_image
+    final = final_stage()
+    run_lines = " ".join(a for w, a in final if w == "RUN")
+    for tool in ("gcc", "build-essential", "apt-get install", "make "):
+        assert tool not in run_lines, f"{tool} in the final stage"
+    assert "build-essential" in " ".join(a for w, a in stages()[1] if w == "RUN")
+    copied_from = [a for w, a in final if w == "COPY" and a.startswith("--from=")]
+    builder = froms[0].split(" AS ")[-1].strip()
+    assert copied_from == [f"--from={builder} /opt/venv /opt/venv"]
+    assert image_env()["PATH"].startswith("/opt/venv/bin:")
+    assert image_uid() != 0
+    assert last(final, "EXPOSE") == "8000"
+    assert json.loads(last(final, "ENTRYPOINT")) == ["/app/deploy/entrypoint.sh"]
+    assert json.loads(last(final, "CMD"))[0] in entrypoint_commands()
+
+
+def test_the_healthcheck_asks_healthz_with_pythons_urllib():
+    check = last(final_stage(), "HEALTHCHECK")
+    command = json.loads(check.split(" CMD ", 1)[1])
+    assert command[:2] == ["python", "-c"]
+    assert "urllib.request.urlopen('http://127.0.0.1:8000/healthz'" in command[2]
+    compile(command[2], "HEALTHCHECK", "exec")
+
+
+def test_the_image_copies_what_exists_and_what_the_app_needs():
+    copies = [shlex.split(a) for w, a in final_stage() if w == "COPY" and not a.startswith("--from")]
+    sources = [source.rstrip("/") for *sources, _ in copies for source in sources]
+    for source in sources:
+        assert (ROOT / source).exists(), source
+    # What the running app reads besides its package: its folders (provider_admin/__init__.py,
+    # database.py), app.py, the gunicorn settings and the entrypoint the ENTRYPOINT names.
+    needed = {"app.py", "provider_admin", "templates", "static", MIGRATIONS.name, GUNICORN_CONF.name,
+              str(ENTRYPOINT.relative_to(ROOT))}
+    assert needed <= set(sources)
+    workdir = last(final_stage(), "WORKDIR")
+    for *_, destination in copies:  # relative destinations land in /app, where the entrypoint cds
+        assert destination.startswith(("./", "provider_admin", "migrations", "templates", "static", "deploy")), destination
+    assert workdir == "/app" and json.loads(last(final_stage(), "ENTRYPOINT"))[0] == f"{workdir}/{ENTRYPOINT.relative_to(ROOT)}"
+    assert os.access(ENTRYPOINT, os.X_OK)
+    # The build context holds only what is copied (the ignore file allows each) and
+    # requirements.txt; both ignore files say the same.
+    ignore = (ROOT / ".containerignore").read_text()
+    assert ignore == (ROOT / ".dockerignore").read_text()
+    allowed = {line[1:].rstrip("/") for line in ignore.splitlines() if line.startswith("!")}
+    assert allowed == set(sources) | {"requirements.txt"}
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_container_runs_the_image_with_a_command_the_entrypoint_knows(built, kustomization):
+    objs = built[kustomization]
+    images = {c["image"] for spec in pod_specs(objs).values() for c in containers(spec)}
+    assert len(images) == 1, images
+    kustomized = yaml.safe_load((DEPLOY / "base" / "kustomization.yaml").read_text())["images"][0]
+    assert kustomized["name"] == "provider-admin"
+    if kustomization == "base":
+        assert images == {f"provider-admin:{kustomized['newTag']}"}
+    commands = {}
+    for component, spec in pod_specs(objs).items():
+        for container in containers(spec):
+            assert "command" not in container, "the image's ENTRYPOINT runs"
+            commands[component] = container["args"][0]
+    assert commands == {"web": "web", "scheduler": "scheduler", "migration": "migrate"}
+    assert set(commands.values()) <= entrypoint_commands()
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard(base):
+    assert one(base, "Namespace", "provider-admin")["metadata"]["labels"][
+        "pod-security.kubernetes.io/enforce"] == "restricted"
+    env = image_env()
+    writable = {"/tmp", env["PROMETHEUS_MULTIPROC_DIR"], env["PROVIDER_ADMIN_INSTANCE_PATH"]}
+    specs = pod_specs(base)
+    assert set(specs) == {"web", "scheduler", "migration"}
+    for component, spec in specs.items():
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] == image_uid(), component
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, component
+        assert not any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), component
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert all(set(v) == {"name", "emptyDir"} for v in volumes.values()), component
+        for container in containers(spec):
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, component
+            assert context["readOnlyRootFilesystem"] is True, component
+            assert context["capabilities"] == {"drop": ["ALL"]}, component
+            assert not context.get("privileged"), component
+            assert context.get("runAsUser", pod["runAsUser"]) != 0, component
+            assert context.get("seccompProfile", pod["seccompProfile"]) == {"type": "RuntimeDefault"}
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert writable <= set(mounts), f"{component}: {writable - set(mounts)} is not writable"
+            assert all(mounts[path] in volumes for path in writable)
+
+
+def test_the_service_account_token_is_mounted_only_where_the_builtin_provider_needs_it(base):
+    assert one(base, "ServiceAccount")["automountServiceAccountToken"] is False
+    mounted = {component: spec.get("automountServiceAccountToken", True)
+               for component, spec in pod_specs(base).items()}
+    assert mounted == {"web": True, "scheduler": True, "migration": False}
+
+
+# --- What the pods ask of the app ------------------------------------------------------------
+
+def gunicorn_settings(**environ) -> dict:
+    """gunicorn.conf.py's module namespace as gunicorn reads it, under this environment."""
+    saved = dict(os.environ)
+    try:
+        for name in ("WEB_CONCURRENCY", "PROVIDER_ADMIN_TRUSTED_PROXIES", "FORWARDED_ALLOW_IPS",
+                     "PROMETHEUS_MULTIPROC_DIR"):
+            os.environ.pop(name, None)
+        os.environ.update(environ)
+        return runpy.run_path(str(GUNICORN_CONF))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_probes_ask_what_the_app_serves_on_the_port_gunicorn_binds(base, client):
+    web = one(base, "Deployment", "provider-admin-web")["spec"]["template"]["spec"]
+    container = web["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    port = int(gunicorn_settings()["bind"].rsplit(":", 1)[1])
+    assert ports == {"http": port} and last(final_stage(), "EXPOSE") == str(port)
+    assert one(base, "Service")["spec"]["ports"][0]["targetPort"] == "http"
+    probes = {kind: container[f"{kind}Probe"]["httpGet"] for kind in ("startup", "liveness", "readiness")}
+    assert {kind: (p["path"], p["port"]) for kind, p in probes.items()} == {
+        "startup": ("/healthz", "http"), "liveness": ("/healthz", "http"), "readiness": ("/readyz", "http")}
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+    # The readiness probe waits longer than /readyz waits for the database.
+    ready_timeout = float(settings(base).get("PROVIDER_ADMIN_READY_TIMEOUT",
+                                             app_config_module.Defaults.READY_TIMEOUT))
+    assert container["readinessProbe"]["timeoutSeconds"] > ready_timeout
+    # Kubernetes stops a pod after its pause and gunicorn's graceful stop, not before.
+    grace = container["lifecycle"]["preStop"]["sleep"]["seconds"] + gunicorn_settings()["graceful_timeout"]
+    assert web["terminationGracePeriodSeconds"] >= grace
+    scheduler = one(base, "Deployment", "provider-admin-scheduler")["spec"]["template"]["spec"]
+    assert not any(k.endswith("Probe") for k in scheduler["containers"][0]), "the scheduler serves no HTTP"
+    assert scheduler["terminationGracePeriodSeconds"] > 30  # above the scheduler's own shutdown grace
+
+
+def names_read_by_the_app() -> set[str]:
+    """The environment variables provider_admin/config.py reads: PROVIDER_ADMIN_ + a default's
+    name or a key it looks up, and the ones it takes from os.environ itself."""
+    source = Path(app_config_module.__file__).read_text()
+    keys = {k for k in vars(app_config_module.Defaults) if k.isupper()}
+    keys |= set(re.findall(r'app\.config(?:\.get\(|\[)"([A-Z_]+)"', source))
+    environ = set(re.findall(r'os\.environ\.get\("([A-Z_]+)"', source))
+    return {f"PROVIDER_ADMIN_{k}" for k in keys} | environ
+
+
+def names_read_by_the_processes() -> set[str]:
+    """The variables gunicorn.conf.py, the entrypoint (and its database wait) and
+    prometheus-client's multiprocess mode read."""
+    names = set(re.findall(r'(?:_int\(|os\.environ\.get\()"([A-Z_]+)"', GUNICORN_CONF.read_text()))
+    names |= set(re.findall(r'os\.environ\.get\("([A-Z_]+)"', ENTRYPOINT.read_text()))
+    names |= set(re.findall(r"\$\{?([A-Z_]+)", ENTRYPOINT.read_text()))
+    return names | {"PROMETHEUS_MULTIPROC_DIR"}
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_variable_the_manifests_set_is_one_the_app_reads(built, kustomization):
+    objs = built[kustomization]
+    given = set(settings(objs)) | secret_names(objs) | set(image_env()) - {"PATH", "PYTHONDONTWRITEBYTECODE",
+                                                                          "PYTHONUNBUFFERED", "FLASK_APP"}
+    for spec in pod_specs(objs).values():
+        for container in containers(spec):
+            given |= {e["name"] for e in container.get("env", [])}
+            refs = [r[k]["name"] for r in container["envFrom"] for k in r]
+            assert len(refs) == 2 and all(ref.startswith("provider-admin") for ref in refs)
+    known = names_read_by_the_app() | names_read_by_the_processes()
+    assert given - known == set()
+    assert "PROVIDER_ADMIN_SECRET_KEY" in names_read_by_the_app()  # the parse above finds real names
+    # The keys and DATABASE_URL come from the Secret, never from the ConfigMap.
+    assert secret_names(objs) == SECRET_NAMES
+    assert not SECRET_NAMES & set(settings(objs))
+    assert settings(objs)["PROVIDER_ADMIN_AUTO_MIGRATE"] == "false"  # the Job migrates, once
+
+
+def test_gunicorn_settings_come_from_the_environment(tmp_path):
+    defaults = gunicorn_settings()
+    assert defaults["bind"] == "0.0.0.0:8000" and defaults["wsgi_app"] == "app:create_app()"
+    assert 3 <= defaults["workers"] <= 8 and defaults["threads"] >= 1
+    assert defaults["max_requests"] > 0 and defaults["max_requests_jitter"] > 0
+    assert defaults["graceful_timeout"] < defaults["timeout"]
+    assert defaults["forwarded_allow_ips"] == "127.0.0.1,::1"
+    given = gunicorn_settings(WEB_CONCURRENCY="2", GUNICORN_THREADS="4",
+                              PROVIDER_ADMIN_TRUSTED_PROXIES='["10.0.0.0/8", "192.168.1.5"]')
+    assert (given["workers"], given["threads"]) == (2, 4)
+    assert given["forwarded_allow_ips"] == "10.0.0.0/8,192.168.1.5"
+    spaced = gunicorn_settings(PROVIDER_ADMIN_TRUSTED_PROXIES="127.0.0.1, 10.0.8.0/24")
+    assert spaced["forwarded_allow_ips"] == "127.0.0.1,10.0.8.0/24"
+    checked = subprocess.run([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "--config",
+                              str(GUNICORN_CONF), "--check-config"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "PROVIDER_ADMIN_INSTANCE_PATH": str(tmp_path)})
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_a_dead_workers_live_gauges_leave_the_metrics_folder(tmp_path):
+    """gunicorn calls child_exit in the master when a worker exits."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    # A real process writes a live gauge there, as a worker's would be.
+    script = ("from prometheus_client import Gauge; "
+              "Gauge('in_flight', 'x', multiprocess_mode='livesum').set(3)")
+    worker = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)},
+                            timeout=60, check=True)
+    del worker
+    files = sorted(p.name for p in folder.iterdir())
+    assert len(files) == 1 and files[0].startswith("gauge_livesum_")
+    pid = int(files[0].removeprefix("gauge_livesum_").removesuffix(".db"))
+
+    class Worker:
+        pass
+
+    dead = Worker()
+    dead.pid = pid
+    child_exit = gunicorn_settings(PROMETHEUS_MULTIPROC_DIR=str(folder))["child_exit"]
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    try:
+        child_exit(None, dead)
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert list(folder.iterdir()) == []
+
+
+# --- The built-in provider's RBAC --------------------------------------------------------------
+
+def role_rules(**needs) -> list[dict]:
+    return [{"apiGroups": [group], "resources": list(resources), "verbs": list(verbs)}
+            for group, resources, verbs in permissions.rules(**needs)]
+
+
+def test_the_role_grants_exactly_what_the_builtin_provider_needs(base):
+    given = settings(base)
+    namespace = given["PROVIDER_ADMIN_BUILTIN_NAMESPACE"]
+    role = one(base, "Role")
+    assert role["metadata"]["namespace"] == namespace
+    assert role["rules"] == role_rules(**BUILTIN_NEEDS)
+    account = one(base, "ServiceAccount")["metadata"]
+    subject = [{"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}]
+    for component in ("web", "scheduler"):
+        assert pod_specs(base)[component]["serviceAccountName"] == account["name"]
+    binding = one(base, "RoleBinding")
+    assert binding["metadata"]["namespace"] == namespace and binding["subjects"] == subject
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    # Cluster-wide, what a provider's bootstrap reads: storage classes and nodes.
+    bootstrap = kube.bootstrap_manifest(provider_name="x", namespace=namespace)
+    assert one(base, "ClusterRole")["rules"] == one(bootstrap, "ClusterRole")["rules"]
+    cluster_binding = one(base, "ClusterRoleBinding")
+    assert cluster_binding["subjects"] == subject
+    assert cluster_binding["roleRef"]["name"] == one(base, "ClusterRole")["metadata"]["name"]
+    marker = one(base, "ConfigMap", permissions.MARKER_NAME)
+    assert marker["metadata"]["namespace"] == namespace
+    assert marker["data"][permissions.MARKER_KEY] == given["PROVIDER_ADMIN_BUILTIN_PROVIDER"]
+    assert marker["data"][permissions.MARKER_GRANTS_KEY] == permissions.grants(**BUILTIN_NEEDS)
+    one(base, "Namespace", namespace)
+
+
+def test_the_health_check_finds_the_builtin_provider_ready_with_these_objects(base):
+    """The manifests' Role and marker in a Kubernetes API whose access reviews follow the
+    Role: a full check with every feature on passes, first by the provider's name, then by
+    its id once the marker records it (README "Production")."""
+    given = settings(base)
+    name, namespace = given["PROVIDER_ADMIN_BUILTIN_PROVIDER"], given["PROVIDER_ADMIN_BUILTIN_NAMESPACE"]
+    role, marker = one(base, "Role"), one(base, "ConfigMap", permissions.MARKER_NAME)
+    uid = "0f6c3c2e-5b1e-4d55-9b8e-2f3f1c1d9a01"
+    with KubeAPI() as api:
+        api.put("v1/namespaces", None, namespace, {"kind": "Namespace"})
+        api.put("rbac.authorization.k8s.io/v1/roles", namespace, role["metadata"]["name"],
+                {"kind": "Role", "rules": role["rules"]})
+        api.put("v1/configmaps", namespace, permissions.MARKER_NAME, {"kind": "ConfigMap", "data": marker["data"]})
+        api.rbac_role = (namespace, role["metadata"]["name"])
+
+        def check():
+            return kube.check(api.connection(namespace=namespace), provider_name=name, provider_uid=uid,
+                              full=True, **BUILTIN_NEEDS)
+
+        by_name = check()
+        assert by_name.ok, by_name.message
+        assert by_name.warnings and "does not record this provider's id" in by_name.warnings[0]
+        api.put("v1/configmaps", namespace, permissions.MARKER_NAME,
+                {"kind": "ConfigMap", "data": {**marker["data"], permissions.MARKER_UID_KEY: uid}})
+        by_id = check()
+        assert (by_id.ok, by_id.warnings) == (True, []), by_id.message
+        assert len(api.reviews()) >= 2 * len(permissions.required_permissions(**BUILTIN_NEEDS))
+
+
+# --- The entrypoint, for real ----------------------------------------------------------------
+
+def manifest_environment(base: list[dict], database_url: str, folder: Path, **extra) -> dict:
+    """What a pod's environment holds: the image's ENV, the ConfigMap, the Secret (test
+    values here), with the image's folders moved under `folder`."""
+    env = {**os.environ, **image_env(), **settings(base)}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"
+    env.update({"DATABASE_URL": database_url, "PROVIDER_ADMIN_SECRET_KEY": "test-secret",
+                "PROVIDER_ADMIN_ENCRYPTION_KEY": ENCRYPTION_KEY,
+                "PROVIDER_ADMIN_INSTANCE_PATH": str(folder / "instance"),
+                "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics")})
+    for name in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "PROVIDER_ADMIN_TEST_DATABASE_URL"):
+        env.pop(name, None)
+    env.update(extra)
+    assert set(env) >= SECRET_NAMES
+    return env
+
+
+def entrypoint(env: dict, *args: str, **popen) -> subprocess.Popen:
+    """deploy/entrypoint.sh run by POSIX sh from another directory, as the image runs it."""
+    return subprocess.Popen(["sh", str(ENTRYPOINT), *args], cwd="/", env=env, **popen)
+
+
+@pytest.fixture
+def empty_database(tmp_path):
+    """The test database with nothing in it: PostgreSQL's schema dropped (the entrypoint's
+    migrate puts it back at head for the tests after), or a new SQLite file."""
+    if not TEST_DATABASE_URL:
+        return f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    engine = sa.create_engine(_driver(TEST_DATABASE_URL))
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    return TEST_DATABASE_URL
+
+
+def query(database_url: str, statement: str) -> list:
+    engine = sa.create_engine(_driver(database_url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(statement)).all()
+    finally:
+        engine.dispose()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def command_line(pid: int) -> list[str]:
+    return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode().split("\0")
+
+
+def wait_for(predicate, seconds: float, what: str, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if process is not None:
+            assert process.poll() is None, f"exited ({process.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
+        time.sleep(0.3)
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def stop(process: subprocess.Popen, within: float) -> int:
+    """SIGTERM, as Kubernetes and systemd send it; the exit status."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(f"still running {within} s after SIGTERM")
+
+
+def test_migrate_waits_for_the_database_a_bounded_time_and_says_so(base, tmp_path):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens once the socket is closed
+    url = f"postgresql://provider_admin:hunter2@127.0.0.1:{port}/provider_admin"
+    env = manifest_environment(base, url, tmp_path, DATABASE_WAIT_SECONDS="2")
+    started = time.monotonic()
+    process = entrypoint(env, "migrate", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = process.communicate(timeout=90)
+    assert process.returncode == 1
+    assert time.monotonic() - started >= 2
+    assert f"The database at postgresql+psycopg://provider_admin:***@127.0.0.1:{port}/provider_admin " \
+           "did not answer within 2 s (DATABASE_WAIT_SECONDS)" in err, err
+    assert "hunter2" not in out + err and "Traceback" not in err
+
+
+def test_the_entrypoint_migrates_serves_and_schedules_with_the_manifests_settings(base, empty_database, tmp_path):
+    env = manifest_environment(base, empty_database, tmp_path)
+    migrate = entrypoint(env, "migrate", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = migrate.communicate(timeout=300)[0]
+    assert migrate.returncode == 0, output
+    assert query(empty_database, "SELECT version_num FROM alembic_version")[0][0] == script_head()
+
+    # The web: gunicorn with the production settings and two workers; a stale metrics file
+    # from a previous start is gone.
+    (tmp_path / "metrics").mkdir(exist_ok=True)
+    (tmp_path / "metrics" / "counter_1.db").write_bytes(b"stale")
+    port = free_port()
+    log = (tmp_path / "web.log").open("w")
+    web = entrypoint({**env, "WEB_CONCURRENCY": "2"}, "web", "--bind", f"127.0.0.1:{port}",
+                     stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: get(url + "/healthz")[0] == 200, 120, "answer on /healthz", web)
+        status, body = get(url + "/readyz")
+        assert status == 200 and json.loads(body)["status"] == "ready", body
+        assert "gunicorn" in " ".join(command_line(web.pid)), "exec: gunicorn is the process itself"
+        wait_for(lambda: len(children(web.pid)) == 2, 60, "two workers", web)
+        assert not (tmp_path / "metrics" / "counter_1.db").exists()
+        assert stop(web, 60) == 0
+    finally:
+        if web.poll() is None:
+            web.kill()
+        log.close()
+    access = (tmp_path / "web.log").read_text()
+    assert '"GET /readyz HTTP/1.1" 200' in access, access
+
+    # The scheduler: it ticks, its heartbeat row names this very process, and SIGTERM stops it.
+    scheduler = entrypoint(env, "scheduler", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = scheduler.stdout.readline()
+        assert line.startswith("Checking providers every 30 s"), line  # the ConfigMap's interval
+        assert "flask" in " ".join(command_line(scheduler.pid))
+        rows = wait_for(lambda: query(empty_database, "SELECT pid, last_tick_at FROM scheduler_heartbeats"),
+                        60, "heartbeat", scheduler)
+        assert [row.pid for row in rows] == [scheduler.pid]
+        # The scheduler's own SIGTERM handling may exit 0; without it Python's default ends it.
+        assert stop(scheduler, 45) in (0, -signal.SIGTERM)
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+            scheduler.wait()
+
+
+def test_any_other_command_runs_as_given(base, tmp_path):
+    env = manifest_environment(base, f"sqlite:///{tmp_path / 'x.sqlite'}", tmp_path)
+    done = subprocess.run(["sh", str(ENTRYPOINT), "python", "-c", "import os; print(os.getcwd())"],
+                          cwd="/", env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, str(ROOT))  # the app's folder, as WORKDIR /app
+
+
+def test_the_entrypoint_is_posix_sh():
+    text = ENTRYPOINT.read_text()
+    assert text.startswith("#!/bin/sh\n") and "\nset -eu\n" in text
+    dash = shutil.which("dash")
+    if dash:  # Debian's /bin/sh: parses only POSIX
+        assert subprocess.run([dash, "-n", str(ENTRYPOINT)], capture_output=True).returncode == 0
+    # Every command is exec'd, so the signals reach the process and not a shell.
+    for command in entrypoint_commands():
+        arm = re.search(rf"^\s+{command}\)\n(.*?);;", text, re.M | re.S).group(1)
+        assert re.search(r"^\s+exec ", arm, re.M), command
