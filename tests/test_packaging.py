@@ -678,3 +678,48 @@ def test_the_entrypoint_is_posix_sh():
     for command in entrypoint_commands():
         arm = re.search(rf"^\s+{command}\)\n(.*?);;", text, re.M | re.S).group(1)
         assert re.search(r"^\s+exec ", arm, re.M), command
+
+
+# --- The README's production section deploys with these files --------------------------------
+
+def production_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("\n## Production\n", 1)[1].split("\n### Probes\n", 1)[0]
+
+
+def test_the_readmes_commands_name_the_objects_the_manifests_make(base):
+    section = production_section()
+    web = one(base, "Deployment", "provider-admin-web")
+    namespace = web["metadata"]["namespace"]
+    secret = [r["secretRef"]["name"] for r in web["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+              if "secretRef" in r]
+    created = re.search(r"kubectl -n (\S+) create secret generic (\S+) \\\n((?:.*\\\n)*.*)\n", section)
+    assert created and (created.group(1), [created.group(2)]) == (namespace, secret)
+    assert set(re.findall(r"--from-literal=(\w+)=", created.group(3))) == SECRET_NAMES == secret_names(base)
+    for path in re.findall(r"kubectl apply -[fk] (\S+)", section):
+        assert (ROOT / path).exists(), path
+    job = one(base, "Job")["metadata"]
+    assert re.findall(r"kubectl -n (\S+) (?:wait --for=condition=complete job/|delete job )(\S+)", section) \
+        == [(job["namespace"], job["name"])] * 3
+    assert f"kubectl -n {namespace} rollout status deployment/{web['metadata']['name']}" in section
+    marker = one(base, "ConfigMap", permissions.MARKER_NAME)["metadata"]
+    assert f"kubectl -n {marker['namespace']} patch configmap {marker['name']} --type merge" in section
+    assert f'\\"{permissions.MARKER_UID_KEY}\\": \\"$uid\\"' in section
+    # The commands that make the keys make usable ones.
+    for name in ("PROVIDER_ADMIN_SECRET_KEY", "PROVIDER_ADMIN_ENCRYPTION_KEY"):
+        code = re.search(rf"{name}=\"\$\(python3 -c '([^']+)'\)\"", section).group(1)
+        made = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        assert len(made) >= 32
+        if name.endswith("ENCRYPTION_KEY"):
+            from cryptography.fernet import Fernet
+
+            Fernet(made)
+
+
+def test_the_readme_lists_the_variables_gunicorn_reads():
+    table = re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \|", production_section(), re.M)
+    documented = {name for cell in table for name in re.findall(r"`([A-Z_]+)`", cell)}
+    read = set(re.findall(r'(?:_int\(|os\.environ\.get\()"([A-Z_]+)"', GUNICORN_CONF.read_text()))
+    assert documented == read - {"PROMETHEUS_MULTIPROC_DIR", "PROVIDER_ADMIN_TRUSTED_PROXIES"}
+    commands = set(re.findall(r"`(\w+)`(?: \(|,)", production_section().split("takes a command:", 1)[1][:400]))
+    assert entrypoint_commands() <= commands
