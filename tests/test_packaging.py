@@ -406,7 +406,8 @@ def test_gunicorn_settings_come_from_the_environment(tmp_path):
     assert spaced["forwarded_allow_ips"] == "127.0.0.1,10.0.8.0/24"
     checked = subprocess.run([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "--config",
                               str(GUNICORN_CONF), "--check-config"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=120, env={**os.environ, "PROVIDER_ADMIN_INSTANCE_PATH": str(tmp_path)})
+                             timeout=120, env={**os.environ, "PROVIDER_ADMIN_INSTANCE_PATH": str(tmp_path),
+                                                  "PROVIDER_ADMIN_AUTO_MIGRATE": "false"})
     assert checked.returncode == 0, checked.stderr
 
 
@@ -597,6 +598,13 @@ def stop(process: subprocess.Popen, within: float) -> int:
         pytest.fail(f"still running {within} s after SIGTERM")
 
 
+def healthcheck(port: int) -> int:
+    """The exit status of the Containerfile's HEALTHCHECK command against `port`."""
+    command = json.loads(last(final_stage(), "HEALTHCHECK").split(" CMD ", 1)[1])
+    command = [part.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for part in command]
+    return subprocess.run([sys.executable, *command[1:]], capture_output=True, timeout=30).returncode
+
+
 def test_migrate_waits_for_the_database_a_bounded_time_and_says_so(base, tmp_path):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -636,7 +644,9 @@ def test_the_entrypoint_migrates_serves_and_schedules_with_the_manifests_setting
         assert "gunicorn" in " ".join(command_line(web.pid)), "exec: gunicorn is the process itself"
         wait_for(lambda: len(children(web.pid)) == 2, 60, "two workers", web)
         assert not (tmp_path / "metrics" / "counter_1.db").exists()
+        assert healthcheck(port) == 0  # the image's HEALTHCHECK, on this port
         assert stop(web, 60) == 0
+        assert healthcheck(port) != 0
     finally:
         if web.poll() is None:
             web.kill()
