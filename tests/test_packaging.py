@@ -1,37 +1,29 @@
-"""The image, its entrypoint and the Kubernetes manifests: `kubectl kustomize` builds them,
+"""The image and the Kubernetes manifests: `kubectl kustomize` builds them,
 kubernetes-validate accepts every object, and what they name is what the app serves and
-reads. The entrypoint runs migrate, web and scheduler for real on the test database, with
-the settings the manifests give the pods. (No container engine runs on the test machines:
-the Containerfile is read, not built.)"""
+reads; the README's production commands name the same objects. (No container engine runs on
+the test machines: the Containerfile is read, not built; test_packaging_processes.py runs
+its entrypoint.)"""
 import json
 import os
 import re
 import runpy
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from provider_admin import config as app_config_module
 from provider_admin import kube
-from provider_admin.database import MIGRATIONS, script_head
+from provider_admin.database import MIGRATIONS
 from provider_admin.kube import permissions
 
-from .conftest import ENCRYPTION_KEY, TEST_DATABASE_URL, _driver
 from .kube import KubeAPI
-from .servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "kubernetes"
@@ -391,54 +383,6 @@ def test_every_variable_the_manifests_set_is_one_the_app_reads(built, kustomizat
     assert settings(objs)["PROVIDER_ADMIN_AUTO_MIGRATE"] == "false"  # the Job migrates, once
 
 
-def test_gunicorn_settings_come_from_the_environment(tmp_path):
-    defaults = gunicorn_settings()
-    assert defaults["bind"] == "0.0.0.0:8000" and defaults["wsgi_app"] == "app:create_app()"
-    assert 3 <= defaults["workers"] <= 8 and defaults["threads"] >= 1
-    assert defaults["max_requests"] > 0 and defaults["max_requests_jitter"] > 0
-    assert defaults["graceful_timeout"] < defaults["timeout"]
-    assert defaults["forwarded_allow_ips"] == "127.0.0.1,::1"
-    given = gunicorn_settings(WEB_CONCURRENCY="2", GUNICORN_THREADS="4",
-                              PROVIDER_ADMIN_TRUSTED_PROXIES='["10.0.0.0/8", "192.168.1.5"]')
-    assert (given["workers"], given["threads"]) == (2, 4)
-    assert given["forwarded_allow_ips"] == "10.0.0.0/8,192.168.1.5"
-    spaced = gunicorn_settings(PROVIDER_ADMIN_TRUSTED_PROXIES="127.0.0.1, 10.0.8.0/24")
-    assert spaced["forwarded_allow_ips"] == "127.0.0.1,10.0.8.0/24"
-    checked = subprocess.run([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "--config",
-                              str(GUNICORN_CONF), "--check-config"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=120, env={**os.environ, "PROVIDER_ADMIN_INSTANCE_PATH": str(tmp_path),
-                                                  "PROVIDER_ADMIN_AUTO_MIGRATE": "false"})
-    assert checked.returncode == 0, checked.stderr
-
-
-def test_a_dead_workers_live_gauges_leave_the_metrics_folder(tmp_path):
-    """gunicorn calls child_exit in the master when a worker exits."""
-    folder = tmp_path / "metrics"
-    folder.mkdir()
-    # A real process writes a live gauge there, as a worker's would be.
-    script = ("from prometheus_client import Gauge; "
-              "Gauge('in_flight', 'x', multiprocess_mode='livesum').set(3)")
-    worker = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)},
-                            timeout=60, check=True)
-    del worker
-    files = sorted(p.name for p in folder.iterdir())
-    assert len(files) == 1 and files[0].startswith("gauge_livesum_")
-    pid = int(files[0].removeprefix("gauge_livesum_").removesuffix(".db"))
-
-    class Worker:
-        pass
-
-    dead = Worker()
-    dead.pid = pid
-    child_exit = gunicorn_settings(PROMETHEUS_MULTIPROC_DIR=str(folder))["child_exit"]
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
-    try:
-        child_exit(None, dead)
-    finally:
-        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    assert list(folder.iterdir()) == []
-
-
 # --- The built-in provider's RBAC --------------------------------------------------------------
 
 def role_rules(**needs) -> list[dict]:
@@ -500,194 +444,6 @@ def test_the_health_check_finds_the_builtin_provider_ready_with_these_objects(ba
         by_id = check()
         assert (by_id.ok, by_id.warnings) == (True, []), by_id.message
         assert len(api.reviews()) >= 2 * len(permissions.required_permissions(**BUILTIN_NEEDS))
-
-
-# --- The entrypoint, for real ----------------------------------------------------------------
-
-def manifest_environment(base: list[dict], database_url: str, folder: Path, **extra) -> dict:
-    """What a pod's environment holds: the image's ENV, the ConfigMap, the Secret (test
-    values here), with the image's folders moved under `folder`."""
-    env = {**os.environ, **image_env(), **settings(base)}
-    env["PATH"] = f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"
-    env.update({"DATABASE_URL": database_url, "PROVIDER_ADMIN_SECRET_KEY": "test-secret",
-                "PROVIDER_ADMIN_ENCRYPTION_KEY": ENCRYPTION_KEY,
-                "PROVIDER_ADMIN_INSTANCE_PATH": str(folder / "instance"),
-                "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics")})
-    for name in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "PROVIDER_ADMIN_TEST_DATABASE_URL"):
-        env.pop(name, None)
-    env.update(extra)
-    assert set(env) >= SECRET_NAMES
-    return env
-
-
-def entrypoint(env: dict, *args: str, **popen) -> subprocess.Popen:
-    """deploy/entrypoint.sh run by POSIX sh from another directory, as the image runs it."""
-    return subprocess.Popen(["sh", str(ENTRYPOINT), *args], cwd="/", env=env, **popen)
-
-
-@pytest.fixture
-def empty_database(tmp_path):
-    """The test database with nothing in it: PostgreSQL's schema dropped (the entrypoint's
-    migrate puts it back at head for the tests after), or a new SQLite file."""
-    if not TEST_DATABASE_URL:
-        return f"sqlite:///{tmp_path / 'fresh.sqlite'}"
-    engine = sa.create_engine(_driver(TEST_DATABASE_URL))
-    with engine.begin() as connection:
-        connection.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    return TEST_DATABASE_URL
-
-
-def query(database_url: str, statement: str) -> list:
-    engine = sa.create_engine(_driver(database_url), poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sa.text(statement)).all()
-    finally:
-        engine.dispose()
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (read from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def command_line(pid: int) -> list[str]:
-    return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode().split("\0")
-
-
-def wait_for(predicate, seconds: float, what: str, process: subprocess.Popen | None = None):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if process is not None:
-            assert process.poll() is None, f"exited ({process.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
-        time.sleep(0.3)
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
-
-
-def stop(process: subprocess.Popen, within: float) -> int:
-    """SIGTERM, as Kubernetes and systemd send it; the exit status."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(within)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        pytest.fail(f"still running {within} s after SIGTERM")
-
-
-def healthcheck(port: int) -> int:
-    """The exit status of the Containerfile's HEALTHCHECK command against `port`."""
-    command = json.loads(last(final_stage(), "HEALTHCHECK").split(" CMD ", 1)[1])
-    command = [part.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for part in command]
-    return subprocess.run([sys.executable, *command[1:]], capture_output=True, timeout=30).returncode
-
-
-def test_migrate_waits_for_the_database_a_bounded_time_and_says_so(base, tmp_path):
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]  # nothing listens once the socket is closed
-    url = f"postgresql://provider_admin:hunter2@127.0.0.1:{port}/provider_admin"
-    env = manifest_environment(base, url, tmp_path, DATABASE_WAIT_SECONDS="2")
-    started = time.monotonic()
-    process = entrypoint(env, "migrate", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = process.communicate(timeout=90)
-    assert process.returncode == 1
-    assert time.monotonic() - started >= 2
-    assert f"The database at postgresql+psycopg://provider_admin:***@127.0.0.1:{port}/provider_admin " \
-           "did not answer within 2 s (DATABASE_WAIT_SECONDS)" in err, err
-    assert "hunter2" not in out + err and "Traceback" not in err
-
-
-def test_the_entrypoint_migrates_serves_and_schedules_with_the_manifests_settings(base, empty_database, tmp_path):
-    env = manifest_environment(base, empty_database, tmp_path)
-    migrate = entrypoint(env, "migrate", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = migrate.communicate(timeout=300)[0]
-    assert migrate.returncode == 0, output
-    assert query(empty_database, "SELECT version_num FROM alembic_version")[0][0] == script_head()
-
-    # The web: gunicorn with the production settings and two workers; a stale metrics file
-    # from a previous start is gone.
-    (tmp_path / "metrics").mkdir(exist_ok=True)
-    (tmp_path / "metrics" / "counter_1.db").write_bytes(b"stale")
-    port = free_port()
-    log = (tmp_path / "web.log").open("w")
-    web = entrypoint({**env, "WEB_CONCURRENCY": "2"}, "web", "--bind", f"127.0.0.1:{port}",
-                     stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: get(url + "/healthz")[0] == 200, 120, "answer on /healthz", web)
-        status, body = get(url + "/readyz")
-        assert status == 200 and json.loads(body)["status"] == "ready", body
-        assert "gunicorn" in " ".join(command_line(web.pid)), "exec: gunicorn is the process itself"
-        wait_for(lambda: len(children(web.pid)) == 2, 60, "two workers", web)
-        assert not (tmp_path / "metrics" / "counter_1.db").exists()
-        assert healthcheck(port) == 0  # the image's HEALTHCHECK, on this port
-        assert stop(web, 60) == 0
-        assert healthcheck(port) != 0
-    finally:
-        if web.poll() is None:
-            web.kill()
-        log.close()
-    access = (tmp_path / "web.log").read_text()
-    assert '"GET /readyz HTTP/1.1" 200' in access, access
-
-    # The scheduler: it ticks, its heartbeat row names this very process, and SIGTERM stops it.
-    scheduler = entrypoint(env, "scheduler", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        line = scheduler.stdout.readline()
-        assert line.startswith("Checking providers every 30 s"), line  # the ConfigMap's interval
-        assert "flask" in " ".join(command_line(scheduler.pid))
-        rows = wait_for(lambda: query(empty_database, "SELECT pid, last_tick_at FROM scheduler_heartbeats"),
-                        60, "heartbeat", scheduler)
-        assert [row.pid for row in rows] == [scheduler.pid]
-        # The scheduler's own SIGTERM handling may exit 0; without it Python's default ends it.
-        assert stop(scheduler, 45) in (0, -signal.SIGTERM)
-    finally:
-        if scheduler.poll() is None:
-            scheduler.kill()
-            scheduler.wait()
-
-
-def test_any_other_command_runs_as_given(base, tmp_path):
-    env = manifest_environment(base, f"sqlite:///{tmp_path / 'x.sqlite'}", tmp_path)
-    done = subprocess.run(["sh", str(ENTRYPOINT), "python", "-c", "import os; print(os.getcwd())"],
-                          cwd="/", env=env, capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stdout.strip()) == (0, str(ROOT))  # the app's folder, as WORKDIR /app
-
-
-def test_the_entrypoint_is_posix_sh():
-    text = ENTRYPOINT.read_text()
-    assert text.startswith("#!/bin/sh\n") and "\nset -eu\n" in text
-    dash = shutil.which("dash")
-    if dash:  # Debian's /bin/sh: parses only POSIX
-        assert subprocess.run([dash, "-n", str(ENTRYPOINT)], capture_output=True).returncode == 0
-    # Every command is exec'd, so the signals reach the process and not a shell.
-    for command in entrypoint_commands():
-        arm = re.search(rf"^\s+{command}\)\n(.*?);;", text, re.M | re.S).group(1)
-        assert re.search(r"^\s+exec ", arm, re.M), command
 
 
 # --- The README's production section deploys with these files --------------------------------
