@@ -3,6 +3,7 @@ kubernetes-validate accepts every object, and what they name is what the app ser
 reads; the README's production commands name the same objects. (No container engine runs on
 the test machines: the Containerfile is read, not built; test_packaging_processes.py runs
 its entrypoint.)"""
+import ipaddress
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 import jsonschema
 import kubernetes_validate
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from provider_admin import config as app_config_module
@@ -41,11 +43,11 @@ BUILTIN_NEEDS = {"needs_service_accounts": True, "needs_services": True}
 # --- Building the manifests -----------------------------------------------------------------
 
 def kubectl() -> str:
-    """kubectl's path; without it skip, or fail where CI demands these tests
-    (PROVIDER_ADMIN_REQUIRE_KUBECTL)."""
-    path = shutil.which("kubectl")
+    """The kubectl requirements-dev.txt pins (beside this Python), else one on PATH; without
+    either skip, or fail where CI demands these tests (PROVIDER_ADMIN_REQUIRE_KUBECTL)."""
+    path = shutil.which("kubectl", path=os.path.dirname(sys.executable)) or shutil.which("kubectl")
     if path is None:
-        reason = "kubectl is not installed (Debian package kubectl), so the manifests cannot be built"
+        reason = "kubectl is not installed (requirements-dev.txt), so the manifests cannot be built"
         if os.environ.get("PROVIDER_ADMIN_REQUIRE_KUBECTL"):
             pytest.fail(f"{reason}, and PROVIDER_ADMIN_REQUIRE_KUBECTL is set", pytrace=False)
         pytest.skip(reason)
@@ -381,6 +383,140 @@ def test_every_variable_the_manifests_set_is_one_the_app_reads(built, kustomizat
     assert secret_names(objs) == SECRET_NAMES
     assert not SECRET_NAMES & set(settings(objs))
     assert settings(objs)["PROVIDER_ADMIN_AUTO_MIGRATE"] == "false"  # the Job migrates, once
+
+
+# --- Who talks to whom: the NetworkPolicies -------------------------------------------------
+
+METADATA = ("169.254.169.254", "fd00:ec2::254")  # the cloud metadata service, IPv4 and IPv6
+KUBE_DNS = ({"kubernetes.io/metadata.name": "kube-system"}, {"k8s-app": "kube-dns"})
+API_SERVER = "203.0.113.10"  # a provider's cluster, outside the pod network
+
+
+def pod_labels(objs: list[dict]) -> dict[str, dict]:
+    """Each workload's pod labels, by its component label."""
+    return {o["metadata"]["labels"]["app.kubernetes.io/component"]: o["spec"]["template"]["metadata"]["labels"]
+            for o in objs if o["kind"] in ("Deployment", "Job")}
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector's verdict ({} selects everything)."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for term in selector.get("matchExpressions", []):
+        present, value = term["key"] in labels, labels.get(term["key"])
+        if not {"In": present and value in term.get("values", []),
+                "NotIn": not present or value not in term.get("values", []),
+                "Exists": present, "DoesNotExist": not present}[term["operator"]]:
+            return False
+    return True
+
+
+def rules(objs: list[dict], labels: dict, direction: str) -> list[dict] | None:
+    """The rules that let traffic to (Ingress) or from (Egress) a pod with these labels; None
+    when no policy isolates it that way (then everything is let through)."""
+    policies = [p["spec"] for p in named(objs, "NetworkPolicy")
+                if direction in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], labels)]
+    if not policies:
+        return None
+    return [rule for spec in policies for rule in spec.get(direction.lower(), [])]
+
+
+def on_port(rule: dict, port: int, protocol: str) -> bool:
+    return not rule.get("ports") or any(p.get("protocol", "TCP") == protocol and p.get("port", port) == port
+                                        for p in rule["ports"])
+
+
+def peer_matches(peer: dict, address: str | None = None, namespace: dict | None = None, pod: dict | None = None) -> bool:
+    """Whether a rule's peer is an outside address, or a pod (its namespace's and its own labels)."""
+    if "ipBlock" in peer:
+        block = peer["ipBlock"]
+        return (address is not None and ipaddress.ip_address(address) in ipaddress.ip_network(block["cidr"])
+                and not any(ipaddress.ip_address(address) in ipaddress.ip_network(e) for e in block.get("except", [])))
+    if pod is None:
+        return False
+    return (("namespaceSelector" not in peer or selects(peer["namespaceSelector"], namespace))
+            and selects(peer.get("podSelector", {}), pod))
+
+
+def allowed(objs: list[dict], labels: dict, direction: str, port: int, protocol: str = "TCP", **peer) -> bool:
+    found = rules(objs, labels, direction)
+    if found is None:
+        return True
+    side = "from" if direction == "Ingress" else "to"
+    return any(on_port(rule, port, protocol) and (not rule.get(side) or any(peer_matches(p, **peer) for p in rule[side]))
+               for rule in found)
+
+
+def database_port(objs: list[dict]) -> int:
+    """The port of DATABASE_URL in the example overlay's Secret (the README's too)."""
+    lines = (DEPLOY / "overlays" / "example" / "secret.env.example").read_text().splitlines()
+    url = next(line.split("=", 1)[1] for line in lines if line.startswith("DATABASE_URL="))
+    return sa.engine.make_url(url).port or 5432
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_pod_is_isolated_by_network_policies_both_ways(built, kustomization):
+    objs = built[kustomization]
+    pods = pod_labels(objs)
+    assert set(pods) == {"web", "scheduler", "migration"}
+    for component, labels in pods.items():
+        for direction in ("Ingress", "Egress"):
+            assert rules(objs, labels, direction) is not None, f"no {direction} policy selects the {component} pods"
+    # Nothing in the namespace, even a pod an overlay adds, is left open.
+    assert rules(objs, {"app": "added-later"}, "Ingress") == rules(objs, {"app": "added-later"}, "Egress") == []
+    for policy in named(objs, "NetworkPolicy"):
+        assert policy["metadata"]["namespace"] == one(objs, "Deployment", "provider-admin-web")["metadata"]["namespace"]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_only_the_ingress_controller_and_monitoring_reach_the_web_on_its_port(built, kustomization):
+    objs = built[kustomization]
+    pods = pod_labels(objs)
+    web = one(objs, "Deployment", "provider-admin-web")["spec"]["template"]["spec"]["containers"][0]
+    port = web["ports"][0]["containerPort"]
+    web_rules = rules(objs, pods["web"], "Ingress")
+    assert [p["port"] for rule in web_rules for p in rule["ports"]] == [port, port]
+    assert all(rule.get("from") for rule in web_rules), "a rule without `from` lets everyone in"
+    controller = {"base": "ingress-nginx", "example overlay": "traefik"}[kustomization]
+    for namespace in (controller, "monitoring"):
+        labels = {"kubernetes.io/metadata.name": namespace}
+        assert allowed(objs, pods["web"], "Ingress", port, namespace=labels, pod={"app": "x"}), namespace
+        assert not allowed(objs, pods["web"], "Ingress", port + 1, namespace=labels, pod={"app": "x"})
+    for namespace in ("default", "provider-admin-workspaces", {"base": "traefik"}.get(kustomization, "ingress-nginx")):
+        assert not allowed(objs, pods["web"], "Ingress", port, namespace={"kubernetes.io/metadata.name": namespace},
+                           pod={"app": "x"}), namespace
+    assert not allowed(objs, pods["web"], "Ingress", port, address="198.51.100.7")
+    for component in ("scheduler", "migration"):
+        assert rules(objs, pods[component], "Ingress") == [], f"the {component} pods accept connections"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_pods_reach_dns_the_database_and_clusters_but_never_the_metadata_service(built, kustomization):
+    objs = built[kustomization]
+    pods = pod_labels(objs)
+    db_port = database_port(objs)
+    dns_namespace, dns_pod = KUBE_DNS
+    for component, labels in pods.items():
+        for protocol in ("UDP", "TCP"):
+            assert allowed(objs, labels, "Egress", 53, protocol, namespace=dns_namespace, pod=dns_pod), component
+        assert allowed(objs, labels, "Egress", db_port, address="198.51.100.7"), component  # outside the cluster
+        assert allowed(objs, labels, "Egress", db_port, namespace={"kubernetes.io/metadata.name": "databases"},
+                       pod={"app": "postgresql"}), component
+        for address in METADATA:
+            for port in (80, 53, db_port, 443):
+                assert not allowed(objs, labels, "Egress", port, address=address), (component, address, port)
+        reaches_clusters = all(allowed(objs, labels, "Egress", p, address=a)
+                               for a in (API_SERVER, "2001:db8::10") for p in (443, 6443, 16443))
+        assert reaches_clusters == (component in ("web", "scheduler")), component
+        assert allowed(objs, labels, "Egress", 6443, address=API_SERVER) == reaches_clusters
+    # Every ipBlock that spans the metadata address leaves it out, and every rule names its peers.
+    for policy in named(objs, "NetworkPolicy"):
+        for rule in policy["spec"].get("egress", []):
+            assert rule.get("to"), policy["metadata"]["name"]
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    for address in METADATA:
+                        assert not peer_matches(peer, address=address), (policy["metadata"]["name"], peer)
 
 
 # --- The built-in provider's RBAC --------------------------------------------------------------
