@@ -347,6 +347,21 @@ def test_probes_ask_what_the_app_serves_on_the_port_gunicorn_binds(base, client)
     assert scheduler["terminationGracePeriodSeconds"] > 30  # above the scheduler's own shutdown grace
 
 
+def test_a_release_starts_every_new_web_pod_at_once_and_never_empties_the_service(base):
+    """All new pods start beside the old ones while the Job migrates (README "Production");
+    a new pod joins within one probe period of the Job's end, an old one leaves after two
+    failed probes, so not before; the rollout outlasts the longest migration."""
+    web = one(base, "Deployment", "provider-admin-web")["spec"]
+    assert web["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}}
+    probe = web["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe.get("successThreshold", 1) == 1 and probe["failureThreshold"] >= 2
+    assert probe["timeoutSeconds"] < probe["periodSeconds"] <= 10
+    job = one(base, "Job")["spec"]
+    assert web["progressDeadlineSeconds"] > job["activeDeadlineSeconds"]
+    startup = web["template"]["spec"]["containers"][0]["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz", "a new pod starts while its schema is behind"
+
+
 def names_read_by_the_app() -> set[str]:
     """The environment variables provider_admin/config.py reads: PROVIDER_ADMIN_ + a default's
     name or a key it looks up, and the ones it takes from os.environ itself."""

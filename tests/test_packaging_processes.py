@@ -4,11 +4,13 @@ pods, and gunicorn.conf.py's settings follow the environment."""
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +24,7 @@ from provider_admin.database import script_head
 from .conftest import ENCRYPTION_KEY, TEST_DATABASE_URL, _driver
 from .servers import free_port
 from .test_packaging import (ENTRYPOINT, GUNICORN_CONF, KUSTOMIZATIONS, ROOT, SECRET_NAMES, build,
-                             entrypoint_commands, final_stage, gunicorn_settings, image_env, last, settings)
+                             entrypoint_commands, final_stage, gunicorn_settings, image_env, last, one, settings)
 
 
 @pytest.fixture(scope="module")
@@ -153,9 +155,9 @@ def wait_for(predicate, seconds: float, what: str, process: subprocess.Popen | N
         time.sleep(0.3)
 
 
-def get(url: str) -> tuple[int, str]:
+def get(url: str, timeout: float = 5) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -245,6 +247,163 @@ def test_the_entrypoint_migrates_serves_and_schedules_with_the_manifests_setting
         if scheduler.poll() is None:
             scheduler.kill()
             scheduler.wait()
+
+
+# --- A release: the new pods, the migration Job and the old pods, for real --------------------
+
+def previous_release(tmp_path: Path) -> Path:
+    """The release before this one as its image holds it (what the Containerfile copies): this
+    tree without its newest migration, so its code's head is the revision before."""
+    root = tmp_path / "previous"
+    for word, args in final_stage():
+        if word == "COPY" and not args.startswith("--from"):
+            for source in shlex.split(args)[:-1]:
+                source = source.rstrip("/")
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, root / source, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    (root / source).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(ROOT / source, root / source)
+    newest = [path for path in (root / "migrations" / "versions").glob("*.py")
+              if re.search(rf"^revision = ['\"]{script_head()}['\"]$", path.read_text(), re.M)]
+    assert len(newest) == 1
+    newest[0].unlink()
+    return root
+
+
+class Prober(threading.Thread):
+    """The kubelet's readiness probe of one pod as the manifest sets it: every periodSeconds
+    from a phase of its own, with its timeout; the pod is in the Service's endpoints after
+    successThreshold answers of 200 in a row and out after failureThreshold others."""
+
+    def __init__(self, url: str, probe: dict, ready: bool, phase: float):
+        super().__init__(daemon=True)
+        self.url, self.probe, self.ready, self.phase = url, probe, ready, phase
+        self.changes: list[tuple[float, bool]] = []  # (time.monotonic(), in the endpoints)
+        self.stopping = threading.Event()
+
+    def run(self):
+        successes = failures = 0
+        due = time.monotonic() + self.phase
+        while not self.stopping.wait(max(0.0, due - time.monotonic())):
+            due += self.probe["periodSeconds"]
+            ok = get(self.url, timeout=self.probe["timeoutSeconds"])[0] == 200
+            successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
+            if not self.ready and successes >= self.probe.get("successThreshold", 1):
+                self.ready = True
+                self.changes.append((time.monotonic(), True))
+            elif self.ready and failures >= self.probe.get("failureThreshold", 3):
+                self.ready = False
+                self.changes.append((time.monotonic(), False))
+
+
+def readyz(url: str) -> str:
+    """What /readyz says of the migrations ("ok", "behind", "ahead", ...), or why it said nothing."""
+    status, body = get(url + "/readyz")
+    try:
+        return json.loads(body)["checks"]["migrations"]
+    except (ValueError, KeyError):
+        return f"no answer ({status})"
+
+
+def test_a_release_turns_its_pods_ready_as_the_old_ones_leave(base, empty_database, tmp_path):
+    """README "Production", each release: the previous release's web serves; the new release's
+    web starts beside it and is not ready ("behind"); its migration runs in a process of its
+    own; at its end the new web answers ready and the old one "ahead". Probed as the manifest
+    probes them, the new pod joins the endpoints before the old one leaves them."""
+    web_spec = one(base, "Deployment", "provider-admin-web")["spec"]
+    probe = web_spec["template"]["spec"]["containers"][0]["readinessProbe"]
+    previous = previous_release(tmp_path)
+    env = manifest_environment(base, empty_database, tmp_path / "new", WEB_CONCURRENCY="1")
+    old_env = manifest_environment(base, empty_database, tmp_path / "old", WEB_CONCURRENCY="1")
+    migrated = subprocess.run(["sh", str(previous / "deploy" / "entrypoint.sh"), "migrate"], cwd="/", env=old_env,
+                              capture_output=True, text=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr
+    assert query(empty_database, "SELECT version_num FROM alembic_version")[0][0] != script_head()
+
+    webs, logs, probers = {}, [], []
+    try:
+        for name, entry, environ in (("old", previous / "deploy" / "entrypoint.sh", old_env),
+                                     ("new", ENTRYPOINT, env)):
+            port = free_port()
+            logs.append((tmp_path / f"{name}.log").open("w"))
+            process = subprocess.Popen(["sh", str(entry), "web", "--bind", f"127.0.0.1:{port}"], cwd="/",
+                                       env=environ, stdout=logs[-1], stderr=subprocess.STDOUT)
+            webs[name] = (process, f"http://127.0.0.1:{port}")
+        for name, (process, url) in webs.items():
+            wait_for(lambda: get(url + "/healthz")[0] == 200, 120, f"the {name} web on /healthz", process)
+        old_url, new_url = webs["old"][1], webs["new"][1]
+        assert (readyz(old_url), readyz(new_url)) == ("ok", "behind")
+
+        # Both pods probed as the kubelet would, from phases of their own; and both asked
+        # /readyz as often as can be, to time the app's own answer.
+        period = probe["periodSeconds"]
+        probers = [Prober(old_url + "/readyz", probe, True, period * 0.9),
+                   Prober(new_url + "/readyz", probe, False, period * 0.1)]
+        for prober in probers:
+            prober.start()
+        answers: list[tuple[float, str, str]] = []
+        polling = threading.Event()
+
+        def poll():
+            while not polling.is_set():
+                answers.append((time.monotonic(), readyz(old_url), readyz(new_url)))
+                time.sleep(0.1)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        time.sleep(period)  # the endpoints settle: the old pod in, the new one out
+
+        started = time.monotonic()
+        migration = entrypoint(env, "migrate", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output = migration.communicate(timeout=300)[0]
+        ended = time.monotonic()
+        assert migration.returncode == 0, output
+        old_prober, new_prober = probers
+        bound = ended + 3 * probe["failureThreshold"] * period  # generous: a loaded machine probes late
+        wait_for(lambda: new_prober.ready and not old_prober.ready, bound - time.monotonic(),
+                 "the new pod in the endpoints and the old one out")
+        polling.set()
+        poller.join(30)
+    finally:
+        for prober in probers:
+            prober.stopping.set()
+        for process, _ in webs.values():
+            process.send_signal(signal.SIGTERM)
+        for process, _ in webs.values():
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs:
+            log.close()
+
+    # The app's answers: the old web "ok" then "ahead", the new one "behind" then "ok", each
+    # turning once, while the migration ran or at its end.
+    old_seen = [old for _, old, _ in answers]
+    new_seen = [new for _, _, new in answers]
+    assert dedupe(old_seen) == ["ok", "ahead"], dedupe(old_seen)
+    assert dedupe(new_seen) == ["behind", "ok"], dedupe(new_seen)
+    old_turned = next(at for at, old, _ in answers if old == "ahead")
+    new_turned = next(at for at, _, new in answers if new == "ok")
+    assert started <= min(old_turned, new_turned) and max(old_turned, new_turned) <= ended + 5
+    if TEST_DATABASE_URL:  # PostgreSQL's migration commits its DDL and its revision at once
+        assert all("ok" in (old, new) for _, old, new in answers)
+
+    # The endpoints, as the probes made them: the old pod leaves only after the new one joined.
+    (joined, _), = new_prober.changes
+    (left, _), = old_prober.changes
+    assert joined <= left
+    assert joined - ended <= period + 3 * probe["timeoutSeconds"]
+    print(f"\nrelease: migration {ended - started:.2f} s; /readyz turned {new_turned - ended:+.2f} s (new, ok) "
+          f"and {old_turned - ended:+.2f} s (old, ahead) from its end; probed every {period} s, "
+          f"the new pod joined at {joined - ended:+.2f} s and the old one left at {left - ended:+.2f} s; "
+          f"{len(answers)} rounds of /readyz")
+
+
+def dedupe(values: list[str]) -> list[str]:
+    """The values with repeats in a row dropped: the transitions."""
+    return [v for i, v in enumerate(values) if i == 0 or values[i - 1] != v]
 
 
 def test_any_other_command_runs_as_given(base, tmp_path):
