@@ -1,7 +1,8 @@
 #!/bin/sh
 # The image's commands (also usable on a plain host, from any directory):
 #   web        gunicorn with gunicorn.conf.py (extra arguments go to gunicorn)
-#   scheduler  the health-check and notification scheduler
+#   scheduler  the health-check and notification scheduler, once the database is migrated
+#              to this code's revision (or past it)
 #   migrate    wait for the database, then apply the migrations
 #   anything else runs as given, e.g. `flask --app app users create ...`
 # Each command replaces this shell (exec), so SIGTERM reaches the process itself.
@@ -21,15 +22,18 @@ prepare_metrics() {
 
 wait_for_database() {
     # Bounded: a database that never comes gives a clear message and a failed start, and
-    # the Job (or systemd) tries again.
-    python - <<'PY'
+    # the Job (or systemd, or the pod's restart) tries again. With `migrated`, also wait while
+    # its schema is behind this code's: a release's scheduler starts as its migration ends.
+    WAIT_FOR_MIGRATIONS=${1:-} python - <<'PY'
 import os
 import sys
 import time
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 from provider_admin.config import normalize_database_url
+from provider_admin.database import MIGRATIONS, script_head
 
 url = os.environ.get("DATABASE_URL") or os.environ.get("PROVIDER_ADMIN_DATABASE_URL")
 if not url:
@@ -37,20 +41,40 @@ if not url:
 limit = float(os.environ.get("DATABASE_WAIT_SECONDS", "60"))
 engine = sa.create_engine(normalize_database_url(url), poolclass=sa.pool.NullPool)
 where = engine.url.render_as_string(hide_password=True)
+
+
+def behind(connection) -> str | None:
+    """The database's revision while this code's migrations have not reached it yet."""
+    try:
+        current = ",".join(sorted(connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()))
+    except sa.exc.DBAPIError:
+        return "none"
+    known = {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+    if current == script_head() or (current and current not in known):
+        return None  # at this code's revision, or past it (a newer release migrated it)
+    return current or "none"
+
+
 deadline = time.monotonic() + limit
+within = f"within {limit:g} s (DATABASE_WAIT_SECONDS)"
 while True:
     try:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
-        break
+            revision = behind(connection) if os.environ.get("WAIT_FOR_MIGRATIONS") else None
+        if revision is None:
+            break
+        waiting = f"the migrations of the database at {where} (at {revision}, this code at {script_head()})"
+        failure = f"The database at {where} was not migrated to {script_head()} {within}: it is at {revision} (migrate)"
     except Exception as error:
-        if time.monotonic() >= deadline:
-            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-            print(f"The database at {where} did not answer within {limit:g} s "
-                  f"(DATABASE_WAIT_SECONDS): {reason}", file=sys.stderr)
-            sys.exit(1)
-        print(f"Waiting for the database at {where} ...", file=sys.stderr)
-        time.sleep(2)
+        waiting = f"the database at {where}"
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        failure = f"The database at {where} did not answer {within}: {reason}"
+    if time.monotonic() >= deadline:
+        print(failure, file=sys.stderr)
+        sys.exit(1)
+    print(f"Waiting for {waiting} ...", file=sys.stderr)
+    time.sleep(2)
 PY
 }
 
@@ -63,6 +87,7 @@ case "$command" in
         ;;
     scheduler)
         prepare_metrics
+        wait_for_database migrated
         exec flask --app app scheduler "$@"
         ;;
     migrate)

@@ -360,6 +360,10 @@ def test_a_release_starts_every_new_web_pod_at_once_and_never_empties_the_servic
     assert web["progressDeadlineSeconds"] > job["activeDeadlineSeconds"]
     startup = web["template"]["spec"]["containers"][0]["startupProbe"]
     assert startup["httpGet"]["path"] == "/healthz", "a new pod starts while its schema is behind"
+    # A new scheduler waits for the Job as long as the Job may run (the entrypoint).
+    scheduler = one(base, "Deployment", "provider-admin-scheduler")["spec"]["template"]["spec"]["containers"][0]
+    waits = {e["name"]: e["value"] for e in scheduler["env"]}["DATABASE_WAIT_SECONDS"]
+    assert float(waits) >= job["activeDeadlineSeconds"]
 
 
 def names_read_by_the_app() -> set[str]:

@@ -1,6 +1,7 @@
 """The production processes as the image starts them: deploy/entrypoint.sh runs migrate,
 web and scheduler for real on the test database, with the settings the manifests give the
 pods, and gunicorn.conf.py's settings follow the environment."""
+import importlib
 import json
 import os
 import re
@@ -72,6 +73,9 @@ def test_a_dead_workers_live_gauges_leave_the_metrics_folder(tmp_path):
     dead = Worker()
     dead.pid = pid
     child_exit = gunicorn_settings(PROMETHEUS_MULTIPROC_DIR=str(folder))["child_exit"]
+    # prometheus_client chooses its multiprocess values when first imported: not under this
+    # folder, or the app of the tests after this one would count into it once it is gone.
+    importlib.import_module("prometheus_client")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     try:
         child_exit(None, dead)
@@ -399,6 +403,46 @@ def test_a_release_turns_its_pods_ready_as_the_old_ones_leave(base, empty_databa
           f"and {old_turned - ended:+.2f} s (old, ahead) from its end; probed every {period} s, "
           f"the new pod joined at {joined - ended:+.2f} s and the old one left at {left - ended:+.2f} s; "
           f"{len(answers)} rounds of /readyz")
+
+
+def test_a_releases_scheduler_starts_once_its_migrations_are_applied(base, empty_database, tmp_path):
+    """On the schema before, the scheduler waits (a bounded time, then says why it gives up)
+    instead of running this code's queries on tables that do not exist yet; the migration's
+    end starts it."""
+    previous = previous_release(tmp_path)
+    env = manifest_environment(base, empty_database, tmp_path)
+    migrated = subprocess.run(["sh", str(previous / "deploy" / "entrypoint.sh"), "migrate"], cwd="/", env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr
+    before = query(empty_database, "SELECT version_num FROM alembic_version")[0][0]
+    assert before != script_head()
+
+    gave_up = subprocess.run(["sh", str(ENTRYPOINT), "scheduler"], cwd="/", env={**env, "DATABASE_WAIT_SECONDS": "1"},
+                             capture_output=True, text=True, timeout=120)
+    assert gave_up.returncode == 1, gave_up.stderr
+    assert f"was not migrated to {script_head()} within 1 s (DATABASE_WAIT_SECONDS): it is at {before}" \
+        in gave_up.stderr, gave_up.stderr
+    assert "Traceback" not in gave_up.stderr and not gave_up.stdout
+
+    scheduler = entrypoint(env, "scheduler", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        waiting = scheduler.stderr.readline()
+        assert waiting.startswith("Waiting for the migrations of the database at ") and \
+            f"(at {before}, this code at {script_head()})" in waiting, waiting
+        assert query(empty_database, "SELECT pid FROM scheduler_heartbeats") == []
+        migration = entrypoint(env, "migrate", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output = migration.communicate(timeout=300)[0]
+        assert migration.returncode == 0, output
+        line = scheduler.stdout.readline()
+        assert line.startswith("Checking providers every"), line
+        rows = wait_for(lambda: query(empty_database, "SELECT pid FROM scheduler_heartbeats"), 60, "heartbeat", scheduler)
+        assert [row.pid for row in rows] == [scheduler.pid]
+        assert stop(scheduler, 45) in (0, -signal.SIGTERM)
+        assert "Traceback" not in scheduler.stderr.read()
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+            scheduler.wait()
 
 
 def dedupe(values: list[str]) -> list[str]:
