@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import flask
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -142,6 +143,8 @@ def test_the_objects_of_a_deployment_are_there_and_labelled(built, kustomization
         assert selector.get("app.kubernetes.io/component")  # web and scheduler never select each other
         pdb = one(objs, "PodDisruptionBudget", workload["metadata"]["name"])
         assert pdb["spec"]["selector"]["matchLabels"] == selector
+    # Web pods unready for a database outage do not hold up a node's drain.
+    assert one(objs, "PodDisruptionBudget", "provider-admin-web")["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     web_selector = web["spec"]["selector"]["matchLabels"]
     assert one(objs, "Service")["spec"]["selector"] == web_selector
     assert web["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"] == web_selector
@@ -364,6 +367,36 @@ def test_a_release_starts_every_new_web_pod_at_once_and_never_empties_the_servic
     scheduler = one(base, "Deployment", "provider-admin-scheduler")["spec"]["template"]["spec"]["containers"][0]
     waits = {e["name"]: e["value"] for e in scheduler["env"]}["DATABASE_WAIT_SECONDS"]
     assert float(waits) >= job["activeDeadlineSeconds"]
+
+
+def service_variables(objs: list[dict]) -> dict[str, str]:
+    """What Kubernetes puts in the environment of a pod for each Service of its namespace
+    (unless enableServiceLinks is false), with a made-up cluster address."""
+    found = {}
+    for service in named(objs, "Service"):
+        prefix = service["metadata"]["name"].upper().replace("-", "_")
+        first = service["spec"]["ports"][0]
+        found |= {f"{prefix}_SERVICE_HOST": "10.96.0.10", f"{prefix}_SERVICE_PORT": str(first["port"]),
+                  f"{prefix}_PORT": f"{first['protocol'].lower()}://10.96.0.10:{first['port']}"}
+        for port in service["spec"]["ports"]:
+            tcp = f"{prefix}_PORT_{port['port']}_{port['protocol']}"
+            found |= {f"{prefix}_SERVICE_PORT_{port['name'].upper()}": str(port["port"]),
+                      tcp: f"{port['protocol'].lower()}://10.96.0.10:{port['port']}",
+                      f"{tcp}_PROTO": port["protocol"].lower(), f"{tcp}_PORT": str(port["port"]),
+                      f"{tcp}_ADDR": "10.96.0.10"}
+    return found
+
+
+def test_no_pod_gets_the_services_variables_which_the_app_would_read_as_settings(base, tmp_path, monkeypatch):
+    variables = service_variables(base)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    app = flask.Flask("provider_admin", instance_path=str(tmp_path))
+    app_config_module.load(app)
+    read = {name for name in variables if name.removeprefix("PROVIDER_ADMIN_") in app.config}
+    assert "PROVIDER_ADMIN_PORT" in read and app.config["PORT"] == "tcp://10.96.0.10:80"
+    for component, spec in pod_specs(base).items():
+        assert spec.get("enableServiceLinks") is False, f"the {component} pods would read {sorted(read)}"
 
 
 def names_read_by_the_app() -> set[str]:
