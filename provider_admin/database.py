@@ -74,7 +74,7 @@ def upgrade_or_wait(app: Flask) -> None:
         if not is_unreachable(error):
             raise
         log.warning("The database is not reachable (%s): starting without it; the migrations are "
-                    "applied when it answers.", _first_line(error))
+                    "applied when it answers.", describe(error))
         app.extensions[_PENDING] = True
         threading.Thread(target=_upgrade_when_back, args=(app,), daemon=True, name="migrate-at-start").start()
 
@@ -89,7 +89,7 @@ def _upgrade_when_back(app: Flask) -> None:
             if not is_unreachable(error):
                 log.exception("The migrations at start failed; run `flask --app app db upgrade`.")
                 return  # /readyz keeps saying why
-            log.warning("The database is still not reachable (%s); migrations wait.", _first_line(error))
+            log.warning("The database is still not reachable (%s); migrations wait.", describe(error))
             wait = min(wait * 2, MIGRATE_RETRY_MAX)
             continue
         app.extensions.pop(_PENDING, None)
@@ -125,7 +125,7 @@ def _database_error(error: Exception):
         return response
     if not is_unreachable(error):
         raise error
-    log.warning("%s %s: the database is not reachable: %s", request.method, request.path, _first_line(error))
+    log.warning("%s %s: the database is not reachable: %s", request.method, request.path, describe(error))
     _rollback()
     return _unreachable_response()
 
@@ -140,13 +140,12 @@ def _unreachable_response():
 
 
 def _rollback() -> None:
-    """Give the session's connection back; on a dead connection the pool discards it (and
-    pool_pre_ping tests the others before they are used again)."""
+    """End the failed transaction; a dead connection is discarded by the pool (pool_pre_ping
+    tests the others before they are used again), the session itself stays usable."""
     try:
         db.session.rollback()
-    except Exception:
-        pass
-    db.session.remove()
+    except Exception as error:
+        log.warning("could not roll back: %s", describe(error))
 
 
 def is_locked(error: Exception) -> bool:
@@ -169,7 +168,8 @@ def is_unreachable(error: BaseException) -> bool:
     return "unable to open database file" in str(error.orig)
 
 
-def _first_line(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
+    """The first line of the driver's message, for a one-line log entry."""
     text = str(getattr(error, "orig", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
