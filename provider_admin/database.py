@@ -34,6 +34,8 @@ def init_app(app: Flask) -> None:
         upgrade_or_wait(app)
     for kind in (OperationalError, InterfaceError, DisconnectionError, PoolTimeout):
         app.register_error_handler(kind, _database_error)
+    # Runs before Flask-SQLAlchemy's session removal (teardowns run last registered first).
+    app.teardown_appcontext(lambda _error: _rollback())
     app.before_request(_refuse_while_migration_pending)
 
 
@@ -140,8 +142,10 @@ def _unreachable_response():
 
 
 def _rollback() -> None:
-    """End the failed transaction; a dead connection is discarded by the pool (pool_pre_ping
-    tests the others before they are used again), the session itself stays usable."""
+    """End the transaction; a dead connection is discarded by the pool (pool_pre_ping tests
+    the others before they are used again), the session itself stays usable. A connection
+    that died while its transaction was open fails the rollback: said in the log, not raised,
+    so that removing the session afterwards succeeds."""
     try:
         db.session.rollback()
     except Exception as error:

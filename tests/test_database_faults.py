@@ -3,16 +3,27 @@ proxy that the test cuts and restores (tests/tcp_proxy.py), and its backends are
 pg_terminate_backend (only those of this test's application_name): pages answer a clear 503,
 HTMX requests the message in the flash area, the API a problem document, /readyz false; and
 the same app answers again once the database is back."""
+import json
+import logging
+import threading
 import time
 import uuid
+from collections import Counter
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 
 from provider_admin import create_app
+from provider_admin.checks.sweeper import Sweeper
 from provider_admin.extensions import db
-from provider_admin.models import Role, User
+from provider_admin.models import (NotificationDelivery, NotificationEvent, ProviderCheck, Role, User,
+                                   utcnow)
+from provider_admin.notifications import events
+from provider_admin.notifications.outbox import Courier
 from tests.conftest import ENCRYPTION_KEY, PASSWORD, TEST_DATABASE_URL, _driver
 from tests.tcp_proxy import TCPProxy
 
@@ -41,7 +52,9 @@ def through(proxy, application_name, url=None) -> str:
 
 @pytest.fixture
 def app_config(proxy, application_name, database_url):
-    return {"SQLALCHEMY_DATABASE_URI": through(proxy, application_name), "READY_TIMEOUT": 1.0}
+    return {"SQLALCHEMY_DATABASE_URI": through(proxy, application_name), "READY_TIMEOUT": 1.0,
+            "CHECK_INTERVAL": 2, "CHECK_LEASE": 30, "CHECK_POOL_SIZE": 4, "CHECK_TIMEOUT": 5.0,
+            "CHECK_PERMISSIONS_EVERY": 3600, "NOTIFY_LEASE": 6, "NOTIFY_TIMEOUT": 10.0}
 
 
 def terminate(application_name: str) -> int:
@@ -153,3 +166,198 @@ def test_the_web_starts_while_the_database_is_away_and_migrates_when_it_is_back(
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+# Check results ---------------------------------------------------------------------------------
+
+MARKER = "GET /api/v1/namespaces/{}/configmaps/provider-admin-marker"  # read once by every check
+
+
+@pytest.fixture
+def six(kube_api, kube_provider):
+    """Six deployed providers in Error (their first check turns them Ready: a change that is
+    told); a check takes a second, so some are under way when the database goes."""
+    kube_api.slow("get /version", 1.0)
+    kube_api.slow("get /version/", 1.0)
+    providers = []
+    for i in range(6):
+        kube_api.deploy_marker(f"p{i}", namespace=f"ns{i}")
+        provider = kube_provider(kube_api, name=f"p{i}", namespace=f"ns{i}", status="error",
+                                 last_permissions_check_at=utcnow())
+        providers.append(Registered(provider.id, provider.name, provider.namespace))
+    return providers
+
+
+class Registered(NamedTuple):
+    """A provider as registered (the test's session is renewed after each cut)."""
+
+    id: int
+    name: str
+    namespace: str
+
+
+@contextmanager
+def ticking(app):
+    """A sweeper ticked every 0.2 s, as the scheduler does; shut down (results written) after."""
+    sweeper, stop = Sweeper(app, worker="faults"), threading.Event()
+
+    def run():
+        while not stop.is_set():
+            sweeper.tick()
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield sweeper
+    finally:
+        stop.set()
+        thread.join()
+        sweeper.shutdown()
+
+
+def fresh_session() -> None:
+    """The test's own session starts again (its connection may have died with a cut)."""
+    try:
+        db.session.rollback()
+    except sa.exc.OperationalError:
+        pass
+    db.session.remove()
+
+
+def history() -> Counter:
+    """Provider id -> scheduled checks in the history."""
+    fresh_session()
+    return Counter(db.session.scalars(sa.select(ProviderCheck.provider_id)
+                                      .where(ProviderCheck.trigger == "scheduled")))
+
+
+def wait_until(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def assert_each_check_written_once(kube_api, providers) -> None:
+    """The history holds exactly the checks the clusters saw, and each change was told once."""
+    requests = Counter(kube_api.requests)
+    written = history()
+    assert {p.name: written[p.id] for p in providers} == {
+        p.name: requests[MARKER.format(p.namespace)] for p in providers}
+    told = Counter(db.session.scalars(sa.select(NotificationEvent.provider_id)))
+    assert {p.name: told[p.id] for p in providers} == {p.name: 1 for p in providers}  # Error -> Ready
+
+
+def test_check_results_made_while_the_database_is_away_are_written_once_when_it_is_back(
+        app, kube_api, six, proxy, caplog):
+    caplog.set_level(logging.WARNING, "provider_admin.checks.sweeper")
+    with ticking(app):
+        wait_until(lambda: sum(MARKER.format(p.namespace) in kube_api.requests for p in six) == 0
+                   and "GET /version" in kube_api.requests)  # the first checks are under way
+        proxy.cut()
+        time.sleep(3)  # they end meanwhile: their results wait
+        proxy.restore()
+        wait_until(lambda: min(history()[p.id] for p in six) >= 3)
+    assert any("trying again" in r.getMessage() for r in caplog.records), "no result waited for the database"
+    assert_each_check_written_once(kube_api, six)
+
+
+def test_a_batch_whose_commit_answer_was_lost_is_not_written_twice(app, kube_api, six, proxy, caplog):
+    caplog.set_level(logging.INFO, "provider_admin.checks")
+    proxy.lose_answer(after=b"INSERT INTO provider_checks", to=b"COMMIT")
+    with ticking(app):
+        wait_until(lambda: min(history()[p.id] for p in six) >= 2)
+    assert proxy.lost_answers == 1
+    # Sent again, the batch found its results written: skipped, not refused by the unique key.
+    assert any("were written before the database went away" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert_each_check_written_once(kube_api, six)
+
+
+# Notifications -------------------------------------------------------------------------------
+
+class HeldReceiver:
+    """A webhook receiver that holds its answer until `release` is set: the message has
+    arrived, and its sender waits for the answer."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        self.arrived, self.release = threading.Event(), threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                receiver.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                receiver.arrived.set()
+                receiver.release.wait(8)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+
+
+@pytest.fixture
+def held_receiver():
+    receiver = HeldReceiver()
+    yield receiver
+    receiver.release.set()
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+def one_delivery(actions, url):
+    from .notify import add_target
+
+    actions.login()
+    add_target(actions, "Ops hook", "webhook", url)
+    events.enqueue(events.STATUS, "east is down (Error)", "east is now Error", {"provider": {"name": "east"}})
+    db.session.commit()
+
+
+def delivery_log():
+    fresh_session()
+    return [(d.status, d.attempts, d.claimed_by) for d in db.session.scalars(sa.select(NotificationDelivery))]
+
+
+def tick_after_the_lease(app) -> None:
+    """A courier ticks once the lease (NOTIFY_LEASE, 6 s) of a delivery left unwritten has
+    ended: such a delivery would be sent again now."""
+    time.sleep(app.config["NOTIFY_LEASE"] + 1)
+    Courier(app).tick()
+
+
+def test_a_message_sent_while_the_database_went_away_is_marked_delivered_not_sent_again(
+        app, actions, proxy, held_receiver, caplog):
+    caplog.set_level(logging.WARNING, "provider_admin.notifications.outbox")
+    one_delivery(actions, held_receiver.url)
+    courier = threading.Thread(target=Courier(app).tick)
+    courier.start()
+    assert held_receiver.arrived.wait(30)
+    proxy.cut()  # the message is on its way
+    held_receiver.release.set()
+    time.sleep(2)
+    proxy.restore()
+    courier.join(30)
+    assert any("trying again" in r.getMessage() for r in caplog.records)
+    assert delivery_log() == [("delivered", 1, None)]
+    tick_after_the_lease(app)
+    assert len(held_receiver.bodies) == 1
+    assert delivery_log() == [("delivered", 1, None)]
+
+
+def test_a_delivered_mark_whose_commit_answer_was_lost_is_not_counted_twice(app, actions, proxy, held_receiver):
+    held_receiver.release.set()
+    one_delivery(actions, held_receiver.url)
+    proxy.lose_answer(after=b"delivered_at=$", to=b"COMMIT")  # the outcome's UPDATE
+    Courier(app).tick()
+    assert proxy.lost_answers == 1
+    assert delivery_log() == [("delivered", 1, None)]
+    tick_after_the_lease(app)
+    assert len(held_receiver.bodies) == 1
