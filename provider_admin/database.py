@@ -3,6 +3,7 @@ requests made while the database is away."""
 import fcntl
 import functools
 import logging
+import os
 import re
 import threading
 import time
@@ -77,8 +78,12 @@ def upgrade_or_wait(app: Flask) -> None:
             raise
         log.warning("The database is not reachable (%s): starting without it; the migrations are "
                     "applied when it answers.", describe(error))
-        app.extensions[_PENDING] = True
-        threading.Thread(target=_upgrade_when_back, args=(app,), daemon=True, name="migrate-at-start").start()
+        _start_migrating(app)
+
+
+def _start_migrating(app: Flask) -> None:
+    app.extensions[_PENDING] = os.getpid()  # the process whose thread tries
+    threading.Thread(target=_upgrade_when_back, args=(app,), daemon=True, name="migrate-at-start").start()
 
 
 def _upgrade_when_back(app: Flask) -> None:
@@ -90,7 +95,8 @@ def _upgrade_when_back(app: Flask) -> None:
         except Exception as error:
             if not is_unreachable(error):
                 log.exception("The migrations at start failed; run `flask --app app db upgrade`.")
-                return  # /readyz keeps saying why
+                app.extensions.pop(_PENDING, None)  # /readyz says the schema is behind
+                return
             log.warning("The database is still not reachable (%s); migrations wait.", describe(error))
             wait = min(wait * 2, MIGRATE_RETRY_MAX)
             continue
@@ -102,9 +108,12 @@ def _upgrade_when_back(app: Flask) -> None:
 def _refuse_while_migration_pending():
     """Until the start's migration ran, the schema may be behind the code: every request but
     the probes gets the unreachable database's 503."""
-    if current_app.extensions.get(_PENDING) and request.blueprint != "health" and request.endpoint != "static":
-        return _unreachable_response()
-    return None
+    pending = current_app.extensions.get(_PENDING)
+    if pending is None or request.blueprint == "health" or request.endpoint == "static":
+        return None
+    if pending != os.getpid():  # forked after the start (gunicorn --preload): its thread stayed behind
+        _start_migrating(current_app._get_current_object())
+    return _unreachable_response()
 
 
 @functools.cache
