@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from datetime import datetime
@@ -138,3 +139,39 @@ def gunicorn_master(url: str) -> int:
         except OSError:
             continue
     raise AssertionError(f"no gunicorn on {url}")
+
+
+def test_gunicorn_with_auto_migrate_starts_while_the_database_is_away(tmp_path, proxy, application_name):
+    """Its workers boot (a worker that fails to boot stops gunicorn), answer 503 meanwhile,
+    and migrate and serve once the database is back."""
+    env = environment(through(proxy, application_name), tmp_path, AUTO_MIGRATE="true", READY_TIMEOUT=1.0)
+    proxy.cut()
+    answers = []
+
+    def look_then_restore():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not answers:
+            for port in listening_ports_of_children():
+                try:
+                    answers.append(requests.get(f"http://127.0.0.1:{port}/login", timeout=5))
+                except requests.RequestException:
+                    pass
+            time.sleep(0.3)
+        proxy.restore()
+
+    restorer = threading.Thread(target=look_then_restore)
+    restorer.start()
+    try:
+        with gunicorn(env, tmp_path / "access.log", workers=2) as url:  # waits for /login to answer 200
+            assert requests.get(url + "/readyz").status_code == 200
+    finally:
+        restorer.join()
+    assert answers and answers[0].status_code == 503 and MESSAGE in answers[0].text
+
+
+def listening_ports_of_children() -> set[int]:
+    """The TCP ports the test's child processes listen on (gunicorn's, before it is ready)."""
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
+    children = {int(p) for p in Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()}
+    return {int(m.group(1)) for line in out.splitlines() if (m := re.search(r"127\.0\.0\.1:(\d+)", line))
+            and {int(pid) for pid in re.findall(r"pid=(\d+)", line)} & children}
