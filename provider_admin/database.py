@@ -36,7 +36,7 @@ def init_app(app: Flask) -> None:
     for kind in (OperationalError, InterfaceError, DisconnectionError, PoolTimeout):
         app.register_error_handler(kind, _database_error)
     # Runs before Flask-SQLAlchemy's session removal (teardowns run last registered first).
-    app.teardown_appcontext(lambda _error: _rollback())
+    app.teardown_appcontext(lambda _error: rollback_quietly())
     app.before_request(_refuse_while_migration_pending)
 
 
@@ -130,14 +130,14 @@ def _database_error(error: Exception):
     from .errors import error_response
 
     if is_locked(error):
-        _rollback()
+        rollback_quietly()
         response = error_response(503, "The database was busy with another change. Try again.")
         response.headers["Retry-After"] = "1"
         return response
     if not is_unreachable(error):
         raise error
     log.warning("%s %s: the database is not reachable: %s", request.method, request.path, describe(error))
-    _rollback()
+    rollback_quietly()
     return _unreachable_response()
 
 
@@ -150,7 +150,7 @@ def _unreachable_response():
     return response
 
 
-def _rollback() -> None:
+def rollback_quietly() -> None:
     """End the transaction; a dead connection is discarded by the pool (pool_pre_ping tests
     the others before they are used again), the session itself stays usable. A connection
     that died while its transaction was open fails the rollback: said in the log, not raised,

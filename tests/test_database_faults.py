@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from provider_admin import create_app
 from provider_admin.checks.sweeper import Sweeper
 from provider_admin.extensions import db
-from provider_admin.models import (NotificationDelivery, NotificationEvent, ProviderCheck, Role, User,
-                                   utcnow)
+from provider_admin.models import (NotificationDelivery, NotificationEvent, Provider, ProviderCheck, Role,
+                                   User, utcnow)
 from provider_admin.notifications import events
 from provider_admin.notifications.outbox import Courier
 from tests.conftest import ENCRYPTION_KEY, PASSWORD, TEST_DATABASE_URL, _driver
@@ -239,12 +239,16 @@ def wait_until(condition, seconds: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def assert_each_check_written_once(kube_api, providers) -> None:
-    """The history holds exactly the checks the clusters saw, and each change was told once."""
+def assert_each_check_written_once(kube_api, providers, dropped: bool = False) -> None:
+    """The history holds exactly the checks the clusters saw (`dropped`: at most those, some
+    results having outlived their lease), and each change was told once."""
     requests = Counter(kube_api.requests)
     written = history()
-    assert {p.name: written[p.id] for p in providers} == {
-        p.name: requests[MARKER.format(p.namespace)] for p in providers}
+    seen = {p.name: requests[MARKER.format(p.namespace)] for p in providers}
+    if dropped:
+        assert all(written[p.id] <= seen[p.name] for p in providers) and written != seen, (written, seen)
+    else:
+        assert {p.name: written[p.id] for p in providers} == seen
     told = Counter(db.session.scalars(sa.select(NotificationEvent.provider_id)))
     assert {p.name: told[p.id] for p in providers} == {p.name: 1 for p in providers}  # Error -> Ready
 
@@ -273,6 +277,39 @@ def test_a_batch_whose_commit_answer_was_lost_is_not_written_twice(app, kube_api
     assert any("were written before the database went away" in r.getMessage() for r in caplog.records)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert_each_check_written_once(kube_api, six)
+
+
+def test_a_result_kept_past_its_lease_is_dropped_and_the_provider_checked_again(
+        app, kube_api, six, proxy, caplog):
+    """A lease shorter than the outage: the results under way are not written late (another
+    scheduler may have checked meanwhile), and the next sweep checks those providers."""
+    caplog.set_level(logging.WARNING, "provider_admin.checks.sweeper")
+    app.config["CHECK_LEASE"] = 3
+    with ticking(app):
+        wait_until(lambda: "GET /version" in kube_api.requests)
+        proxy.cut()
+        time.sleep(5)
+        proxy.restore()
+        wait_until(lambda: min(history()[p.id] for p in six) >= 1)
+    assert any("their leases end" in r.getMessage() for r in caplog.records)
+    assert_each_check_written_once(kube_api, six, dropped=True)
+
+
+def test_a_result_comes_too_late_when_another_scheduler_holds_the_provider(app, kube_api, six):
+    from datetime import timedelta
+
+    from provider_admin import kube
+    from provider_admin.checks.results import Outcome, new_key, save_results
+
+    first = six[0]
+    db.session.execute(sa.update(Provider).where(Provider.id == first.id).values(
+        claimed_by="other", claimed_until=utcnow() + timedelta(seconds=30)))
+    db.session.commit()
+    late = Outcome(first.id, kube.CheckResult(ok=True, category="ok", message=""), "scheduled", False,
+                   worker="faults", generation=db.session.get(Provider, first.id).check_generation, key=new_key())
+    assert save_results([late]) == []
+    assert history()[first.id] == 0
+    assert db.session.get(Provider, first.id).claimed_by == "other"
 
 
 # Notifications -------------------------------------------------------------------------------

@@ -14,11 +14,12 @@ settings while it was under way, changes nothing but the history, where it is ma
 superseded. The INSERT reads the generation after the UPDATE, whose row lock (PostgreSQL) or
 write lock (SQLite) it runs under, so the history says exactly which results applied.
 
-A scheduled result applies only while no other scheduler holds a live claim on its provider
-(the SELECT locks the rows, and claims skip locked rows): a result written late, after its
-lease ended and another scheduler took the provider over, is dropped. Each result carries a
-unique key into the history, so a batch sent again after a commit whose answer was lost
-(the database went away meanwhile) skips the results that commit wrote.
+A scheduled result is dropped when the SELECT finds another scheduler's live claim on its
+provider: a result kept past its lease (the database was away), whose provider another
+scheduler took over. (The sweeper stops sending a result again shortly before its lease
+ends; this is the database's word on it.) Each result carries a unique key into the
+history, so a batch sent again after a commit whose answer was lost (the database went away
+meanwhile) skips the results that commit wrote.
 """
 import logging
 import uuid
@@ -122,7 +123,7 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
         select(providers.c.id, providers.c.consecutive_failures, providers.c.last_checked_at,
                providers.c.check_generation, providers.c.claimed_by, providers.c.claimed_until,
                *(providers.c[name] for name in SHOWN))
-        .where(providers.c.id.in_(ids)).order_by(providers.c.id).with_for_update())}
+        .where(providers.c.id.in_(ids)))}
     now = utcnow()
     changes, history, applied, told = [], [], [], []
     for outcome in outcomes:

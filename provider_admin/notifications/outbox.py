@@ -25,7 +25,7 @@ from flask import Flask, current_app
 from sqlalchemy import and_, delete, or_, select, update
 
 from .. import crypto
-from ..database import describe, is_unreachable
+from ..database import describe, is_unreachable, rollback_quietly
 from ..extensions import db
 from ..kube.connection import BLOCKED_NETWORKS
 from ..models import DeliveryStatus, NotificationDelivery, NotificationEvent, NotificationTarget, TargetKind, utcnow
@@ -81,7 +81,7 @@ def deliver(delivery_id: int, worker: str, writable_until: float = 0.0) -> bool:
             _record(delivery_id, worker, code, error)
             return error is None
         except Exception as failure:
-            db.session.rollback()
+            rollback_quietly()
             if not is_unreachable(failure) or time.monotonic() + RECORD_RETRY_SECONDS >= writable_until:
                 raise
             log.warning("could not write the outcome of delivery %s, the database is not reachable (%s); "
