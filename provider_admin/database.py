@@ -24,6 +24,8 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 UNREACHABLE = "The database is not reachable at the moment. Try again in a moment."
 UNREACHABLE_RETRY_AFTER = "5"  # seconds, in the 503's Retry-After
 _PENDING = "migration_pending"  # app.extensions: the start's migration waits for the database
+_AFTER = "after_migration"  # app.extensions: what waits for it (see when_migrated)
+_after_lock = threading.Lock()
 MIGRATE_RETRY_MAX = 30.0  # seconds between two tries of the start's migration, at most
 
 
@@ -100,9 +102,27 @@ def _upgrade_when_back(app: Flask) -> None:
             log.warning("The database is still not reachable (%s); migrations wait.", describe(error))
             wait = min(wait * 2, MIGRATE_RETRY_MAX)
             continue
-        app.extensions.pop(_PENDING, None)
+        with _after_lock:
+            app.extensions.pop(_PENDING, None)
+            waiting = app.extensions.pop(_AFTER, [])
         log.info("The database answers: migrations applied.")
+        with app.app_context():
+            for action in waiting:
+                try:
+                    action(app)
+                except Exception:
+                    log.exception("%s failed after the migrations", getattr(action, "__qualname__", action))
         return
+
+
+def when_migrated(app: Flask, action) -> None:
+    """Run `action(app)` (start-up work on the schema) now, or, while the start's migration
+    waits for the database, once it has run."""
+    with _after_lock:
+        if app.extensions.get(_PENDING) is not None:
+            app.extensions.setdefault(_AFTER, []).append(action)
+            return
+    action(app)
 
 
 def _refuse_while_migration_pending():

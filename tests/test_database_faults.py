@@ -26,6 +26,7 @@ from provider_admin.notifications import events
 from provider_admin.notifications.outbox import Courier
 from tests.conftest import ENCRYPTION_KEY, PASSWORD, TEST_DATABASE_URL, _driver
 from tests.tcp_proxy import TCPProxy
+from tests.test_builtin_provider import pod  # noqa: F401  (fixture: what Kubernetes gives a pod)
 
 pytestmark = pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs PROVIDER_ADMIN_TEST_DATABASE_URL "
                                 "(the faults are PostgreSQL's: a lost connection, a terminated backend)")
@@ -165,6 +166,24 @@ def test_the_web_starts_while_the_database_is_away_and_migrates_when_it_is_back(
     finally:
         with app.app_context():
             db.session.remove()
+            db.engine.dispose()
+
+
+def test_the_builtin_provider_is_registered_once_the_database_is_back(
+        proxy, application_name, tmp_path, database_url, pod):
+    proxy.cut()
+    app = create_app({"SQLALCHEMY_DATABASE_URI": through(proxy, application_name), "AUTO_MIGRATE": True,
+                      "SECRET_KEY": "x", "ENCRYPTION_KEY": ENCRYPTION_KEY, "RUN_SCHEDULER": False,
+                      "BUILTIN_PROVIDER": "in-cluster"})
+    engine = sa.create_engine(_driver(TEST_DATABASE_URL))
+    try:
+        proxy.restore()
+        with engine.connect() as connection:
+            wait_until(lambda: connection.execute(sa.select(Provider.name, Provider.namespace).where(
+                Provider.is_builtin.is_(True))).all() == [("in-cluster", "ws")], seconds=30)
+    finally:
+        engine.dispose()
+        with app.app_context():
             db.engine.dispose()
 
 
