@@ -164,7 +164,8 @@ def _database_error(error: Exception):
 def _unreachable_response():
     from .errors import error_response
 
-    g._login_user = current_app.login_manager.anonymous_user()  # the page must not ask the database who
+    # The page must not ask the database, which is away, who is signed in.
+    g._login_user = current_app.login_manager.anonymous_user()
     response = error_response(503, UNREACHABLE)
     response.headers["Retry-After"] = UNREACHABLE_RETRY_AFTER
     return response
