@@ -1,0 +1,75 @@
+"""Writes that lose a race to another request, answered as such, never as a 500.
+
+Two people acting on one thing at the same moment: the later write finds it changed (the
+version-checked UPDATE or DELETE matches no row: StaleDataError), deleted (ObjectDeletedError,
+or a row that refers to it refused: IntegrityError), or was turned away by a service
+(`Conflict`). Whichever write path it happens on, the answer is the current state: 404 saying
+that the thing was deleted, else 409 saying that it changed meanwhile and nothing was done.
+"""
+import logging
+
+from flask import Flask, request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
+from werkzeug.exceptions import NotFound
+
+from .errors import error_response
+from .extensions import db
+from .problems import is_api_request, problem
+
+log = logging.getLogger(__name__)
+
+
+class Conflict(Exception):
+    """The thing changed since it was read: the change was not made."""
+
+
+class Gone(NotFound):
+    """The thing the address names was deleted (said so, unlike an address that never
+    named anything)."""
+
+    def __init__(self, what: str):
+        super().__init__(f"The {what} was deleted.")
+        self.what = what
+
+
+def _things():
+    """The view argument naming each kind of thing, its model, and what people call it."""
+    from .models import Provider, Workspace
+
+    return {"provider_id": (Provider, "provider"), "workspace_id": (Workspace, "workspace")}
+
+
+def init_app(app: Flask) -> None:
+    for error in (Conflict, StaleDataError, ObjectDeletedError, IntegrityError):
+        app.register_error_handler(error, lost_race)
+    app.register_error_handler(Gone, gone)
+
+
+def lost_race(error: Exception):
+    """The request's write lost to a concurrent one: roll back, then say what holds now."""
+    db.session.rollback()
+    log.info("%s %s lost a race to a concurrent change: %s", request.method, request.path,
+             type(error).__name__)
+    what = "item"
+    for argument, (model, name) in _things().items():
+        thing_id = (request.view_args or {}).get(argument)
+        if thing_id is None:
+            continue
+        if db.session.get(model, thing_id) is None:
+            return gone(Gone(name))
+        what = name
+    return changed(what)
+
+
+def changed(what: str = "item"):
+    """409: changed by someone else at the same moment, so this change was not made."""
+    if is_api_request():
+        return problem(409, "Changed meanwhile", f"The {what} was changed by another request at the same moment, "
+                                                 "so this change was not made. Read it again and retry if still needed.")
+    return error_response(409, f"The {what} was changed by someone else at the same moment, so this change "
+                               "was not made. Reload to see it as it is now, and try again if still needed.")
+
+
+def gone(error: Gone):
+    return error_response(404, error.description)

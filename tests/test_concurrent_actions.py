@@ -1,0 +1,271 @@
+"""Two people acting on one provider at the same moment (SPEC §11, faults): cordon, uncordon,
+edit, delete, check, deploy and a change of its organizations, on the pages (plain and HTMX)
+and through the API. Every pair starts together at a barrier, many times over, each request
+from its own client, thread, app context and database session.
+
+No answer is ever a 5xx: each is a success, a conflict (409; 412 for an API change whose
+If-Match went stale) or a 404 saying that the provider was deleted. What the database holds
+afterwards, and the audit log, are those of one of the serial orders of the successes."""
+import itertools
+import json
+import re
+import threading
+from dataclasses import dataclass, field, replace
+
+import pytest
+import sqlalchemy as sa
+
+from provider_admin import crypto
+from provider_admin.extensions import db
+from provider_admin.models import AuditEvent, Organization, Provider, ProviderCheck, Role
+from provider_admin.providers import service
+from provider_admin.tokens import service as tokens
+from tests.conftest import PASSWORD, Actions
+from tests.kube import provider_uid
+
+REPEATS = 6  # per pair; each repeat rotates through the ways in (page, HTMX, API)
+CHANNELS = ("page", "htmx", "api")
+GONE = "The provider was deleted"
+CONFLICT = "at the same moment, so this change was not made"
+EDIT_CONFLICT = "Someone else saved this provider"
+
+
+@dataclass(frozen=True)
+class State:
+    """What the test compares: a provider as the database holds it, and its audit entries."""
+
+    exists: bool = True
+    cordoned: bool = True
+    reason: str | None = "maintenance"
+    storage_class: str | None = None
+    organizations: frozenset = frozenset({"Acme"})
+    audit: tuple = ()  # the actions audited, sorted
+    changed: bool = False  # its version moved on from the one both forms were opened at
+
+
+def _audited(state: State, action: str, **values) -> State:
+    return replace(state, audit=tuple(sorted(state.audit + (action,))), **values)
+
+
+# What each action does when it runs alone on a provider in `state`: the new state, or None
+# when it cannot succeed there (the provider is gone; an edit opened before another change).
+def _cordon(state, who):
+    return _audited(state, "provider.cordon", cordoned=True, reason=f"by {who}", changed=True)
+
+
+def _uncordon(state, who):
+    if not state.cordoned:
+        return state  # nothing to do: still a success
+    return _audited(state, "provider.uncordon", cordoned=False, reason=None, changed=True)
+
+
+def _edit(state, who):
+    if state.changed:
+        return None
+    return _audited(state, "provider.update", storage_class=f"class-{who}", changed=True)
+
+
+def _organizations(state, who):
+    if state.changed:
+        return None
+    return _audited(state, "provider.update", organizations=frozenset({"Acme", f"Org-{who}"}), changed=True)
+
+
+def _delete(state, who):
+    return _audited(state, "provider.delete", exists=False, cordoned=False, reason=None, storage_class=None,
+                    organizations=frozenset())
+
+
+def _check(state, who):
+    return state
+
+
+def _deploy(state, who):
+    return _audited(state, "provider.deploy")
+
+
+EFFECTS = {"cordon": _cordon, "uncordon": _uncordon, "edit": _edit, "organizations": _organizations,
+           "delete": _delete, "check": _check, "deploy": _deploy}
+
+PAIRS = [("cordon", "cordon"), ("cordon", "uncordon"), ("uncordon", "uncordon"), ("edit", "edit"),
+         ("edit", "delete"), ("delete", "delete"), ("cordon", "delete"), ("uncordon", "delete"),
+         ("check", "delete"), ("check", "edit"), ("check", "check"), ("deploy", "delete"),
+         ("deploy", "cordon"), ("organizations", "organizations"), ("organizations", "delete"),
+         ("organizations", "edit"), ("cordon", "edit"), ("uncordon", "edit")]
+
+
+def serial_outcomes(pair: tuple[str, str]) -> set[tuple[State, tuple[bool, ...]]]:
+    """Every final state two actions can leave, each taking effect or not, in either order,
+    with which of them took effect."""
+    found = set()
+    for order in itertools.permutations(range(len(pair))):
+        for effective in itertools.product((True, False), repeat=len(pair)):
+            state = State()
+            for index in order:
+                if effective[index]:
+                    state = EFFECTS[pair[index]](state, index) if state and state.exists else None
+            if state is not None:
+                found.add((replace(state, changed=False), effective))
+    return found
+
+
+def consistent(final: State, kinds: list[str], outcomes) -> bool:
+    """Whether some serial order gives `final`: each success took effect, each conflict did
+    not; an action told that the provider was deleted may have taken effect just before."""
+    return any(state == final and all(took if kind == "success" else kind == "gone" or not took
+                                      for took, kind in zip(effective, kinds))
+               for state, effective in outcomes)
+
+
+@dataclass
+class Person:
+    """Someone with a browser (CSRF token at hand) and an API token."""
+
+    client: object
+    csrf: str
+    api_client: object
+    secret: str
+    name: str = field(default="")
+
+
+def person(app, actions, index: int) -> Person:
+    user = actions.user(Role.ADMIN.value if index else Role.MANAGER.value, username=f"person{index}")
+    browser = Actions(app.test_client(), app)
+    response = browser.client.post("/login", data={"email": user.email, "password": PASSWORD,
+                                                    "csrf_token": browser.form_token("/login")})
+    assert response.status_code == 303
+    _, secret = tokens.create(user, "script", 30, read_only=False)
+    return Person(browser.client, browser.token(), app.test_client(), secret, user.username)
+
+
+class Opened:
+    """A provider as both people read it before acting: its id, version and edit form."""
+
+    def __init__(self, provider: Provider, organizations: dict[str, int]):
+        self.id, self.version, self.organizations = provider.id, provider.version, organizations
+        data = service.form_data(provider)
+        self.form = {key: value for key, value in data.items() if key not in ("organizations", "version")
+                     and value not in (None, False)}
+        self.form.update(version=str(provider.version), token="", organizations=[organizations["Acme"]])
+        for key in ("e2e_encryption", "external_ssh"):
+            if data[key]:
+                self.form[key] = "y"
+
+
+def request(action: str, channel: str, who: Person, index: int, opened: Opened):
+    """One action by `who` through `channel`; returns the response."""
+    url, api = f"/manage/providers/{opened.id}", f"/api/v1/providers/{opened.id}"
+    if channel == "api":
+        headers = {"Authorization": f"Bearer {who.secret}", "If-Match": f'"{opened.version}"'}
+        body = {"cordon": ("POST", "/cordon", {"reason": f"by {index}"}),
+                "uncordon": ("POST", "/uncordon", None), "check": ("POST", "/check", None),
+                "deploy": ("POST", "/deploy", None), "delete": ("DELETE", "", None),
+                "edit": ("PATCH", "", {"storage_class": f"class-{index}"}),
+                "organizations": ("PATCH", "", {"organizations": ["Acme", f"Org-{index}"]})}[action]
+        method, path, payload = body
+        if action != "delete" and method != "PATCH":
+            headers.pop("If-Match")
+        return who.api_client.open(api + path, method=method, headers=headers, json=payload)
+    headers = {"HX-Request": "true", "X-CSRFToken": who.csrf} if channel == "htmx" else {}
+    data = {} if channel == "htmx" else {"csrf_token": who.csrf}
+    if action == "cordon":
+        data["reason"] = f"by {index}"
+    elif action == "edit":
+        data.update(opened.form, storage_class=f"class-{index}")
+    elif action == "organizations":
+        data.update(opened.form, organizations=[opened.organizations["Acme"], opened.organizations[f"Org-{index}"]])
+    path = {"edit": "/edit", "organizations": "/edit"}.get(action, "/" + action)
+    return who.client.post(url + path, data=data, headers=headers)
+
+
+def kind_of(response, action: str, channel: str) -> str:
+    """success, conflict or gone; anything else fails the test with the answer."""
+    status, text = response.status_code, response.get_data(as_text=True)
+    success = {"page": {303}, "htmx": {200}, "api": {200, 204}}[channel]
+    if status in success:
+        return "success"
+    if status == 404 and GONE in text:
+        return "gone"
+    if status == 409 and (CONFLICT in text or action in ("edit", "organizations") and EDIT_CONFLICT in text):
+        return "conflict"
+    if status == 412 and channel == "api" and action in ("edit", "organizations", "delete"):
+        return "conflict"  # the If-Match of a change went stale
+    errors = re.findall(r'<div class="error" id="([\w-]+)">(.*?)</div>', text, re.S)
+    raise AssertionError(f"{action} through {channel} answered {status}: {errors or text[:500]}")
+
+
+def stored(provider_id: int) -> State:
+    """The provider as the database holds it now, with its audit entries."""
+    db.session.expire_all()
+    audit = tuple(sorted(db.session.scalars(sa.select(AuditEvent.action).filter(
+        AuditEvent.target_type == "provider", AuditEvent.target_id == provider_id))))
+    provider = db.session.get(Provider, provider_id)
+    if provider is None:
+        return State(exists=False, cordoned=False, reason=None, organizations=frozenset(), audit=audit)
+    return State(cordoned=provider.cordoned, reason=provider.cordon_reason, storage_class=provider.storage_class,
+                 organizations=frozenset(o.name for o in provider.organizations), audit=audit)
+
+
+def at_once(*calls):
+    """Run each callable in its own thread, released together; their results, in order."""
+    results, start = [None] * len(calls), threading.Barrier(len(calls))
+
+    def run(index, call):
+        start.wait()
+        try:
+            results[index] = call()
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+@pytest.fixture
+def world(app, actions, make_org, kube_api_tls):
+    """Two people, the organizations they may allow, and a way to register a fresh provider."""
+    organizations = {name: make_org(name).id for name in ("Acme", "Org-0", "Org-1")}
+    people = [person(app, actions, 0), person(app, actions, 1)]
+    kube_api = kube_api_tls
+    kube_api.deploy_marker("east")
+    kube_api.slow("get /version", 0.05)  # a check takes a moment: a delete lands during it
+
+    def fresh() -> Opened:
+        for provider in db.session.scalars(sa.select(Provider)):  # the previous repeat's
+            db.session.delete(provider)
+        db.session.commit()
+        conn = kube_api.connection(namespace="ws")
+        provider = Provider(name="east", uid=provider_uid("east"), cluster_address=conn.server, namespace="ws",
+                            ca_cert=conn.ca_cert, credentials_encrypted=crypto.encrypt(json.dumps({"token": "t"})),
+                            credentials_kind="token", cordoned=True, cordon_reason="maintenance",
+                            organizations=[db.session.get(Organization, organizations["Acme"])])
+        db.session.add(provider)
+        db.session.commit()
+        return Opened(provider, organizations)
+
+    return people, fresh
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=["-".join(p) for p in PAIRS])
+def test_two_actions_at_once_never_answer_5xx_and_leave_a_serial_state(world, pair):
+    people, fresh = world
+    outcomes = serial_outcomes(pair)
+    for repeat in range(REPEATS):
+        opened = fresh()
+        channels = [CHANNELS[(repeat + i) % 3] for i in range(2)]
+        responses = at_once(*[lambda i=i: request(pair[i], channels[i], people[i], i, opened) for i in range(2)])
+        for response in responses:
+            assert not isinstance(response, BaseException), repr(response)
+        kinds = [kind_of(r, a, c) for r, a, c in zip(responses, pair, channels)]
+        final = stored(opened.id)
+        assert consistent(final, kinds, outcomes), (
+            f"repeat {repeat}: {list(zip(pair, channels, kinds))} left {final}, which no serial order gives")
+        if "gone" in kinds:
+            assert not final.exists
+        db.session.execute(sa.delete(ProviderCheck))
+        db.session.execute(sa.delete(AuditEvent))
+        db.session.commit()
