@@ -8,6 +8,7 @@ If-Match went stale) or a 404 saying that the provider was deleted. What the dat
 afterwards, and the audit log, are those of one of the serial orders of the successes."""
 import itertools
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field, replace
@@ -20,10 +21,12 @@ from provider_admin.extensions import db
 from provider_admin.models import AuditEvent, Organization, Provider, ProviderCheck, Role
 from provider_admin.providers import service
 from provider_admin.tokens import service as tokens
-from tests.conftest import PASSWORD, Actions
+from provider_admin.config import normalize_database_url
+from tests.conftest import PASSWORD, TEST_DATABASE_URL, Actions
 from tests.kube import provider_uid
 
-REPEATS = 6  # per pair; each repeat rotates through the ways in (page, HTMX, API)
+# Per pair; each repeat rotates through the ways in (page, HTMX, API). More for a longer hunt.
+REPEATS = int(os.environ.get("PROVIDER_ADMIN_RACE_REPEATS", "6"))
 CHANNELS = ("page", "htmx", "api")
 GONE = "The provider was deleted"
 CONFLICT = "at the same moment, so this change was not made"
@@ -269,3 +272,106 @@ def test_two_actions_at_once_never_answer_5xx_and_leave_a_serial_state(world, pa
         db.session.execute(sa.delete(ProviderCheck))
         db.session.execute(sa.delete(AuditEvent))
         db.session.commit()
+
+
+# Organizations: members added and removed by two people at once -----------------------------
+
+MEMBERSHIP = {"add": lambda member: (True, () if member else ("organization.add_member",)),
+              "remove": lambda member: (False, ("organization.remove_member",) if member else ())}
+
+
+def membership_request(action: str, channel: str, who: Person, organization_id: int, user_id: int):
+    if channel == "api":
+        headers = {"Authorization": f"Bearer {who.secret}"}
+        url = f"/api/v1/organizations/{organization_id}/members"
+        if action == "add":
+            return who.api_client.post(url, headers=headers, json={"user_id": user_id})
+        return who.api_client.delete(f"{url}/{user_id}", headers=headers)
+    headers = {"HX-Request": "true", "X-CSRFToken": who.csrf} if channel == "htmx" else {}
+    data = {} if channel == "htmx" else {"csrf_token": who.csrf}
+    url = f"/manage/organizations/{organization_id}/members"
+    if action == "add":
+        return who.client.post(url, data={**data, "user_id": user_id}, headers=headers)
+    return who.client.post(f"{url}/{user_id}/remove", data=data, headers=headers)
+
+
+def membership_answer(response, action: str, channel: str) -> str:
+    """changed (may have), or refused: what a second, serial request would also be told."""
+    status = response.status_code
+    if status in {"page": (303,), "htmx": (200,), "api": (200,)}[channel]:
+        return "changed"
+    if (channel, action, status) in (("api", "remove", 404), ("page", "add", 422), ("htmx", "add", 422)):
+        return "refused"  # not a member (any more), or one already: nothing to do
+    if status == 409 and CONFLICT in response.get_data(as_text=True):
+        return "refused"
+    raise AssertionError(f"{action} through {channel} answered {status}: {response.get_data(as_text=True)[:500]}")
+
+
+@pytest.mark.parametrize("pair", [("add", "add"), ("remove", "remove"), ("add", "remove")], ids="-".join)
+def test_two_membership_changes_at_once_never_answer_5xx_and_are_audited_once(app, actions, world, pair):
+    people, _ = world
+    organization = db.session.scalar(sa.select(Organization).filter_by(name="Org-0"))
+    member = actions.user(Role.MEMBER.value, username="dev")
+    for repeat in range(REPEATS):
+        start = pair[0] == "remove"
+        organization.members = [member] if start else []
+        db.session.execute(sa.delete(AuditEvent))
+        db.session.commit()
+        channels = [CHANNELS[(repeat + i) % 3] for i in range(2)]
+        ids = (organization.id, member.id)
+        responses = at_once(*[lambda i=i: membership_request(pair[i], channels[i], people[i], *ids)
+                              for i in range(2)])
+        for response in responses:
+            assert not isinstance(response, BaseException), repr(response)
+        answers = [membership_answer(r, a, c) for r, a, c in zip(responses, pair, channels)]
+        db.session.expire_all()
+        final = (member in organization.members, tuple(sorted(db.session.scalars(
+            sa.select(AuditEvent.action).filter_by(target_type="organization")))))
+        possible = set()
+        for order in itertools.permutations(range(2)):
+            for applied in itertools.product((True, False), repeat=2):
+                if any(not took and answers[i] == "changed" and pair[i] != "add" for i, took in enumerate(applied)):
+                    continue
+                state, audit = start, ()
+                for index in order:
+                    if applied[index]:
+                        state, entries = MEMBERSHIP[pair[index]](state)
+                        audit += entries
+                possible.add((state, tuple(sorted(audit))))
+        assert final in possible, f"repeat {repeat}: {list(zip(pair, channels, answers))} left {final}"
+        assert final[1].count("organization.add_member") <= 1 and final[1].count("organization.remove_member") <= 1
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="PostgreSQL's deadlock detection")
+def test_a_transaction_postgresql_aborts_in_a_deadlock_is_a_409(app, world):
+    """A rename holds its organization and waits for a provider of it (the trigger that bumps
+    the providers' display version), while another transaction holds that provider and waits
+    for the organization: PostgreSQL aborts the one that waited first, the rename."""
+    people, fresh = world
+    opened = fresh()  # a provider allowing Acme
+    acme = db.session.scalar(sa.select(Organization).filter_by(name="Acme"))
+    other = sa.create_engine(normalize_database_url(TEST_DATABASE_URL))
+    try:
+        with other.connect() as holder, other.connect() as watcher:
+            holder.execute(sa.text("SET deadlock_timeout = '20s'"))  # the rename detects it first
+            holder.execute(sa.text("SELECT id FROM providers WHERE id = :id FOR UPDATE"), {"id": opened.id})
+            results = []
+            rename = threading.Thread(target=lambda: results.append(people[0].client.post(
+                f"/manage/organizations/{acme.id}", data={"name": "Acme Corp", "csrf_token": people[0].csrf})))
+            rename.start()
+            waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                              "AND query LIKE 'UPDATE organizations%'")
+            while not watcher.execute(waiting).scalar() and rename.is_alive():
+                watcher.rollback()
+                rename.join(0.05)
+            holder.execute(sa.text("UPDATE organizations SET name = 'Acme' WHERE id = :id"), {"id": acme.id})
+            rename.join(60)
+            holder.rollback()
+    finally:
+        other.dispose()
+    response = results[0]
+    assert response.status_code == 409, response.text
+    assert "The organization was changed by someone else at the same moment" in response.text
+    db.session.expire_all()
+    assert db.session.get(Organization, acme.id).name == "Acme"
+    assert not db.session.scalars(sa.select(AuditEvent).filter_by(action="organization.update")).all()
