@@ -3,13 +3,17 @@
 Two people acting on one thing at the same moment: the later write finds it changed (the
 version-checked UPDATE or DELETE matches no row: StaleDataError), deleted (ObjectDeletedError,
 or a row that refers to it refused: IntegrityError), or was turned away by a service
-(`Conflict`). Whichever write path it happens on, the answer is the current state: 404 saying
-that the thing was deleted, else 409 saying that it changed meanwhile and nothing was done.
+(`Conflict`). On PostgreSQL a transaction can also be aborted in favour of a concurrent one (a deadlock,
+a serialization failure): `LostRace`. Whichever write path it happens on, the answer is the
+current state: 404 saying that the thing was deleted, else 409 saying that it changed
+meanwhile and nothing was done.
 """
 import logging
 
 from flask import Flask, request
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from werkzeug.exceptions import NotFound
 
@@ -18,6 +22,23 @@ from .extensions import db
 from .problems import is_api_request, problem
 
 log = logging.getLogger(__name__)
+
+
+# PostgreSQL's SQLSTATEs for a transaction it aborted to let a concurrent one through.
+LOST_RACE_STATES = ("40P01", "40001")  # deadlock detected, serialization failure
+
+
+class LostRace(OperationalError):
+    """A transaction the database aborted in favour of a concurrent one: still an
+    OperationalError for the code that catches those, answered like any other lost race."""
+
+
+@event.listens_for(Engine, "handle_error", retval=True)
+def _aborted_for_another(context):
+    if getattr(context.original_exception, "sqlstate", None) in LOST_RACE_STATES \
+            and isinstance(context.sqlalchemy_exception, OperationalError):
+        return LostRace(context.statement, context.parameters, context.original_exception)
+    return None
 
 
 class Conflict(Exception):
@@ -35,13 +56,14 @@ class Gone(NotFound):
 
 def _things():
     """The view argument naming each kind of thing, its model, and what people call it."""
-    from .models import Provider, Workspace
+    from .models import Organization, Provider, User, Workspace
 
-    return {"provider_id": (Provider, "provider"), "workspace_id": (Workspace, "workspace")}
+    return {"provider_id": (Provider, "provider"), "workspace_id": (Workspace, "workspace"),
+            "organization_id": (Organization, "organization"), "user_id": (User, "user")}
 
 
 def init_app(app: Flask) -> None:
-    for error in (Conflict, StaleDataError, ObjectDeletedError, IntegrityError):
+    for error in (Conflict, StaleDataError, ObjectDeletedError, IntegrityError, LostRace):
         app.register_error_handler(error, lost_race)
     app.register_error_handler(Gone, gone)
 
@@ -51,15 +73,15 @@ def lost_race(error: Exception):
     db.session.rollback()
     log.info("%s %s lost a race to a concurrent change: %s", request.method, request.path,
              type(error).__name__)
-    what = "item"
+    named = []
     for argument, (model, name) in _things().items():
         thing_id = (request.view_args or {}).get(argument)
         if thing_id is None:
             continue
         if db.session.get(model, thing_id) is None:
             return gone(Gone(name))
-        what = name
-    return changed(what)
+        named.append(name)
+    return changed(named[0] if named else "item")
 
 
 def changed(what: str = "item"):
