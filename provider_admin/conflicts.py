@@ -11,7 +11,7 @@ meanwhile and nothing was done.
 import logging
 
 from flask import Flask, request
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
@@ -60,6 +60,18 @@ def _things():
 
     return {"provider_id": (Provider, "provider"), "workspace_id": (Workspace, "workspace"),
             "organization_id": (Organization, "organization"), "user_id": (User, "user")}
+
+
+def hold(model, ident: int):
+    """The `model` row `ident` read again under its lock, kept until the transaction ends, or
+    None: a conditional change (If-Match) then checks and writes with nothing slipping in
+    between. PostgreSQL locks the row but not its key (rows referring to it may still be
+    added); SQLite has no row locks, so a write that changes nothing takes its write lock."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        table = model.__table__
+        db.session.execute(update(table).where(table.c.id == ident).values(id=table.c.id))
+        return db.session.get(model, ident, populate_existing=True)
+    return db.session.get(model, ident, with_for_update={"key_share": True}, populate_existing=True)
 
 
 def init_app(app: Flask) -> None:

@@ -437,3 +437,20 @@ def test_races_through_gunicorn_workers_never_answer_5xx(world, database_url, tm
                     f"{pair} through {channels}: {kinds} left {final}, which no serial order gives")
     answered = [line.split() for line in log.read_text().splitlines()]
     assert answered and not [line for line in answered if line[1].startswith("5")]
+
+
+def test_two_renames_with_one_etag_at_once_are_one_rename_and_one_412(world):
+    """If-Match holds under concurrency: the second rename waits for the first, then finds the
+    organization changed since the read its ETag came from."""
+    people, _ = world
+    acme = db.session.scalar(sa.select(Organization.id).filter_by(name="Acme"))
+    url = f"/api/v1/organizations/{acme}"
+    for repeat in range(REPEATS):
+        tag = people[0].api_client.get(url, headers={"Authorization": f"Bearer {people[0].secret}"}).headers["ETag"]
+        responses = at_once(*[lambda i=i: people[i].api_client.patch(url, json={"name": f"Acme {repeat}-{i}"}, headers={
+            "Authorization": f"Bearer {people[i].secret}", "If-Match": tag}) for i in range(2)])
+        assert sorted(r.status_code for r in responses) == [200, 412], [r.get_data(as_text=True) for r in responses]
+        renamed = next(r for r in responses if r.status_code == 200).json["name"]
+        db.session.expire_all()
+        assert db.session.get(Organization, acme).name == renamed
+        assert len(db.session.scalars(sa.select(AuditEvent).filter_by(action="organization.update")).all()) == repeat + 1
