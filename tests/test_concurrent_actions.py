@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from provider_admin import crypto
 from provider_admin.extensions import db
-from provider_admin.models import AuditEvent, Organization, Provider, Role
+from provider_admin.models import AuditEvent, Organization, Provider, Role, User
 from provider_admin.providers import service
 from provider_admin.tokens import service as tokens
 from provider_admin.config import normalize_database_url
@@ -454,3 +454,18 @@ def test_two_renames_with_one_etag_at_once_are_one_rename_and_one_412(world):
         db.session.expire_all()
         assert db.session.get(Organization, acme).name == renamed
         assert len(db.session.scalars(sa.select(AuditEvent).filter_by(action="organization.update")).all()) == repeat + 1
+
+
+def test_two_changes_of_one_user_with_one_etag_at_once_are_one_change_and_one_412(world, actions):
+    people, _ = world
+    dev = actions.user(Role.MEMBER.value, username="dev").id
+    url = f"/api/v1/users/{dev}"
+    admin = people[1]  # the API's users area is for site admins
+    for repeat in range(REPEATS):
+        tag = admin.api_client.get(url, headers={"Authorization": f"Bearer {admin.secret}"}).headers["ETag"]
+        responses = at_once(*[lambda i=i: admin.api_client.patch(url, json={"username": f"dev-{repeat}-{i}"}, headers={
+            "Authorization": f"Bearer {admin.secret}", "If-Match": tag}) for i in range(2)])
+        assert sorted(r.status_code for r in responses) == [200, 412], [r.get_data(as_text=True) for r in responses]
+        db.session.expire_all()
+        assert db.session.get(User, dev).username == next(r for r in responses if r.status_code == 200).json["username"]
+        assert len(db.session.scalars(sa.select(AuditEvent).filter_by(action="user.update")).all()) == repeat + 1
