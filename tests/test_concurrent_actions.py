@@ -469,3 +469,18 @@ def test_two_changes_of_one_user_with_one_etag_at_once_are_one_change_and_one_41
         db.session.expire_all()
         assert db.session.get(User, dev).username == next(r for r in responses if r.status_code == 200).json["username"]
         assert len(db.session.scalars(sa.select(AuditEvent).filter_by(action="user.update")).all()) == repeat + 1
+
+
+def test_a_token_revoked_twice_at_once_is_revoked_and_audited_once(app, world):
+    people, _ = world
+    admin = people[1]
+    owner = db.session.scalar(sa.select(User).filter_by(username=admin.name))
+    for repeat in range(REPEATS):
+        token, _ = tokens.create(owner, f"doomed {repeat}", 30, read_only=False)
+        url = f"/api/v1/tokens/{token.id}"
+        clients = [app.test_client(), app.test_client()]
+        responses = at_once(*[lambda c=c: c.delete(url, headers={"Authorization": f"Bearer {admin.secret}"})
+                              for c in clients])
+        assert [r.status_code for r in responses] == [204, 204]
+        assert len(db.session.scalars(sa.select(AuditEvent).filter_by(
+            action="api_token.revoke", target_id=token.id)).all()) == 1
