@@ -3,10 +3,10 @@
 Two people acting on one thing at the same moment: the later write finds it changed (the
 version-checked UPDATE or DELETE matches no row: StaleDataError), deleted (ObjectDeletedError,
 or a row that refers to it refused: IntegrityError), or was turned away by a service
-(`Conflict`). On PostgreSQL a transaction can also be aborted in favour of a concurrent one (a deadlock,
-a serialization failure): `LostRace`. Whichever write path it happens on, the answer is the
-current state: 404 saying that the thing was deleted, else 409 saying that it changed
-meanwhile and nothing was done.
+(`Conflict`); on PostgreSQL its transaction may also be aborted in favour of the other one
+(a deadlock, a serialization failure: `LostRace`). Whichever write path it happens on, the
+answer is the current state: 404 saying that the thing was deleted, else 409 saying that it
+changed meanwhile and nothing was done.
 """
 import logging
 

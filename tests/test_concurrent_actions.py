@@ -30,7 +30,7 @@ from tests.kube import provider_uid
 # Per pair; each repeat rotates through the ways in (page, HTMX, API). More for a longer hunt.
 REPEATS = int(os.environ.get("PROVIDER_ADMIN_RACE_REPEATS", "6"))
 CHANNELS = ("page", "htmx", "api")
-GONE = "The provider was deleted"
+GONE = "The provider was deleted."
 CONFLICT = "at the same moment, so this change was not made"
 EDIT_CONFLICT = "Someone else saved this provider"
 
@@ -189,6 +189,8 @@ def kind_of(response, action: str, channel: str) -> str:
     success = {"page": {303}, "htmx": {200}, "api": {200, 204}}[channel]
     if status in success:
         return "success"
+    if channel == "htmx" and status in (404, 409) and EDIT_CONFLICT not in text:
+        assert response.headers.get("HX-Retarget") == "#flashes", "HTMX shows the message in the flash area"
     if status == 404 and GONE in text:
         return "gone"
     if status == 409 and (CONFLICT in text or action in ("edit", "organizations") and EDIT_CONFLICT in text):
@@ -384,7 +386,7 @@ class Answer:
     """A requests response read like the test client's."""
 
     def __init__(self, response):
-        self.status_code, self.text = response.status_code, response.text
+        self.status_code, self.text, self.headers = response.status_code, response.text, response.headers
 
     def get_data(self, as_text=False):
         return self.text
@@ -484,3 +486,19 @@ def test_a_token_revoked_twice_at_once_is_revoked_and_audited_once(app, world):
         assert [r.status_code for r in responses] == [204, 204]
         assert len(db.session.scalars(sa.select(AuditEvent).filter_by(
             action="api_token.revoke", target_id=token.id)).all()) == 1
+
+
+def test_a_provider_that_never_was_is_not_said_to_be_deleted(world):
+    people, fresh = world
+    opened = fresh()
+    deleted = people[1].client.post(f"/manage/providers/{opened.id}/delete", data={"csrf_token": people[1].csrf})
+    assert deleted.status_code == 303
+    for url in (f"/manage/providers/{opened.id}/edit", f"/manage/providers/{opened.id}"):
+        response = people[1].client.get(url)
+        assert response.status_code == 404 and GONE in response.text
+    api = people[0].api_client.get(f"/api/v1/providers/{opened.id}/manifest",
+                                   headers={"Authorization": f"Bearer {people[0].secret}"})
+    assert api.status_code == 404 and api.json["detail"] == GONE
+    never = people[1].client.get(f"/manage/providers/{opened.id + 1000}/edit")
+    assert never.status_code == 404 and GONE not in never.text
+    assert "There is nothing at this address." in never.text

@@ -28,7 +28,7 @@ def get_provider_or_404(provider_id: int) -> Provider:
     managers and admins who may read the log)."""
     provider = db.session.get(Provider, provider_id)
     if provider is None:
-        if current_user.can_manage and db.session.scalar(select(AuditEvent.id).filter_by(
+        if getattr(current_user, "can_manage", False) and db.session.scalar(select(AuditEvent.id).filter_by(
                 target_type="provider", target_id=provider_id, action="provider.delete").limit(1)):
             raise Gone("provider")
         abort(404)
