@@ -93,15 +93,16 @@ def lost_race(error: Exception):
         if db.session.get(model, thing_id) is None:
             return gone(Gone(name))
         named.append(name)
-    return changed(named[0] if named else "item")
+    return changed(f"The {named[0]}" if named else "What this change depends on")
 
 
-def changed(what: str = "item"):
-    """409: changed by someone else at the same moment, so this change was not made."""
+def changed(what: str):
+    """409: `what` ("The provider") was changed by someone else at the same moment, so this
+    change was not made."""
     if is_api_request():
-        return problem(409, "Changed meanwhile", f"The {what} was changed by another request at the same moment, "
+        return problem(409, "Changed meanwhile", f"{what} was changed by another request at the same moment, "
                                                  "so this change was not made. Read it again and retry if still needed.")
-    return error_response(409, f"The {what} was changed by someone else at the same moment, so this change "
+    return error_response(409, f"{what} was changed by someone else at the same moment, so this change "
                                "was not made. Reload to see it as it is now, and try again if still needed.")
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import threading
+import traceback
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -19,13 +20,14 @@ import sqlalchemy as sa
 
 from provider_admin import crypto
 from provider_admin.extensions import db
-from provider_admin.models import AuditEvent, Organization, Provider, Role, User
+from provider_admin.models import AuditEvent, Organization, Provider, Role, User, Workspace
 from provider_admin.providers import service
 from provider_admin.tokens import service as tokens
 from provider_admin.config import normalize_database_url
 from tests.conftest import PASSWORD, TEST_DATABASE_URL, Actions
 from tests import servers
 from tests.kube import provider_uid
+from tests.test_workspaces import wait_until
 
 # Per pair; each repeat rotates through the ways in (page, HTMX, API). More for a longer hunt.
 REPEATS = int(os.environ.get("PROVIDER_ADMIN_RACE_REPEATS", "6"))
@@ -222,6 +224,7 @@ def at_once(*calls):
         try:
             results[index] = call()
         except BaseException as error:  # noqa: BLE001 - reported by the test
+            traceback.print_exc()  # where it was raised, in the captured output
             results[index] = error
 
     threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
@@ -502,3 +505,44 @@ def test_a_provider_that_never_was_is_not_said_to_be_deleted(world):
     never = people[1].client.get(f"/manage/providers/{opened.id + 1000}/edit")
     assert never.status_code == 404 and GONE not in never.text
     assert "There is nothing at this address." in never.text
+
+
+def test_a_workspace_created_while_its_provider_is_deleted_is_one_or_the_other(app, world, actions, kube_api_tls):
+    """Never a workspace without its provider, nor a 5xx: the delete is refused because the
+    workspace came first, or the workspace because its provider went first."""
+    people, _ = world
+    acme = db.session.scalar(sa.select(Organization).filter_by(name="Acme"))
+    member = actions.user(Role.MEMBER.value, username="dev", organizations=[acme])
+    developer = Actions(app.test_client(), app)
+    signed = developer.client.post("/login", data={"email": member.email, "password": PASSWORD,
+                                                   "csrf_token": developer.form_token("/login")})
+    assert signed.status_code == 303
+    csrf, conn = developer.token(), kube_api_tls.connection(namespace="ws")
+    for repeat in range(REPEATS):
+        name = f"p{repeat}"
+        kube_api_tls.deploy_marker(name, namespace=f"ws{repeat}")
+        provider = Provider(name=name, uid=provider_uid(name), cluster_address=conn.server, namespace=f"ws{repeat}",
+                            ca_cert=conn.ca_cert, credentials_encrypted=crypto.encrypt(json.dumps({"token": "t"})),
+                            credentials_kind="token", status="ready", organizations=[acme])
+        db.session.add(provider)
+        db.session.commit()
+        form = {"name": f"box{repeat}", "organization": str(acme.id), "provider": str(provider.id),
+                "image": "busybox", "cpu": "1", "memory": "1Gi", "disk": "1Gi", "csrf_token": csrf}
+        provider_id, url = provider.id, f"/manage/providers/{provider.id}/delete"
+        created, deleted = at_once(lambda: developer.client.post("/workspaces/new", data=form),
+                                   lambda: people[1].client.post(url, data={"csrf_token": people[1].csrf}))
+        for response in (created, deleted):
+            assert not isinstance(response, BaseException), repr(response)
+            assert response.status_code in (303, 409, 422), response.get_data(as_text=True)[:500]
+        db.session.expire_all()
+        workspaces = db.session.scalars(sa.select(Workspace).filter_by(name=f"box{repeat}")).all()
+        exists = db.session.get(Provider, provider_id) is not None
+        assert (created.status_code == 303) == bool(workspaces) and (deleted.status_code == 303) == (not exists)
+        assert not (workspaces and not exists)
+        if created.status_code == 422:
+            said = re.findall(r'<div class="error" id="provider-error">\s*<p>(.*?)</p>', created.text, re.S)
+            # Deleted while it was saved, or before the form was checked (no longer offered, or
+            # read on SQLite between the removal of its organizations and its own).
+            assert said and ("deleted a moment ago" in said[0] or "Not a valid choice" in said[0]
+                             or "cannot take new workspaces" in said[0]), said
+    wait_until(lambda: "building" not in db.session.scalars(sa.select(Workspace.status)).all())
