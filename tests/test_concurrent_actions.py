@@ -1,11 +1,19 @@
 """Two people acting on one provider at the same moment (SPEC §11, faults): cordon, uncordon,
 edit, delete, check, deploy and a change of its organizations, on the pages (plain and HTMX)
 and through the API. Every pair starts together at a barrier, many times over, each request
-from its own client, thread, app context and database session.
+from its own client, thread, app context and database session; then the same through
+gunicorn's worker processes. A check takes a moment (the emulator answers slowly), so that a
+delete lands during it.
 
 No answer is ever a 5xx: each is a success, a conflict (409; 412 for an API change whose
 If-Match went stale) or a 404 saying that the provider was deleted. What the database holds
-afterwards, and the audit log, are those of one of the serial orders of the successes."""
+afterwards, and the audit log, are those of one of the serial orders of the successes.
+
+The same for what else two people change at once: an organization's members, an
+organization or user changed with one ETag, a token revoked twice, a workspace created on a
+provider being deleted; and a transaction PostgreSQL aborts in a deadlock.
+
+PROVIDER_ADMIN_RACE_REPEATS=30 runs every race longer."""
 import itertools
 import json
 import os
