@@ -101,9 +101,10 @@ def init_app(app: Flask) -> None:
     if app.config["PROXY_FIX"]:
         hops = int(app.config["PROXY_FIX_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
-    from . import branding, headers, templating
+    from . import branding, conflicts, headers, templating
 
     branding.init_app(app)
+    conflicts.init_app(app)
     headers.init_app(app)
     templating.init_app(app)
 

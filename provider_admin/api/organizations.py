@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from ..conflicts import hold
 from ..extensions import db
 from ..models import AuditEvent, Organization, User, Workspace, provider_organizations
 from ..organizations import service
@@ -155,7 +156,9 @@ def rename_organization(path: OrganizationPath, body: OrganizationIn, header: Pr
 
     Needs `If-Match` with the ETag of your last read.
     """
-    organization = get_organization_or_404(path.organization_id, selectinload(Organization.members))
+    organization = hold(Organization, path.organization_id)  # a concurrent rename waits, then finds it changed
+    if organization is None:
+        abort(404)
     if (refused := _precondition(organization)) is not None:
         return refused
     form = _form(organization, body.name)

@@ -9,6 +9,7 @@ from sqlalchemy import Integer, bindparam
 
 from .. import kube
 from ..checks import check_now
+from ..conflicts import Gone
 from ..extensions import db
 from ..models import Provider
 from ..problems import problem
@@ -33,6 +34,7 @@ def _read(provider_id: int, status: int = 200, **headers) -> Response:
     """One provider as stored now, with its version as the ETag (after a change too)."""
     found = provider_json.one(provider_id)
     if found is None:
+        get_provider_or_404(provider_id)  # says so when it was deleted meanwhile
         abort(404)
     body, version = found
     response = Response(body, status, mimetype="application/json", headers=headers)
@@ -167,10 +169,7 @@ def delete_provider(path: ProviderPath, query: DeleteOptions, header: Preconditi
         return refused
     if reason := service.why_not_deletable(provider):
         return problem(409, "Cannot delete", reason)
-    removal = bootstrap.remove(provider) if query.remove_bootstrap else None
-    bootstrap.delete_audit(provider, removal)
-    db.session.delete(provider)
-    db.session.commit()
+    service.delete(provider, bootstrap.remove(provider) if query.remove_bootstrap else None)
     return Response(status=204)
 
 
@@ -180,9 +179,9 @@ def check_provider(path: ProviderPath):
 
     Checks the cluster at once and answers with the provider and its new status.
     """
-    provider = get_provider_or_404(path.provider_id)
-    check_now(provider)
-    return _read(provider.id)
+    if check_now(get_provider_or_404(path.provider_id)) is None:
+        raise Gone("provider")  # deleted while its cluster was being checked
+    return _read(path.provider_id)
 
 
 @bp.post("/<int:provider_id>/cordon", responses={200: ProviderOut, 409: None})
@@ -191,12 +190,8 @@ def cordon_provider(path: ProviderPath, body: Cordon):
 
     No new workspaces on it; those it has keep running.
     """
-    provider = get_provider_or_404(path.provider_id)
-    try:
-        service.cordon(provider, body.reason)
-    except service.Conflict:
-        return problem(409, "Changed meanwhile", "The provider changed while cordoning it; try again.")
-    return _read(provider.id)
+    service.cordon(get_provider_or_404(path.provider_id), body.reason)
+    return _read(path.provider_id)
 
 
 @bp.post("/<int:provider_id>/uncordon", responses={200: ProviderOut})
@@ -205,11 +200,7 @@ def uncordon_provider(path: ProviderPath):
 
     It takes new workspaces again (nothing changes when it was not cordoned).
     """
-    provider = get_provider_or_404(path.provider_id)
-    try:
-        service.uncordon(provider)
-    except service.Conflict:
-        pass  # a concurrent uncordon did it: the answer shows the provider as it is
+    service.uncordon(get_provider_or_404(path.provider_id))
     return _read(path.provider_id)
 
 

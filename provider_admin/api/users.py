@@ -2,7 +2,7 @@
 service (the site keeps an active Site admin; an admin cannot lock themselves out)."""
 import hashlib
 
-from flask import Response, json, url_for
+from flask import Response, abort, json, url_for
 from flask_login import current_user
 from flask_openapi3 import Tag
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 
+from ..conflicts import hold
 from ..extensions import db
 from ..models import Organization, Role, User
 from ..problems import problem
-from ..users import service
+from ..users import admins, service
 from ..users.forms import UserForm
 from ..users.queries import get_user_or_404
 from .areas import area, precondition
@@ -134,7 +135,10 @@ def update_user(path: UserPath, body: UserIn, header: Precondition):
     Role, organizations, status, email, username or password; a change of role, status or
     password ends the user's sessions. Needs `If-Match`.
     """
-    user = get_user_or_404(path.user_id)
+    admins.lock()  # as every change of a user, before its row: in one order, so two never deadlock
+    user = hold(User, path.user_id)  # a concurrent change waits, then finds it changed
+    if user is None:
+        abort(404)
     if (refused := precondition(etag(user), what="the user")) is not None:
         return refused
     form = _form(body.model_dump(exclude_unset=True), user)

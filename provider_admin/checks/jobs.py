@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 from flask import current_app, has_request_context
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import ObjectDeletedError
 
 from .. import kube
 from ..extensions import db
@@ -69,21 +71,32 @@ def run(job: CheckJob, timeout: float) -> tuple[kube.CheckResult, float]:
     return result, (time.monotonic() - started) * 1000
 
 
-def check_now(provider: Provider, trigger: str = "manual") -> kube.CheckResult:
+def check_now(provider: Provider, trigger: str = "manual") -> kube.CheckResult | None:
     """Check one provider fully at once and apply the result at once (no threshold).
 
     Unlike the scheduled checks, whose results one thread writes in batches, the result
-    is written here and now: the admin is waiting for it.
+    is written here and now: the admin is waiting for it. None when the provider was deleted
+    before its result could be written (there is nothing left to apply it to); the provider
+    is then expired, so reading it says so.
     """
     from .results import apply_result
 
-    job = job_for(provider, full=True)
+    provider_id = provider.id
+    try:
+        job = job_for(provider, full=True)
+    except ObjectDeletedError:
+        db.session.rollback()
+        return None
     result, duration = run(job, current_app.config["CHECK_TIMEOUT"])
-    apply_result(provider.id, result, trigger=trigger, full=True, duration_ms=duration,
-                 generation=job.generation, checked_by=_asked_by())
-    db.session.commit()
-    db.session.refresh(provider)
-    return result
+    try:
+        applied = apply_result(provider_id, result, trigger=trigger, full=True, duration_ms=duration,
+                               generation=job.generation, checked_by=_asked_by())
+        db.session.commit()
+    except IntegrityError:  # deleted between reading it and writing its history
+        db.session.rollback()
+        return None
+    db.session.expire(provider)
+    return result if applied else None
 
 
 def _asked_by() -> str | None:

@@ -106,10 +106,11 @@ _INSERT_HISTORY = insert(checks).values({
 
 def apply_result(provider_id: int, result: kube.CheckResult, *, trigger: str, full: bool,
                  generation: int, duration_ms: float | None = None,
-                 worker: str | None = None, checked_by: str | None = None) -> None:
-    """Record one result in the current transaction (the caller commits)."""
-    apply_results([Outcome(provider_id, result, trigger, full, duration_ms, worker, checked_by,
-                           generation=generation)])
+                 worker: str | None = None, checked_by: str | None = None) -> bool:
+    """Record one result in the current transaction (the caller commits); False when the
+    provider no longer exists."""
+    return bool(apply_results([Outcome(provider_id, result, trigger, full, duration_ms, worker, checked_by,
+                                       generation=generation)]))
 
 
 def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:

@@ -1,4 +1,7 @@
 """Organization changes, the same for the pages and the API: each with its audit entry."""
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+
 from .. import audit
 from ..database import duplicate_at
 from ..extensions import db
@@ -35,7 +38,11 @@ def add_member(organization: Organization, user: User, *, actor=None) -> bool:
         return False
     organization.members.append(user)
     audit.record("organization.add_member", organization, {"member": user.email}, **_by(actor))
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # a concurrent request added them: a member, as asked, once
+        db.session.rollback()
+        return False
     return True
 
 
@@ -45,7 +52,11 @@ def remove_member(organization: Organization, user: User, *, actor=None) -> bool
         return False
     organization.members.remove(user)
     audit.record("organization.remove_member", organization, {"member": user.email}, **_by(actor))
-    db.session.commit()
+    try:
+        db.session.commit()
+    except StaleDataError:  # a concurrent request removed them first
+        db.session.rollback()
+        return False
     return True
 
 

@@ -83,10 +83,11 @@ def remove(provider: Provider) -> Removal:
     return Removal(outcomes, kube.by_hand(outcomes))
 
 
-def delete_audit(provider: Provider, removal: Removal | None) -> None:
-    """The audit entry of a provider's deletion, with what happened in its cluster."""
-    audit.record("provider.delete", provider,
-                 removal.audit() if removal else {"bootstrap removal": NOT_ASKED})
+def delete_audit(provider: Provider, removal: Removal | str | None, *, actor=None) -> None:
+    """The audit entry of a provider's deletion, with what happened in its cluster (or why
+    nothing was asked of it)."""
+    changes = removal.audit() if isinstance(removal, Removal) else {"bootstrap removal": removal or NOT_ASKED}
+    audit.record("provider.delete", provider, changes, **({"actor": actor} if actor else {}))
 
 
 def _timeout() -> float:

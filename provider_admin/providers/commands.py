@@ -4,8 +4,12 @@ from pathlib import Path
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from ..cli import COMMAND_LINE
+from ..conflicts import Conflict, Gone
+from ..extensions import db
 from . import declarative
 
 cli = AppGroup("providers", help="Export providers to a YAML file, or make them match one.")
@@ -42,5 +46,15 @@ def apply(path, dry_run, prune):
     if dry_run:
         click.echo(f"{len(todo)} change(s) not made (dry run).")
         return
-    declarative.apply(changes, COMMAND_LINE)
+    try:
+        declarative.apply(changes, COMMAND_LINE)
+    except declarative.FileError as error:  # found only while writing, e.g. a name just taken
+        for problem in error.problems:
+            click.echo(f"{path}: {problem}", err=True)
+        raise SystemExit(1)
+    except (Conflict, Gone, StaleDataError, ObjectDeletedError, IntegrityError):
+        db.session.rollback()
+        click.echo("A provider was changed or deleted by someone else while the file was being applied; "
+                   "the changes made before stay. Apply the file again to see what is left to do.", err=True)
+        raise SystemExit(1)
     click.echo(f"{len(todo)} change(s) made.")

@@ -17,10 +17,9 @@ from pathlib import Path
 import yaml
 from werkzeug.datastructures import MultiDict
 
-from .. import audit
 from ..extensions import db
 from ..models import Provider, Workspace
-from . import formdata, service
+from . import bootstrap, formdata, service
 from .forms import ProviderForm
 
 KIND, API_VERSION = "ProviderList", "provider-admin/v1"
@@ -260,8 +259,8 @@ def apply(changes: list[Change], actor) -> None:
     first, in one transaction: nothing else is written if one is refused."""
     for change in changes:
         if change.action == "delete":
-            audit.record("provider.delete", change.provider,
-                         {"bootstrap removal": "not asked (providers apply --prune)"}, actor=actor)
+            service.lock(change.provider, delete=True)
+            bootstrap.delete_audit(change.provider, "not asked (providers apply --prune)", actor=actor)
             db.session.delete(change.provider)
     db.session.commit()
     for change in changes:

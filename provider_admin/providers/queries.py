@@ -6,11 +6,13 @@ import math
 from typing import NamedTuple
 
 from flask import abort
+from flask_login import current_user
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import load_only, selectinload
 
+from ..conflicts import Gone
 from ..extensions import db
-from ..models import Organization, Provider, Status, Workspace, provider_organizations
+from ..models import AuditEvent, Organization, Provider, Status, Workspace, provider_organizations
 from .fingerprint import fingerprint_of
 from .scope import KINDS, PAGE_SIZE, ProviderPage, Scope, paged, total, where
 
@@ -22,8 +24,13 @@ ROW_COLUMNS = (Provider.name, Provider.namespace, Provider.cluster_address, Prov
 
 
 def get_provider_or_404(provider_id: int) -> Provider:
+    """The provider, else 404: saying that it was deleted when the audit log says so (to the
+    managers and admins who may read the log)."""
     provider = db.session.get(Provider, provider_id)
     if provider is None:
+        if getattr(current_user, "can_manage", False) and db.session.scalar(select(AuditEvent.id).filter_by(
+                target_type="provider", target_id=provider_id, action="provider.delete").limit(1)):
+            raise Gone("provider")
         abort(404)
     return provider
 

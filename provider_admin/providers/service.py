@@ -7,22 +7,20 @@ from sqlalchemy import func
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import audit, crypto
+from ..conflicts import Conflict, Gone
 from ..database import duplicate_at
 from ..kube import token_expiry
 from ..extensions import db
 from ..models import Organization, Provider, User, Workspace
 from ..notifications import events as notify
 from . import scheduling
+from .bootstrap import delete_audit
 
 PLAIN_FIELDS = (
     "name", "cluster_address", "namespace", "e2e_encryption", "external_ssh",
     "access_url", "storage_class", "service_account",
 )
 SCHEDULING_FIELDS = ("pod_tolerations", "pod_node_selector", "service_account_annotations", "affinity")
-
-
-class Conflict(Exception):
-    """The provider changed since the form was opened."""
 
 
 def form_data(provider: Provider) -> dict:
@@ -230,6 +228,8 @@ def save(provider: Provider | None, form, *, actor=None) -> tuple[Provider | Non
     target = provider or Provider()
     try:
         with duplicate_at(form, "name") as refused:
+            if provider is not None:
+                lock(provider)
             changes = apply(target, form)
             db.session.add(target)
             db.session.flush()
@@ -245,8 +245,32 @@ def save(provider: Provider | None, form, *, actor=None) -> tuple[Provider | Non
     return (None, {}) if refused else (target, changes)
 
 
+def lock(provider: Provider, *, delete: bool = False) -> None:
+    """Take the provider's row lock before any other write of a change to it, in the mode the
+    change needs (PostgreSQL; SQLite writes one at a time anyway). Taken later, by the first
+    row that refers to it, a delete would have to strengthen its lock while a concurrent
+    change waits for it: a deadlock. Raises Gone when it was deleted, Conflict when it
+    changed since it was read."""
+    version = db.session.scalar(db.select(Provider.version).filter_by(id=provider.id)
+                                .with_for_update(key_share=not delete))
+    if version is None:
+        raise Gone("provider")
+    if version != provider.version:
+        raise Conflict()
+
+
+def delete(provider: Provider, removal=None, *, actor=None) -> None:
+    """Delete the provider's record with its audit entry (the caller says why it may go, and
+    removes what it should from the cluster first: `bootstrap`)."""
+    lock(provider, delete=True)
+    delete_audit(provider, removal, **({"actor": actor} if actor else {}))
+    db.session.delete(provider)
+    _commit_or_conflict()
+
+
 def cordon(provider: Provider, reason: str, *, actor=None) -> None:
     """Stop new workspaces on the provider (those it has keep running)."""
+    lock(provider)
     provider.cordoned, provider.cordon_reason = True, reason.strip()
     audit.record("provider.cordon", provider, {"reason": provider.cordon_reason}, **({"actor": actor} if actor else {}))
     notify.cordon_changed(provider, actor or current_user)
@@ -257,6 +281,7 @@ def uncordon(provider: Provider, *, actor=None) -> bool:
     """Let the provider take new workspaces again; False when it was not cordoned."""
     if not provider.cordoned:
         return False
+    lock(provider)
     provider.cordoned, provider.cordon_reason = False, None
     audit.record("provider.uncordon", provider, **({"actor": actor} if actor else {}))
     notify.cordon_changed(provider, actor or current_user)

@@ -2,7 +2,7 @@ from flask import flash, redirect, request, url_for
 
 from .. import checks
 from ..caches import caches
-from ..extensions import db
+from ..conflicts import Gone
 from ..forms import ConfirmForm
 from ..htmx import done, is_fragment_request, render, render_rendered
 from ..models import Provider
@@ -82,11 +82,9 @@ def cordon(provider_id: int):
     provider = get_provider_or_404(provider_id)
     form = CordonForm()
     if form.validate_on_submit():
-        try:
-            service.cordon(provider, form.reason.data)
-        except service.Conflict:  # changed meanwhile: show it as it is now
-            return _row(get_provider_or_404(provider_id))
-        flash(f"Provider {provider.name} cordoned: it takes no new workspaces.", "success")
+        name = provider.name  # it may be deleted right after: the message needs no reading
+        service.cordon(provider, form.reason.data)
+        flash(f"Provider {name} cordoned: it takes no new workspaces.", "success")
         return done(url_for(".index"), event="providersChanged", fragment="providers/_dialog_closed.html")
     status = 422 if form.errors else 200
     return render("providers/cordon.html", "providers/_cordon.html", status, provider=provider, form=form)
@@ -96,11 +94,9 @@ def cordon(provider_id: int):
 def uncordon(provider_id: int):
     """Let a cordoned provider take new workspaces again."""
     provider = get_provider_or_404(provider_id)
-    try:
-        if ConfirmForm().validate_on_submit() and service.uncordon(provider):
-            flash(f"Provider {provider.name} uncordoned.", "success")
-    except service.Conflict:  # two uncordons at once: the other one did it
-        provider = get_provider_or_404(provider_id)
+    name = provider.name
+    if ConfirmForm().validate_on_submit() and service.uncordon(provider):
+        flash(f"Provider {name} uncordoned.", "success")
     return _row(provider)
 
 
@@ -108,7 +104,8 @@ def uncordon(provider_id: int):
 def check(provider_id: int):
     """Check the provider's cluster now and show the result where it was asked for."""
     provider = get_provider_or_404(provider_id)
-    ConfirmForm().validate_on_submit() and checks.check_now(provider)
+    if ConfirmForm().validate_on_submit() and checks.check_now(provider) is None:
+        raise Gone("provider")  # deleted while its cluster was being checked
     if request.form.get("from") != "page":
         return _row(provider)
     if not is_fragment_request():
@@ -125,9 +122,7 @@ def delete(provider_id: int):
     if form.validate_on_submit() and not blocking and not provider.is_builtin:
         # The record goes even when the cluster cannot be reached: what stays is said, with how.
         removal = bootstrap.remove(provider) if form.remove_bootstrap.data else None
-        bootstrap.delete_audit(provider, removal)
-        db.session.delete(provider)
-        db.session.commit()
+        service.delete(provider, removal)
         flash(f"Provider {provider.name} deleted.", "success")
         if removal is not None:
             flash(removal.message(), "error" if removal.by_hand else "info")

@@ -31,11 +31,14 @@ def create(user: User, name: str, days: int, read_only: bool) -> tuple[ApiToken,
 
 
 def revoke(token: ApiToken, by: User) -> None:
-    """Revoke a token now (its owner, or an admin); revoking twice changes nothing."""
+    """Revoke a token now (its owner, or an admin); revoking twice changes nothing, even at
+    the same moment: the write is conditional, and the second one finds it done."""
     if token.revoked_at is not None:
         return
-    token.revoked_at, token.revoked_by = utcnow(), by.email
-    audit.record("api_token.revoke", token, {"owner": token.user.email}, actor=by, target_type="api_token")
+    revoked = db.session.execute(update(ApiToken).where(ApiToken.id == token.id, ApiToken.revoked_at.is_(None))
+                                 .values(revoked_at=utcnow(), revoked_by=by.email))
+    if revoked.rowcount == 1:
+        audit.record("api_token.revoke", token, {"owner": token.user.email}, actor=by, target_type="api_token")
     db.session.commit()
 
 

@@ -6,9 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask, current_app
 from sqlalchemy import event, inspect, select
-from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from .. import audit, kube
+from ..conflicts import Gone
 from ..providers.connection import connection_for
 from ..database import duplicate_at
 from ..extensions import db
@@ -20,6 +21,7 @@ from . import settings
 from .forms import DUPLICATE_NAME
 
 log = logging.getLogger(__name__)
+PROVIDER_GONE = "This provider was deleted a moment ago: choose another one."
 
 
 @event.listens_for(Workspace, "before_insert")
@@ -31,7 +33,9 @@ def _identity_and_location(mapper, connection, workspace: Workspace) -> None:
     if workspace.namespace is None:
         provider_id = workspace.provider.id if workspace.provider else workspace.provider_id
         where = connection.execute(select(Provider.namespace, Provider.cluster_address)
-                                   .where(Provider.id == provider_id)).one()
+                                   .where(Provider.id == provider_id)).first()
+        if where is None:  # deleted since the form offered it
+            raise Gone("provider")
         workspace.namespace, workspace.cluster_address = where.namespace, where.cluster_address
 
 
@@ -64,11 +68,20 @@ def start(workspace: Workspace, action: str) -> None:
 
 def create(form) -> Workspace | None:
     """The workspace of a checked WorkspaceForm, saved and building in the background; None
-    when a concurrent create took its name (the message is at the name field)."""
-    with duplicate_at(form, "name", message=DUPLICATE_NAME) as refused:
-        workspace = form.new_workspace()
-        db.session.add(workspace)
-        db.session.commit()
+    when a concurrent create took its name, or a concurrent delete its provider (the message
+    is at that field)."""
+    provider_id = form.provider.data
+    try:
+        with duplicate_at(form, "name", message=DUPLICATE_NAME) as refused:
+            workspace = form.new_workspace()
+            db.session.add(workspace)
+            db.session.commit()
+    except (Gone, IntegrityError):
+        db.session.rollback()
+        if db.session.get(Provider, provider_id) is not None:
+            raise
+        form.provider.errors.append(PROVIDER_GONE)
+        return None
     if refused:
         return None
     start(workspace, "build")
