@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,9 +123,11 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
 class KubeFarm:
     """bench/kube_farm.py in a child process: kmock API servers and a black hole."""
 
-    def __init__(self, servers: int, markers: list[tuple[int, str, str]]):
-        self.spec = {"servers": servers, "markers": [list(m) for m in markers]}
+    def __init__(self, servers: int, markers: list[tuple[int, str, str]], tls: bool = False):
+        self.spec = {"servers": servers, "markers": [list(m) for m in markers], "tls": tls}
+        self.cas: list[str | None] = []
         self.proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
         self.urls: list[str] = []
         self.black_hole = ""
 
@@ -144,14 +147,22 @@ class KubeFarm:
             self.log.seek(0)
             raise RuntimeError("the Kubernetes API farm did not start:\n" + self.log.read()[-3000:])
         info = json.loads(line)
-        self.urls, self.black_hole = info["urls"], info["black_hole"]
+        self.urls, self.black_hole, self.cas = info["urls"], info["black_hole"], info["cas"]
         return self
+
+    def _ask(self, command: str) -> dict:
+        with self._lock:  # one question and its answer at a time, whichever thread asks
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+            return json.loads(self.proc.stdout.readline())
 
     def cpu(self) -> float:
         """CPU seconds the farm process has used so far."""
-        self.proc.stdin.write("cpu\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())["cpu"]
+        return self._ask("cpu")["cpu"]
+
+    def deploy_marker(self, server: int, owner: str, namespace: str) -> None:
+        """Write the marker of provider `owner` in `namespace` on that server."""
+        self._ask(json.dumps({"deploy": [server, owner, namespace]}))
 
     def __exit__(self, *exc) -> None:
         if self.proc is None:
@@ -199,3 +210,88 @@ def percentile(values: list[float], p: float) -> float:
     values = sorted(values)
     k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
     return values[k]
+
+
+# The app's own processes ----------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by these processes (from /proc; gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total / CLOCK_TICKS
+
+
+def site_environment(db_url: str, secret_key: str, encryption_key: str, **settings) -> dict:
+    """The environment every process of one site shares; `settings` as PROVIDER_ADMIN_*."""
+    return {**os.environ, "DATABASE_URL": db_url, "FLASK_APP": "app",
+            "PROVIDER_ADMIN_AUTO_MIGRATE": "false", "PROVIDER_ADMIN_SECRET_KEY": secret_key,
+            "PROVIDER_ADMIN_ENCRYPTION_KEY": encryption_key,
+            "PROVIDER_ADMIN_INSTANCE_PATH": os.environ["PROVIDER_ADMIN_INSTANCE_PATH"],
+            **{f"PROVIDER_ADMIN_{name}": str(value) for name, value in settings.items()}}
+
+
+class SchedulerProcess:
+    """`flask scheduler`, as production runs it; its output goes to `log_path`."""
+
+    def __init__(self, env: dict, log_path: str):
+        self.env, self.log_path = env, log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen([PYTHON, "-m", "flask", "scheduler"], cwd=ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return process_cpu([self.proc.pid])
+
+    def wait_started(self, timeout: float = 60.0) -> None:
+        """Until it prints its first line ("Checking providers every ...")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the scheduler exited with {self.proc.returncode}:\n"
+                                   + self.tail())
+            with open(self.log_path) as f:
+                if "Checking providers" in f.read():
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("the scheduler did not start:\n" + self.tail())
+
+    def tail(self, chars: int = 3000) -> str:
+        with open(self.log_path) as f:
+            return f.read()[-chars:]
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to hand anything back."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Ctrl+C (it finishes its checks and writes their results), then SIGKILL after `grace`."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
