@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import threading
@@ -393,6 +394,18 @@ def settle(app, planned, limit: float) -> tuple[float, list]:
         time.sleep(1.0)
 
 
+def server_errors_in(log: str) -> dict[tuple[str, str], list[str]]:
+    """The app's logged exceptions ("ERROR in app: Exception on /path [METHOD]" and its
+    traceback), by request and exception (its last line)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for part in re.split(r"(?m)^(?=\[[^\]]+\] ERROR in )", log)[1:]:
+        head, _, trace = part.partition("\n")
+        where = re.sub(r"/\d+(?=/| |$)", "/<id>", head.partition(": ")[2])
+        lines = [line for line in trace.splitlines() if line and not line.startswith(" ")]
+        found.setdefault((where, lines[-1] if lines else "?"), []).append(part)
+    return found
+
+
 def report(args, recorder: Recorder, rows, final, left, settle_s, planned, schedulers,
            killed_at, loaded_s, truth_fixed, web_log: str, load_end: str) -> int:
     print()
@@ -413,10 +426,13 @@ def report(args, recorder: Recorder, rows, final, left, settle_s, planned, sched
         print(f"  ! {endpoint}: {len(what)} without the expected answer, e.g. {what[:2]}")
     for what, n in sorted(recorder.counts.items()):
         print(f"  {what}: {n}")
-    traces = web_log.count("Traceback")
-    if traces:
-        first = web_log.index("Traceback")
-        print(f"  ! gunicorn log: {traces} tracebacks; the first:\n{web_log[max(0, first - 300):first + 2500]}")
+    errors = server_errors_in(web_log)
+    for (where, exception), traces in sorted(errors.items()):
+        print(f"  ! gunicorn log: {len(traces)} x {where}: {exception}")
+    if errors:
+        trace = next(iter(errors.values()))[0]
+        print("  the first of them, from the gunicorn log (its last 40 lines):")
+        print("\n".join("    " + line for line in trace.splitlines()[-40:]))
 
     overdue, doubles = gaps_and_doubles(rows, args)
     allowed = args.lease + args.timeout + 2 * TICK
