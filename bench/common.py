@@ -292,6 +292,57 @@ class SchedulerProcess:
         self.log.close()
 
 
+def add_site_options(p, *, interval: float, timeout: float, lease: float) -> None:
+    """The options of a bench that runs the app's own processes on PostgreSQL."""
+    p.add_argument("--schedulers", type=int, default=2, help="`flask scheduler` processes")
+    p.add_argument("--interval", type=float, default=interval, help="CHECK_INTERVAL")
+    p.add_argument("--timeout", type=float, default=timeout, help="CHECK_TIMEOUT")
+    p.add_argument("--lease", type=float, default=lease, help="CHECK_LEASE")
+    p.add_argument("--pool", type=int, default=16, help="CHECK_POOL_SIZE")
+    p.add_argument("--database-url", metavar="URL",
+                   default="postgresql://postgres@127.0.0.1:5432/postgres",
+                   help="the PostgreSQL server to create the database on (dropped at the end)")
+
+
+def site_options_refused(args) -> str | None:
+    if args.schedulers < 1 or args.pool < 1 or args.interval <= 0 or args.timeout <= 0:
+        return "need schedulers >= 1, pool >= 1, interval > 0 and timeout > 0"
+    if not args.database_url.startswith(("postgres://", "postgresql")):
+        return "--database-url must be a PostgreSQL server: several schedulers need one"
+    return None
+
+
+def run_in_workdir(prefix: str, run, args) -> int:
+    """`run(args, folder)` with a temporary folder that is removed afterwards."""
+    import shutil
+
+    folder = workdir(prefix)
+    try:
+        return run(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def dispose(app) -> None:
+    """Close the app's database connections (before its database is dropped)."""
+    from provider_admin.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()
+
+
+def start_schedulers(stack, env: dict, count: int, folder: str) -> list[SchedulerProcess]:
+    """`count` schedulers, started and stopped with `stack` (an ExitStack)."""
+    schedulers = []
+    for i in range(count):
+        scheduler = SchedulerProcess(env, os.path.join(folder, f"scheduler-{i}.log"))
+        stack.callback(scheduler.stop)
+        schedulers.append(scheduler)
+    for scheduler in schedulers:
+        scheduler.wait_started()
+    return schedulers
+
+
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"

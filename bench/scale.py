@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import sys
 import threading
 import time
@@ -49,9 +48,9 @@ from datetime import timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (TOKEN, Database, KubeFarm, SchedulerProcess, fernet_key,  # noqa: E402
-                          load_average, make_app, percentile, revision, site_environment,
-                          verdict, workdir)
+from bench.common import (TOKEN, Database, KubeFarm, add_site_options, fernet_key,  # noqa: E402
+                          dispose, load_average, make_app, percentile, revision, run_in_workdir,
+                          site_environment, site_options_refused, start_schedulers, verdict)
 
 MARKER = "provider-admin-marker"
 
@@ -60,11 +59,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--providers", type=int, default=5000)
     p.add_argument("--dead-fraction", type=float, default=0.1)
-    p.add_argument("--schedulers", type=int, default=2, help="`flask scheduler` processes")
-    p.add_argument("--interval", type=float, default=30, help="CHECK_INTERVAL")
-    p.add_argument("--timeout", type=float, default=5.0, help="CHECK_TIMEOUT")
-    p.add_argument("--pool", type=int, default=16, help="CHECK_POOL_SIZE")
-    p.add_argument("--lease", type=float, default=120, help="CHECK_LEASE")
+    add_site_options(p, interval=30, timeout=5.0, lease=120)
     p.add_argument("--warmup", type=float, default=60, help="seconds before sampling")
     p.add_argument("--seconds", type=float, default=180, help="seconds of sampling")
     p.add_argument("--sample", type=float, default=1.0, help="seconds between samples")
@@ -72,16 +67,11 @@ def parse_args(argv=None):
     p.add_argument("--servers", type=int, default=4, help="kmock API servers per process")
     p.add_argument("--raw-checks", type=int, default=1500,
                    help="routine checks' requests per raw-rate measurement")
-    p.add_argument("--database-url", metavar="URL",
-                   default="postgresql://postgres@127.0.0.1:5432/postgres",
-                   help="the PostgreSQL server to create the database on (dropped at the end)")
     args = p.parse_args(argv)
-    if (args.providers < 1 or args.schedulers < 1 or args.pool < 1 or args.farms < 1
-            or args.servers < 1 or not 0 <= args.dead_fraction < 1 or args.interval <= 0):
-        p.error("need providers, schedulers, pool, farms, servers >= 1, interval > 0 and "
-                "0 <= dead-fraction < 1")
-    if not args.database_url.startswith(("postgres://", "postgresql")):
-        p.error("--database-url must be a PostgreSQL server: several schedulers need one")
+    if refused := site_options_refused(args):
+        p.error(refused)
+    if args.providers < 1 or args.farms < 1 or args.servers < 1 or not 0 <= args.dead_fraction < 1:
+        p.error("need providers, farms, servers >= 1 and 0 <= dead-fraction < 1")
     return args
 
 
@@ -252,12 +242,7 @@ def double_checks(rows, interval: float, tolerance: float = 1.0) -> list[tuple]:
 # Main -----------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    folder = workdir("bench-scale")
-    try:
-        return run(args, folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return run_in_workdir("bench-scale", run, parse_args(argv))
 
 
 def run(args, folder: str) -> int:
@@ -286,7 +271,7 @@ def run(args, folder: str) -> int:
         settings = dict(CHECK_INTERVAL=args.interval, CHECK_TIMEOUT=args.timeout,
                         CHECK_POOL_SIZE=args.pool, CHECK_LEASE=args.lease)
         app = make_app(database.url, SECRET_KEY=secret_key, ENCRYPTION_KEY=key, **settings)
-        stack.callback(lambda: _dispose(app))
+        stack.callback(dispose, app)
         insert_providers(app, rows, urls, farms[0].black_hole, args)
         print(f"setup {time.monotonic() - started:.1f} s ({database.kind})")
 
@@ -295,13 +280,7 @@ def run(args, folder: str) -> int:
         raws = [measure_raw(farms, targets, args, "before")]
 
         env = site_environment(database.url, secret_key, key, **settings)
-        schedulers = []
-        for i in range(args.schedulers):
-            scheduler = SchedulerProcess(env, os.path.join(folder, f"scheduler-{i}.log"))
-            stack.callback(scheduler.stop)
-            schedulers.append(scheduler)
-        for scheduler in schedulers:
-            scheduler.wait_started()
+        schedulers = start_schedulers(stack, env, args.schedulers, folder)
         t_start = time.monotonic()
         print(f"{args.schedulers} schedulers started (pids "
               f"{', '.join(str(s.pid) for s in schedulers)}); warm-up {args.warmup:g} s")
@@ -339,13 +318,6 @@ def run(args, folder: str) -> int:
         return report(args, sampler, rows_h, healthy_ids, raws, len(healthy), dead, schedulers,
                       alive, [b - a for a, b in zip(cpu0, cpu1)], elapsed, window_start,
                       window_end)
-
-
-def _dispose(app) -> None:
-    from provider_admin.extensions import db
-
-    with app.app_context():
-        db.engine.dispose()
 
 
 def measure_raw(farms: list[KubeFarm], targets, args, label: str) -> float:

@@ -48,7 +48,6 @@ import json
 import os
 import random
 import re
-import shutil
 import sys
 import threading
 import time
@@ -57,9 +56,9 @@ from datetime import timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (TOKEN, Database, KubeFarm, SchedulerProcess, fernet_key,  # noqa: E402
-                          load_average, make_app, percentile, revision, site_environment,
-                          verdict, workdir)
+from bench.common import (TOKEN, Database, KubeFarm, add_site_options, fernet_key,  # noqa: E402
+                          dispose, load_average, make_app, percentile, revision, run_in_workdir,
+                          site_environment, site_options_refused, start_schedulers, verdict)
 from bench.soak_people import (PASSWORD, Client, Recorder, api_cordoner, api_editor,  # noqa: E402
                                flapper, page_cordoner, page_editor, poller)
 from bench.web import Gunicorn  # noqa: E402
@@ -73,14 +72,10 @@ def parse_args(argv=None):
     p.add_argument("--dead-fraction", type=float, default=0.1)
     p.add_argument("--flapping-fraction", type=float, default=0.1)
     p.add_argument("--seconds", type=float, default=300, help="length of the load")
-    p.add_argument("--interval", type=float, default=5, help="CHECK_INTERVAL")
-    p.add_argument("--lease", type=float, default=20, help="CHECK_LEASE")
-    p.add_argument("--timeout", type=float, default=2, help="CHECK_TIMEOUT")
+    add_site_options(p, interval=5, timeout=2, lease=20)
     p.add_argument("--backoff-max", type=float, default=20, help="CHECK_BACKOFF_MAX")
-    p.add_argument("--pool", type=int, default=16, help="CHECK_POOL_SIZE")
     p.add_argument("--poll", type=float, default=5, help="POLL_SECONDS")
     p.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    p.add_argument("--schedulers", type=int, default=2)
     p.add_argument("--kill-at", type=float, default=0.5,
                    help="fraction of the run when one scheduler is SIGKILLed (>= 1: never)")
     p.add_argument("--pollers", type=int, default=6, help="open pages polling")
@@ -90,17 +85,14 @@ def parse_args(argv=None):
     p.add_argument("--pause", type=float, default=1.0, help="mean seconds between actions")
     p.add_argument("--settle", type=float, default=90, help="at most this long at the end")
     p.add_argument("--servers", type=int, default=4, help="kmock API servers")
-    p.add_argument("--database-url", metavar="URL",
-                   default="postgresql://postgres@127.0.0.1:5432/postgres",
-                   help="the PostgreSQL server to create the database on (dropped at the end)")
     args = p.parse_args(argv)
-    if (args.providers < 10 or args.schedulers < 1 or args.workers < 1 or args.people < 1
+    if refused := site_options_refused(args):
+        p.error(refused)
+    if (args.providers < 10 or args.workers < 1 or args.people < 1
             or not 0 <= args.dead_fraction + args.flapping_fraction < 1
             or not 0 < args.acted <= args.providers):
-        p.error("need providers >= 10, schedulers, workers, people >= 1, "
+        p.error("need providers >= 10, workers, people >= 1, "
                 "0 <= dead + flapping fractions < 1 and 0 < acted <= providers")
-    if not args.database_url.startswith(("postgres://", "postgresql")):
-        p.error("--database-url must be a PostgreSQL server: several schedulers need one")
     return args
 
 
@@ -242,12 +234,7 @@ def mismatches(app, planned: list[Planned]) -> list[tuple]:
 # Main -----------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    folder = workdir("bench-soak")
-    try:
-        return run(args, folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return run_in_workdir("bench-soak", run, parse_args(argv))
 
 
 def run(args, folder: str) -> int:
@@ -273,18 +260,12 @@ def run(args, folder: str) -> int:
                         CHECK_POOL_SIZE=args.pool, CHECK_HISTORY=100_000,
                         POLL_SECONDS=args.poll)
         app = make_app(database.url, SECRET_KEY=secret_key, ENCRYPTION_KEY=key, **settings)
-        stack.callback(lambda: _dispose(app))
+        stack.callback(dispose, app)
         tokens = populate(app, planned, farm, args)
         env = site_environment(database.url, secret_key, key, **settings)
         web = stack.enter_context(Gunicorn("app:create_app()", args.workers, env,
                                            os.path.join(folder, "gunicorn.log")))
-        schedulers = []
-        for i in range(args.schedulers):
-            scheduler = SchedulerProcess(env, os.path.join(folder, f"scheduler-{i}.log"))
-            stack.callback(scheduler.stop)
-            schedulers.append(scheduler)
-        for scheduler in schedulers:
-            scheduler.wait_started()
+        schedulers = start_schedulers(stack, env, args.schedulers, folder)
         base = f"http://127.0.0.1:{web.port}"
         result = load(args, app, planned, farm, base, tokens, schedulers)
         recorder, killed_at, loaded_s = result
@@ -299,13 +280,6 @@ def run(args, folder: str) -> int:
             web_log = f.read()
         return report(args, recorder, rows, final, left, settle_s, planned, schedulers,
                       killed_at, loaded_s, truth_fixed, web_log, load_end)
-
-
-def _dispose(app) -> None:
-    from provider_admin.extensions import db
-
-    with app.app_context():
-        db.engine.dispose()
 
 
 def held_claims(app, pid: int) -> tuple:
