@@ -81,8 +81,9 @@ def parse_args(argv=None):
     p.add_argument("--pollers", type=int, default=6, help="open pages polling")
     p.add_argument("--people", type=int, default=2,
                    help="of each kind: page cordoner, page editor, API cordoner, API editor")
-    p.add_argument("--acted", type=int, default=40, help="providers cordoned and edited")
-    p.add_argument("--pause", type=float, default=1.0, help="mean seconds between actions")
+    # Few providers and short pauses: people often act on one provider at the same moment.
+    p.add_argument("--acted", type=int, default=10, help="providers cordoned and edited")
+    p.add_argument("--pause", type=float, default=0.5, help="mean seconds between actions")
     p.add_argument("--settle", type=float, default=90, help="at most this long at the end")
     p.add_argument("--servers", type=int, default=4, help="kmock API servers")
     args = p.parse_args(argv)
