@@ -181,23 +181,26 @@ def check_history(app) -> list:
     return rows
 
 
-def gaps_and_doubles(rows, args) -> tuple[list, list]:
+def gaps_and_doubles(rows, args, until) -> tuple[list, list]:
     """Per pair of consecutive checks of a provider: how far past what the first one asked
-    for (its wait: the interval, or the backoff after failures) the second came; and the
-    scheduled checks that came less than an interval after the previous scheduled one."""
+    for (its wait: the interval, or the backoff after failures) the second came, and for
+    its last check, how far past it `until` (the schedulers' stop) is; and the scheduled
+    checks that came less than an interval after the previous scheduled one."""
     overdue, doubles = [], []
     last_any, last_scheduled, failures = {}, {}, {}
+
+    def wait_after(previous) -> float:
+        f = failures.get(previous.provider_id, 0)
+        if f == 0 or previous.category == "not_deployed":  # Pending: no backoff
+            return args.interval
+        return min(args.interval * 2 ** (f - 1), args.backoff_max)
+
     for row in rows:
         pid = row.provider_id
         previous = last_any.get(pid)
         if previous is not None:
-            f = failures.get(pid, 0)
-            pending = previous.category == "not_deployed"
-            wait = args.interval if f == 0 or pending else min(
-                args.interval * 2 ** (f - 1), args.backoff_max)
-            gap = (row.checked_at - previous.checked_at).total_seconds()
-            overdue.append((gap - wait, gap, wait, pid, previous.worker, row.worker,
-                            previous.checked_at, row.checked_at))
+            gap, wait = (row.checked_at - previous.checked_at).total_seconds(), wait_after(previous)
+            overdue.append((gap - wait, gap, wait, pid, previous.checked_at, row.checked_at))
         if row.trigger == "scheduled":
             before = last_scheduled.get(pid)
             # A settings change supersedes the check under way and makes its provider due
@@ -210,6 +213,9 @@ def gaps_and_doubles(rows, args) -> tuple[list, list]:
         if not row.superseded:
             failures[pid] = 0 if row.ok else failures.get(pid, 0) + 1
         last_any[pid] = row
+    for pid, last in last_any.items():  # the gap still open when the schedulers stopped
+        gap, wait = (until - last.checked_at).total_seconds(), wait_after(last)
+        overdue.append((gap - wait, gap, wait, pid, last.checked_at, until))
     return overdue, doubles
 
 
@@ -271,8 +277,10 @@ def run(args, folder: str) -> int:
         result = load(args, app, planned, farm, base, tokens, schedulers)
         recorder, killed_at, loaded_s = result
         load_end = load_average()
-        truth_fixed = time.monotonic()
         settle_s, left = settle(app, planned, args.settle)
+        from provider_admin.models import utcnow
+
+        stopped = utcnow()
         for scheduler in schedulers:
             scheduler.stop()
         rows = check_history(app)
@@ -280,7 +288,7 @@ def run(args, folder: str) -> int:
         with open(web.log_path) as f:
             web_log = f.read()
         return report(args, recorder, rows, final, left, settle_s, planned, schedulers,
-                      killed_at, loaded_s, truth_fixed, web_log, load_end)
+                      killed_at, loaded_s, stopped, web_log, load_end)
 
 
 def held_claims(app, pid: int) -> tuple:
@@ -342,9 +350,12 @@ def load(args, app, planned, farm, base, tokens, schedulers):
     while time.monotonic() - started < args.seconds:
         elapsed = time.monotonic() - started
         if killed_at is None and args.kill_at < 1 and elapsed >= args.kill_at * args.seconds:
-            # Mid-sweep: when it holds claims (up to 10 s), so that the kill loses checks.
+            # Mid-sweep: once it holds the claim of a dead provider (up to 30 s), whose check
+            # lasts the timeout, so that the kill surely loses checks under way.
+            dead = {p.id for p in planned if p.kind == "dead"}
             waited = time.monotonic()
-            while not held_claims(app, schedulers[0].pid)[1] and time.monotonic() - waited < 10:
+            while not held_claims(app, schedulers[0].pid)[1] & dead and \
+                    time.monotonic() - waited < 30:
                 time.sleep(0.05)
             schedulers[0].kill()
             killed_at = held_claims(app, schedulers[0].pid)
@@ -382,7 +393,7 @@ def server_errors_in(log: str) -> dict[tuple[str, str], list[str]]:
 
 
 def report(args, recorder: Recorder, rows, final, left, settle_s, planned, schedulers,
-           killed_at, loaded_s, truth_fixed, web_log: str, load_end: str) -> int:
+           killed_at, loaded_s, stopped, web_log: str, load_end: str) -> int:
     print()
     print("Requests per endpoint (latency in ms)")
     print(f"  {'endpoint':42s} {'requests':>8s} {'5xx':>5s} {'4xx':>5s} {'p50':>7s} {'p95':>7s} "
@@ -409,7 +420,7 @@ def report(args, recorder: Recorder, rows, final, left, settle_s, planned, sched
         print("  the first of them, from the gunicorn log (its last 40 lines):")
         print("\n".join("    " + line for line in trace.splitlines()[-40:]))
 
-    overdue, doubles = gaps_and_doubles(rows, args)
+    overdue, doubles = gaps_and_doubles(rows, args, stopped)
     allowed = args.lease + args.timeout + 2 * TICK
     worst = max(overdue, key=lambda o: o[0], default=(0, 0, 0, None))
     healthy_gaps = [o for o in overdue if o[2] == args.interval]
@@ -420,9 +431,10 @@ def report(args, recorder: Recorder, rows, final, left, settle_s, planned, sched
           f"{len({r.worker for r in rows if r.worker})} scheduler processes")
     if killed_at is not None:
         when, held = killed_at
-        spans = [o for o in overdue if o[3] in held and o[6] <= when <= o[7]]
+        spans = [o for o in overdue if o[3] in held and o[4] <= when <= o[5]]
         print(f"  scheduler 0 was killed {args.kill_at:.0%} into the load, holding {len(held)} "
-              f"claims" + (f"; the checks of those providers before and after it were at most "
+              f"claims" + (f"; the checks of those providers before and after it (or the "
+                           f"schedulers' stop) were at most "
                            f"{max(o[1] for o in spans):.1f} s apart ({max(o[0] for o in spans):.1f} s "
                            f"beyond the wait asked for)" if spans else ""))
     print(f"  largest gap beyond the wait asked for: {worst[0]:.1f} s (gap {worst[1]:.1f} s, wait "
@@ -432,6 +444,9 @@ def report(args, recorder: Recorder, rows, final, left, settle_s, planned, sched
         longest = max(healthy_gaps, key=lambda o: o[1])
         print(f"  largest gap after a healthy check: {longest[1]:.1f} s against interval + lease = "
               f"{args.interval + args.lease:g} s ({strict} gaps longer)")
+    unchecked = {p.id for p in planned} - {r.provider_id for r in rows}
+    if unchecked:
+        print(f"  ! {len(unchecked)} providers were never checked, e.g. {sorted(unchecked)[:5]}")
     verdict("largest gap beyond the wait / allowed", worst[0] / allowed, 1.0, at_most=True)
     print(f"  double checks: {len(doubles)}" + (f", e.g. {doubles[:3]}" if doubles else ""))
     verdict("double checks", len(doubles), 0, at_most=True)
