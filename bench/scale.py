@@ -42,7 +42,6 @@ import random
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import timedelta
 
@@ -50,7 +49,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (TOKEN, Database, KubeFarm, add_site_options, fernet_key,  # noqa: E402
                           dispose, load_average, make_app, percentile, revision, run_in_workdir,
-                          site_environment, site_options_refused, start_schedulers, verdict)
+                          request_loop, site_environment, site_options_refused, start_schedulers,
+                          verdict)
 
 MARKER = "provider-admin-marker"
 
@@ -136,40 +136,18 @@ def insert_providers(app, rows, urls: list[str], black_hole: str, args) -> None:
 
 # Measurements ---------------------------------------------------------------------------
 
-def raw_checks(targets: list[tuple[str, str]], threads: int, total: int,
-               limit_s: float = 60.0) -> dict:
+def raw_checks(targets: list[tuple[str, str]], threads: int, total: int) -> dict:
     """The three requests of a routine check, for `targets` (url, namespace) in turn, from
     `threads` keep-alive clients: what the farm serves with nothing else in the way."""
-    import urllib3
-
-    manager = urllib3.PoolManager(num_pools=len(targets) + 10, maxsize=threads, retries=False,
-                                  timeout=10.0, headers={"Authorization": f"Bearer {TOKEN}"})
     per_thread = max(1, total // threads)
-    deadline = time.monotonic() + limit_s
-    errors = []
 
-    def worker(index: int) -> int:
-        done = 0
-        for k in range(per_thread):
-            if time.monotonic() > deadline:
-                break
-            url, namespace = targets[(index * per_thread + k) % len(targets)]
-            for path in ("/version", "/readyz", f"/api/v1/namespaces/{namespace}/configmaps/{MARKER}"):
-                response = manager.request("GET", url + path)
-                if response.status != 200:
-                    errors.append((path, response.status))
-            done += 1
-        return done
+    def urls_for(index: int, k: int) -> list[str]:
+        url, namespace = targets[(index * per_thread + k) % len(targets)]
+        return [url + "/version", url + "/readyz",
+                f"{url}/api/v1/namespaces/{namespace}/configmaps/{MARKER}"]
 
-    cpu0, started = time.process_time(), time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        done = sum(pool.map(worker, range(threads)))
-    elapsed = time.monotonic() - started
-    manager.clear()
-    if errors:
-        raise RuntimeError(f"the farm answered {errors[:5]}")
-    return {"checks": done, "seconds": elapsed, "rate": done / elapsed,
-            "client_cpu": (time.process_time() - cpu0) / elapsed}
+    raw = request_loop(threads, total, urls_for, {"Authorization": f"Bearer {TOKEN}"})
+    return {**raw, "checks": raw["rounds"]}
 
 
 class Sampler(threading.Thread):
