@@ -12,7 +12,9 @@ with its own namespace, in the state a site that has run for a while is in:
            checks come due at the rate they do in production);
   dead     (every 1/fraction-th) pointing at a "black hole" that accepts connections and
            never answers, in Error after a few failures, backed off (CHECK_BACKOFF_MAX) and
-           due in turn over it: each of their checks costs one CHECK_TIMEOUT.
+           due in turn over it: each of their checks costs one CHECK_TIMEOUT. With --cold
+           they start Ready and due like the healthy ones instead: the first sweeps after
+           they all went down at once.
 The healthy ones point at kmock API servers (tests/kube.py) run by --farms child processes
 with --servers servers each, every server holding the markers of its providers. Then
 --schedulers real `flask scheduler` processes run with the app's defaults (CHECK_INTERVAL
@@ -63,6 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=float, default=60, help="seconds before sampling")
     p.add_argument("--seconds", type=float, default=180, help="seconds of sampling")
     p.add_argument("--sample", type=float, default=1.0, help="seconds between samples")
+    p.add_argument("--cold", action="store_true",
+                   help="the dead providers start Ready and due like the healthy ones: the "
+                        "first sweeps after they all went down at once")
     p.add_argument("--farms", type=int, default=2, help="API server processes")
     p.add_argument("--servers", type=int, default=4, help="kmock API servers per process")
     p.add_argument("--raw-checks", type=int, default=1500,
@@ -113,7 +118,7 @@ def insert_providers(app, rows, urls: list[str], black_hole: str, args) -> None:
             common = dict(name=name, uid=provider_uid(name), namespace=namespace,
                           credentials_kind="token", credentials_encrypted=secret,
                           kube_version="v1.33.1", display_version=1)
-            if server is None:
+            if server is None and not args.cold:
                 due = rng.uniform(0, backoff)
                 providers.append(Provider(
                     **common, cluster_address=black_hole, status=Status.ERROR.value,
@@ -124,7 +129,8 @@ def insert_providers(app, rows, urls: list[str], black_hole: str, args) -> None:
             else:
                 due = rng.uniform(0, interval)
                 providers.append(Provider(
-                    **common, cluster_address=urls[server], status=Status.READY.value,
+                    **common, cluster_address=black_hole if server is None else urls[server],
+                    status=Status.READY.value,
                     status_category="ready", consecutive_failures=0,
                     last_checked_at=at(due - interval), last_ready_at=at(due - interval),
                     last_permissions_check_at=at(-rng.uniform(0, permissions)),
