@@ -339,6 +339,9 @@ def report(args, sampler: Sampler, rows, healthy_ids, raws, healthy: int, dead: 
           f"samples: p50 {percentile(values, 50):.1f} s, p99 {percentile(values, 99):.1f} s, "
           f"max {max(values):.1f} s (per-sample p99 at most {max(sampler.sample_p99):.1f} s)"
           + (f"; {sampler.errors} samples failed" if sampler.errors else ""))
+    per = max(1, round(args.interval / args.sample))  # samples per interval
+    print("  per interval, the largest p99 of one sample (s): " + ", ".join(
+        f"{max(sampler.sample_p99[i:i + per]):.1f}" for i in range(0, len(sampler.sample_p99), per)))
     verdict(f"p99 staleness / (interval + timeout = {target:g} s)",
             percentile(values, 99) / target, 1.0, at_most=True)
     print(f"  checks in the window ({elapsed:.0f} s): {len(in_window)} = "
