@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,9 +123,11 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
 class KubeFarm:
     """bench/kube_farm.py in a child process: kmock API servers and a black hole."""
 
-    def __init__(self, servers: int, markers: list[tuple[int, str, str]]):
-        self.spec = {"servers": servers, "markers": [list(m) for m in markers]}
+    def __init__(self, servers: int, markers: list[tuple[int, str, str]], tls: bool = False):
+        self.spec = {"servers": servers, "markers": [list(m) for m in markers], "tls": tls}
+        self.cas: list[str | None] = []
         self.proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
         self.urls: list[str] = []
         self.black_hole = ""
 
@@ -144,14 +147,22 @@ class KubeFarm:
             self.log.seek(0)
             raise RuntimeError("the Kubernetes API farm did not start:\n" + self.log.read()[-3000:])
         info = json.loads(line)
-        self.urls, self.black_hole = info["urls"], info["black_hole"]
+        self.urls, self.black_hole, self.cas = info["urls"], info["black_hole"], info["cas"]
         return self
+
+    def _ask(self, command: str) -> dict:
+        with self._lock:  # one question and its answer at a time, whichever thread asks
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+            return json.loads(self.proc.stdout.readline())
 
     def cpu(self) -> float:
         """CPU seconds the farm process has used so far."""
-        self.proc.stdin.write("cpu\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())["cpu"]
+        return self._ask("cpu")["cpu"]
+
+    def deploy_marker(self, server: int, owner: str, namespace: str) -> None:
+        """Write the marker of provider `owner` in `namespace` on that server."""
+        self._ask(json.dumps({"deploy": [server, owner, namespace]}))
 
     def __exit__(self, *exc) -> None:
         if self.proc is None:
@@ -167,6 +178,44 @@ class KubeFarm:
         finally:
             self.proc = None
             self.log.close()
+
+
+def request_loop(threads: int, rounds: int, urls_for, headers: dict | None = None,
+                 limit_s: float = 60.0) -> dict:
+    """`threads` keep-alive clients (urllib3), each doing rounds // threads rounds of the GETs
+    `urls_for(thread, round)` as fast as they can: what the servers serve with nothing else
+    in the way. Returns rounds done, seconds, rounds/s and the client's CPU (cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import urllib3
+
+    manager = urllib3.PoolManager(num_pools=256, maxsize=threads, retries=False, timeout=10.0,
+                                  headers=headers)
+    per_thread = max(1, rounds // threads)
+    deadline = time.monotonic() + limit_s
+    errors = []
+
+    def worker(index: int) -> int:
+        done = 0
+        for k in range(per_thread):
+            if time.monotonic() > deadline:
+                break
+            for url in urls_for(index, k):
+                response = manager.request("GET", url)
+                if response.status != 200:
+                    errors.append((url, response.status))
+            done += 1
+        return done
+
+    cpu0, started = time.process_time(), time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        done = sum(pool.map(worker, range(threads)))
+    elapsed = time.monotonic() - started
+    manager.clear()
+    if errors:
+        raise RuntimeError(f"the API servers answered {errors[:5]}")
+    return {"rounds": done, "seconds": elapsed, "rate": done / elapsed,
+            "client_cpu": (time.process_time() - cpu0) / elapsed}
 
 
 def revision() -> str:
@@ -199,3 +248,139 @@ def percentile(values: list[float], p: float) -> float:
     values = sorted(values)
     k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
     return values[k]
+
+
+# The app's own processes ----------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by these processes (from /proc; gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total / CLOCK_TICKS
+
+
+def site_environment(db_url: str, secret_key: str, encryption_key: str, **settings) -> dict:
+    """The environment every process of one site shares; `settings` as PROVIDER_ADMIN_*."""
+    return {**os.environ, "DATABASE_URL": db_url, "FLASK_APP": "app",
+            "PROVIDER_ADMIN_AUTO_MIGRATE": "false", "PROVIDER_ADMIN_SECRET_KEY": secret_key,
+            "PROVIDER_ADMIN_ENCRYPTION_KEY": encryption_key,
+            "PROVIDER_ADMIN_INSTANCE_PATH": os.environ["PROVIDER_ADMIN_INSTANCE_PATH"],
+            **{f"PROVIDER_ADMIN_{name}": str(value) for name, value in settings.items()}}
+
+
+class SchedulerProcess:
+    """`flask scheduler`, as production runs it; its output goes to `log_path`."""
+
+    def __init__(self, env: dict, log_path: str):
+        self.env, self.log_path = env, log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen([PYTHON, "-m", "flask", "scheduler"], cwd=ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return process_cpu([self.proc.pid])
+
+    def wait_started(self, timeout: float = 60.0) -> None:
+        """Until it prints its first line ("Checking providers every ...")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the scheduler exited with {self.proc.returncode}:\n"
+                                   + self.tail())
+            with open(self.log_path) as f:
+                if "Checking providers" in f.read():
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("the scheduler did not start:\n" + self.tail())
+
+    def tail(self, chars: int = 3000) -> str:
+        with open(self.log_path) as f:
+            return f.read()[-chars:]
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to hand anything back."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Ctrl+C (it finishes its checks and writes their results), then SIGKILL after `grace`."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+
+
+def add_site_options(p, *, interval: float, timeout: float, lease: float) -> None:
+    """The options of a bench that runs the app's own processes on PostgreSQL."""
+    p.add_argument("--schedulers", type=int, default=2, help="`flask scheduler` processes")
+    p.add_argument("--interval", type=float, default=interval, help="CHECK_INTERVAL")
+    p.add_argument("--timeout", type=float, default=timeout, help="CHECK_TIMEOUT")
+    p.add_argument("--lease", type=float, default=lease, help="CHECK_LEASE")
+    p.add_argument("--pool", type=int, default=16, help="CHECK_POOL_SIZE")
+    p.add_argument("--database-url", metavar="URL",
+                   default="postgresql://postgres@127.0.0.1:5432/postgres",
+                   help="the PostgreSQL server to create the database on (dropped at the end)")
+
+
+def site_options_refused(args) -> str | None:
+    if args.schedulers < 1 or args.pool < 1 or args.interval <= 0 or args.timeout <= 0:
+        return "need schedulers >= 1, pool >= 1, interval > 0 and timeout > 0"
+    if not args.database_url.startswith(("postgres://", "postgresql")):
+        return "--database-url must be a PostgreSQL server: several schedulers need one"
+    return None
+
+
+def run_in_workdir(prefix: str, run, args) -> int:
+    """`run(args, folder)` with a temporary folder that is removed afterwards."""
+    import shutil
+
+    folder = workdir(prefix)
+    try:
+        return run(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def dispose(app) -> None:
+    """Close the app's database connections (before its database is dropped)."""
+    from provider_admin.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()
+
+
+def start_schedulers(stack, env: dict, count: int, folder: str) -> list[SchedulerProcess]:
+    """`count` schedulers, started and stopped with `stack` (an ExitStack)."""
+    schedulers = []
+    for i in range(count):
+        scheduler = SchedulerProcess(env, os.path.join(folder, f"scheduler-{i}.log"))
+        stack.callback(scheduler.stop)
+        schedulers.append(scheduler)
+    for scheduler in schedulers:
+        scheduler.wait_started()
+    return schedulers
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"

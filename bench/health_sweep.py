@@ -35,13 +35,12 @@ import shutil
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (TOKEN, Database, KubeFarm, ceil_div, fernet_key,  # noqa: E402
-                          make_app, percentile, revision, verdict, workdir)
+                          make_app, percentile, request_loop, revision, verdict, workdir)
 
 REQUESTS_PER_CHECK = 3
 
@@ -136,36 +135,10 @@ def make_due(app, names: list[str] | None) -> None:
 
 # Measurements ---------------------------------------------------------------------------
 
-def raw_rate(urls: list[str], threads: int, total: int, limit_s: float = 60.0) -> dict:
+def raw_rate(urls: list[str], threads: int, total: int) -> dict:
     """GET /version as fast as `threads` keep-alive clients can, spread over the servers."""
-    import urllib3
-
-    manager = urllib3.PoolManager(maxsize=threads, retries=False, timeout=10.0)
-    per_thread = max(1, total // threads)
-    deadline = time.monotonic() + limit_s
-    errors = []
-
-    def worker(index: int) -> int:
-        url = urls[index % len(urls)] + "/version"
-        done = 0
-        for _ in range(per_thread):
-            if time.monotonic() > deadline:
-                break
-            response = manager.request("GET", url)
-            if response.status != 200:
-                errors.append(response.status)
-            done += 1
-        return done
-
-    cpu0, started = time.process_time(), time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        done = sum(pool.map(worker, range(threads)))
-    elapsed = time.monotonic() - started
-    manager.clear()
-    if errors:
-        raise RuntimeError(f"raw GET /version answered {errors[:5]}")
-    return {"requests": done, "seconds": elapsed, "rate": done / elapsed,
-            "client_cpu": (time.process_time() - cpu0) / elapsed}
+    raw = request_loop(threads, total, lambda index, _: [urls[index % len(urls)] + "/version"])
+    return {**raw, "requests": raw["rounds"]}
 
 
 class ErrorCounter(logging.Handler):

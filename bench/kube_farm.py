@@ -5,9 +5,14 @@ tests/kube.py (each in its own thread and event loop, as in the tests) plus one 
 hole": a TCP server on 127.0.0.1 that accepts connections and never answers.
 
 Protocol on stdin/stdout, one JSON document per line:
-  in : {"servers": 4, "markers": [[server_index, provider_name, namespace], ...]}
-  out: {"urls": [...], "black_hole": "http://127.0.0.1:PORT"}
+  in : {"servers": 4, "markers": [[server_index, provider_name, namespace], ...], "tls": false}
+  out: {"urls": [...], "black_hole": "http://127.0.0.1:PORT", "cas": [CA PEM or null, ...]}
+       (with "tls": true the servers serve HTTPS, each with its own CA, and the black
+       hole's address is https:// too: a client waits for a TLS handshake that never comes)
   in : "cpu"   -> out: {"cpu": seconds of CPU used by this process so far}
+  in : {"deploy": [server_index, owner_name, namespace]} -> out: {"ok": true}
+       (the marker of `owner_name` in that namespace: another provider's marker makes the
+       namespace's own provider fail its checks with marker_conflict; its own heals it)
   in : "stop" (or end of input) -> the servers stop and the process exits.
 
 A separate process keeps the emulators' Python work off the GIL of the process being
@@ -109,16 +114,22 @@ def main() -> None:
     apis = []
     hole = BlackHole().start()
     try:
+        tls = bool(spec.get("tls"))
         for _ in range(int(spec["servers"])):
-            apis.append(kube.KubeAPI().__enter__())
+            apis.append(kube.KubeAPI(tls=tls).__enter__())
         for index, provider, namespace in spec.get("markers", []):
             apis[index].deploy_marker(provider, namespace)
-        print(json.dumps({"urls": [api.url for api in apis],
-                          "black_hole": f"http://127.0.0.1:{hole.port}"}), flush=True)
+        print(json.dumps({"urls": [api.url for api in apis], "cas": [api.ca_pem for api in apis],
+                          "black_hole": f"{'https' if tls else 'http'}://127.0.0.1:{hole.port}"}),
+              flush=True)
         for line in sys.stdin:
             command = line.strip()
             if command == "cpu":
                 print(json.dumps({"cpu": time.process_time()}), flush=True)
+            elif command.startswith("{"):
+                index, owner, namespace = json.loads(command)["deploy"]
+                apis[index].deploy_marker(owner, namespace)
+                print(json.dumps({"ok": True}), flush=True)
             elif command == "stop":
                 break
     finally:

@@ -40,15 +40,14 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (ROOT, fernet_key, free_port, make_app, revision,  # noqa: E402
-                          verdict, wait_for_port, workdir)
+from bench.common import (ROOT, fernet_key, free_port, make_app, process_cpu,  # noqa: E402
+                          revision, verdict, wait_for_port, workdir)
 
 GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
 PASSWORD = "bench password 123"
 # One browser signs in and then loads the page and polls: Flask-Login's session protection
 # ties the session to the address and User-Agent it signed in from.
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) bench/web.py"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args(argv=None):
@@ -196,15 +195,7 @@ class Gunicorn:
 
     def cpu(self) -> float:
         """CPU seconds used so far by the master and its current workers."""
-        total = 0
-        for pid in self.pids():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime + stime
-            except OSError:
-                pass
-        return total / CLOCK_TICKS
+        return process_cpu(self.pids())
 
     def __exit__(self, *exc) -> None:
         if self.proc is None:
