@@ -17,6 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from provider_admin.config import Defaults  # noqa: E402
+
 PYTHON = sys.executable
 TOKEN = "test-token"  # what tests/kube.py's emulator expects (it does not check it)
 
@@ -336,7 +338,7 @@ def add_site_options(p, *, interval: float, timeout: float, lease: float) -> Non
     p.add_argument("--interval", type=float, default=interval, help="CHECK_INTERVAL")
     p.add_argument("--timeout", type=float, default=timeout, help="CHECK_TIMEOUT")
     p.add_argument("--lease", type=float, default=lease, help="CHECK_LEASE")
-    p.add_argument("--pool", type=int, default=16, help="CHECK_POOL_SIZE")
+    p.add_argument("--pool", type=int, default=Defaults.CHECK_POOL_SIZE, help="CHECK_POOL_SIZE")
     p.add_argument("--database-url", metavar="URL",
                    default="postgresql://postgres@127.0.0.1:5432/postgres",
                    help="the PostgreSQL server to create the database on (dropped at the end)")

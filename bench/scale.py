@@ -18,7 +18,7 @@ with its own namespace, in the state a site that has run for a while is in:
 The healthy ones point at kmock API servers (tests/kube.py) run by --farms child processes
 with --servers servers each, every server holding the markers of its providers. Then
 --schedulers real `flask scheduler` processes run with the app's defaults (CHECK_INTERVAL
-30, CHECK_TIMEOUT 5, CHECK_POOL_SIZE 16, CHECK_LEASE 120, backoff up to 300 s).
+30, CHECK_TIMEOUT 5, CHECK_POOL_SIZE 64, CHECK_LEASE 120, backoff up to 300 s).
 
 Measured in the same run:
   raw        what the farm can serve: the three requests of a routine check (GET /version,

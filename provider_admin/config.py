@@ -42,7 +42,7 @@ class Defaults:
     POLL_SECONDS = 5
     CHECK_INTERVAL = 30
     CHECK_TIMEOUT = 5.0
-    CHECK_POOL_SIZE = 16
+    CHECK_POOL_SIZE = 64  # threads wait on the network: enough for 10 % of 5,000 clusters going down at once
     CHECK_FAILURE_THRESHOLD = 2
     CHECK_PERMISSIONS_EVERY = 300
     CHECK_BACKOFF_MAX = 300
