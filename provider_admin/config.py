@@ -42,6 +42,10 @@ class Defaults:
     POLL_SECONDS = 5
     CHECK_INTERVAL = 30
     CHECK_TIMEOUT = 5.0
+    # Seconds a Deploy, a bootstrap removal or one step of a workspace build may take with all
+    # its requests (each at most CHECK_TIMEOUT). A Deploy answers within this plus a check's
+    # CHECK_TIMEOUT: keep the sum below the web server's worker timeout (gunicorn: 30 s).
+    OPERATION_TIMEOUT = 15.0
     CHECK_POOL_SIZE = 16
     CHECK_FAILURE_THRESHOLD = 2
     CHECK_PERMISSIONS_EVERY = 300

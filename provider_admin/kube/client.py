@@ -16,7 +16,9 @@ raises `Redirected`.
 A timeout is a deadline for the whole exchange, not for each read: a server that trickles
 its headers or body a byte at a time still ends within it. `send()` takes the time left
 before a caller's `deadline` (a health check makes several requests within one), and every
-read of the answer waits at most until then.
+read of the answer waits at most until then. A `Budget` is such a deadline for an operation
+that a person waits for or that must not hang (a Deploy, a removal, a step of a workspace
+build): however many requests it makes, it ends within its seconds.
 """
 from __future__ import annotations
 
@@ -88,6 +90,19 @@ class DeadlineExceeded(TimeoutError):
     def __init__(self, timeout: float):
         super().__init__(f"no complete answer within {timeout:g} s")
         self.timeout = timeout
+
+
+class Budget:
+    """The time one operation (`what`, e.g. "Deploy") has for all its requests to a cluster,
+    from now; each request still waits at most `timeout` within it."""
+
+    def __init__(self, what: str, seconds: float, timeout: float):
+        self.what, self.seconds, self.timeout = what, seconds, timeout
+        self.deadline = time.monotonic() + seconds
+
+    @property
+    def spent(self) -> bool:
+        return time.monotonic() >= self.deadline
 
 
 def request_timeout(timeout: float) -> tuple[float, float]:
