@@ -105,7 +105,7 @@ def classify_transport(
     address = urlsplit(conn.server).netloc or conn.server
     host = urlsplit(conn.server).hostname or address
     chain = list(_chain(exc))
-    if budget is not None and budget.seconds > timeout and budget.spent and any(
+    if budget is not None and budget.seconds != timeout and budget.spent and any(
             isinstance(e, (DeadlineExceeded, u3.TimeoutError, TimeoutError, socket.timeout)) for e in chain):
         return TIMEOUT, out_of_time(budget, address)
     for e in chain:

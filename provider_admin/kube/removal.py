@@ -51,7 +51,7 @@ def remove_bootstrap(conn, recorded: list[Ref], *, provider_uid: str,
     ordered = sorted(recorded, key=lambda ref: REMOVAL_ORDER.index(ref.kind))
     results: list[Outcome] = []
     try:
-        session = Session(conn, Budget("Removing the bootstrap", budget, timeout))
+        session = Session(conn, Budget("removing the bootstrap", budget, timeout))
         for ref in ordered:
             results.append(Outcome(ref.kind, ref.name, _remove(session, ref, provider_uid),
                                    ref.namespace))

@@ -1,0 +1,184 @@
+"""Operations on a cluster that a person waits for, or that run in the background, end within
+one budget (OPERATION_TIMEOUT) however many requests they make and however the cluster
+misbehaves: Deploy on the page and in the API, a provider's deletion with its bootstrap, and
+a workspace build. They say what they did before the time ran out and why they stopped.
+
+The clusters are the emulator, slowed, behind a relay that hangs or trickles its Nth request
+(tests/bad_clusters.py). The bounds are relative to the budget, with a margin for a loaded
+machine; without the budget each of these would take several request timeouts.
+"""
+import html
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from provider_admin import kube
+from provider_admin.extensions import db
+from provider_admin.models import AuditEvent, BootstrapObject, Provider, ProviderCheck, Role, Workspace
+from provider_admin.tokens import service as tokens
+from provider_admin.workspaces.builds import spec_for
+
+from .bad_clusters import BadRelay
+from .kube import provider_uid
+from .test_workspaces import created
+from .tests_api import call
+
+TIMEOUT = 2.0  # each request
+BUDGET = 3.0  # the whole operation (OPERATION_TIMEOUT)
+# CHECK_TIMEOUT of the app: longer than the budget, so that only the budget can end these in time
+REQUEST_TIMEOUT = 10.0
+LAG = 0.4  # what the slowed emulator adds to every request
+MARGIN = 2.0  # a loaded machine's scheduling, never another budget
+OUT_OF_TIME = "out of time: {what} may take 3 s with all its requests to the cluster"
+
+
+@pytest.fixture
+def app_config():
+    return {"CHECK_TIMEOUT": REQUEST_TIMEOUT, "OPERATION_TIMEOUT": BUDGET}
+
+
+def timed(action):
+    started = time.monotonic()
+    result = action()
+    return result, time.monotonic() - started
+
+
+def test_deploy_takes_its_budget_for_all_its_requests_not_a_timeout_for_each(kube_api):
+    """Every answer comes well within the request timeout; all seventeen of them do not come
+    within the budget."""
+    kube_api.slow("get", TIMEOUT * 0.45)
+    kube_api.slow("post", TIMEOUT * 0.45)
+    objs = kube.bootstrap_manifest(provider_name="p1", namespace="ws", provider_uid=provider_uid("p1"))
+
+    outcomes, elapsed = timed(lambda: kube.deploy(
+        kube_api.connection(), objs, provider_uid=provider_uid("p1"), provider_name="p1",
+        timeout=TIMEOUT, budget=BUDGET))
+
+    assert BUDGET * 0.9 <= elapsed < BUDGET + MARGIN
+    results = [o.result for o in outcomes]
+    assert results[0] == kube.CREATED
+    stopped = next(o for o in outcomes if o.failed)
+    assert str(stopped).endswith(f": could not touch: {OUT_OF_TIME.format(what='Deploy')}, and "
+                                 f"{kube_api.url.removeprefix('http://')} had not answered them all by then "
+                                 "(no answer, or answers too slow to finish in time). The API server may be "
+                                 "overloaded, or the address points to something else.")
+    after = results[results.index(stopped.result) + 1:]
+    assert after and set(after) == {kube.NOT_TRIED}
+    assert len(kube_api.requests) < 17
+
+
+def test_deploy_on_the_page_against_a_hanging_cluster_says_what_it_applied(app, actions, client,
+                                                                          kube_api, kube_provider):
+    actions.login(Role.MANAGER.value)
+    kube_api.slow("get", LAG)
+    kube_api.slow("post", LAG)
+    # 1: the marker, 2-3: the Namespace, 4-5: the ServiceAccount, 6: GET the token Secret
+    with BadRelay(kube_api, "silent", nth=6) as relay:
+        provider = kube_provider(relay, name="east")
+        answer, elapsed = timed(lambda: actions.post(f"/manage/providers/{provider.id}/deploy", htmx=True))
+        page = html.unescape(client.get(f"/manage/providers/{provider.id}").text)
+
+    assert answer.status_code == 200 and answer.headers["HX-Redirect"].endswith(f"/manage/providers/{provider.id}")
+    assert BUDGET * 0.9 <= elapsed - check_time(provider) < BUDGET + MARGIN  # the Deploy; then its check
+    assert "Namespace ws: created" in page
+    assert "ServiceAccount provider-admin in namespace ws: created" in page
+    assert ("Secret provider-admin-token in namespace ws: could not touch: "
+            + OUT_OF_TIME.format(what="Deploy")) in page
+    assert "Role provider-admin in namespace ws: not tried: Deploy stops at the first object" in page
+    assert kube_api.get("v1/serviceaccounts", "ws", "provider-admin") is not None
+    assert kube_api.get("v1/secrets", "ws", "provider-admin-token") is None
+    rows = db.session.scalars(sa.select(BootstrapObject).filter_by(provider_id=provider.id))
+    assert {(b.kind, b.name) for b in rows} == {("Namespace", "ws"), ("ServiceAccount", "provider-admin")}
+    audit = db.session.scalar(sa.select(AuditEvent).filter_by(action="provider.deploy"))
+    assert "could not touch: out of time" in str(audit.changes)
+
+
+def test_deploy_in_the_api_against_a_trickling_cluster_answers_with_the_timeout(app, actions,
+                                                                               kube_api, kube_provider):
+    manager = actions.user(Role.MANAGER.value, username="ops")
+    _, secret = tokens.create(manager, "script", 30, read_only=False)
+    kube_api.slow("get", LAG)
+    # 7: POST the token Secret, whose answer comes a byte at a time, each well within a read
+    with BadRelay(kube_api, "slow_body", nth=7, drip=TIMEOUT / 8) as relay:
+        provider = kube_provider(relay, name="east")
+        answer, elapsed = timed(lambda: call(app.test_client(), "POST", f"/providers/{provider.id}/deploy", secret))
+
+    assert answer.status_code == 200, answer.text
+    assert BUDGET * 0.9 <= elapsed - check_time(provider) < BUDGET + MARGIN
+    results = {o["kind"]: o["result"] for o in answer.json["objects"]}
+    assert answer.json["succeeded"] is False
+    assert results["Namespace"] == results["ServiceAccount"] == "created"
+    assert results["Secret"].startswith("could not touch: ")
+    assert OUT_OF_TIME.format(what="Deploy") in results["Secret"]
+    assert results["ConfigMap"].startswith("not tried")
+    assert "Secret provider-admin-token in namespace ws: could not touch" in answer.json["summary"]
+
+
+def test_deleting_a_provider_with_its_bootstrap_from_a_hanging_cluster_ends_within_the_budget(
+        app, actions, client, kube_api, kube_provider):
+    actions.login(Role.MANAGER.value)
+    with BadRelay(kube_api, "silent", nth=10 ** 6) as relay:
+        provider = kube_provider(relay, name="east")
+        assert actions.post(f"/manage/providers/{provider.id}/deploy").status_code == 303
+        provider_id = provider.id
+        kube_api.slow("get", LAG)
+        kube_api.slow("delete", LAG)
+        relay.nth = len(relay.requests) + 3  # the marker goes (GET, DELETE); the next GET hangs
+        answer, elapsed = timed(lambda: actions.post(f"/manage/providers/{provider_id}/delete",
+                                                     {"remove_bootstrap": "y"}))
+        page = html.unescape(client.get("/manage/providers/").text)
+
+    assert answer.status_code == 303
+    assert BUDGET * 0.9 <= elapsed < BUDGET + MARGIN
+    assert db.session.get(Provider, provider_id) is None
+    assert "ConfigMap provider-admin-marker in namespace ws: removed" in page
+    assert ("ClusterRoleBinding provider-admin-ws: could not remove: "
+            + OUT_OF_TIME.format(what="removing the bootstrap")) in page
+    assert "Namespace ws: could not remove: out of time" in page
+    assert "kubectl delete clusterrolebinding provider-admin-ws" in page
+    assert kube_api.get("v1/configmaps", "ws", "provider-admin-marker") is None
+    assert kube_api.get("rbac.authorization.k8s.io/v1/roles", "ws", "provider-admin") is not None
+
+
+def test_a_workspace_build_against_a_trickling_cluster_ends_failed_saying_why(app, actions, kube_api,
+                                                                             kube_provider, make_org):
+    org = make_org("Acme")
+    actions.login("member", organizations=[org])
+    kube_api.deploy_marker("east")
+    kube_api.slow("post", LAG)
+    # 1: the home volume claim, 2: the pod, whose answer trickles
+    with BadRelay(kube_api, "slow_body", nth=2, drip=TIMEOUT / 8) as relay:
+        provider = kube_provider(relay, name="east", organizations=[org], status="ready")
+        started = time.monotonic()
+        workspace_id = created(actions, provider, org).id
+        workspace = wait_for_end(workspace_id, REQUEST_TIMEOUT * 2)
+        elapsed = time.monotonic() - started
+
+    assert workspace.status == "failed"
+    assert elapsed < BUDGET * 2 + MARGIN  # creating, then removing what it created
+    pod = kube.object_names(spec_for(workspace))["pod"]
+    assert workspace.status_message.startswith(
+        f"Creating Pod {pod} failed: " + OUT_OF_TIME.format(what="creating the workspace's objects"))
+    assert "The objects this build created were removed again." in workspace.status_message
+    log = [line.line for line in workspace.log]
+    assert any(line.startswith(f"Creating Pod {pod} failed: out of time") for line in log), log
+    assert any(line.startswith("Removed PersistentVolumeClaim") for line in log), log
+    assert kube_api.get("v1/persistentvolumeclaims", "ws", kube.object_names(spec_for(workspace))["pvc"]) is None
+
+
+def check_time(provider: Provider) -> float:
+    """Seconds the check after a Deploy took (it has a timeout of its own)."""
+    check = db.session.scalar(sa.select(ProviderCheck).filter_by(provider_id=provider.id, trigger="deploy"))
+    return check.duration_ms / 1000
+
+
+def wait_for_end(workspace_id: int, limit: float) -> Workspace:
+    until = time.monotonic() + limit
+    while True:
+        db.session.expire_all()
+        workspace = db.session.get(Workspace, workspace_id)
+        if workspace.status != "building":
+            return workspace
+        assert time.monotonic() < until, "the build did not end"
+        time.sleep(0.05)
