@@ -8,12 +8,15 @@ The clusters are the emulator, slowed, behind a relay that hangs or trickles its
 machine; without the budget each of these would take several request timeouts.
 """
 import html
+import json
+import subprocess
+import sys
 import time
 
 import pytest
 import sqlalchemy as sa
 
-from provider_admin import kube
+from provider_admin import ROOT, kube
 from provider_admin.extensions import db
 from provider_admin.models import AuditEvent, BootstrapObject, Provider, ProviderCheck, Role, Workspace
 from provider_admin.tokens import service as tokens
@@ -182,3 +185,49 @@ def wait_for_end(workspace_id: int, limit: float) -> Workspace:
             return workspace
         assert time.monotonic() < until, "the build did not end"
         time.sleep(0.05)
+
+
+# A host name whose DNS servers never answer -----------------------------------------------
+
+SILENT_DNS = r'''
+import json, socket, subprocess, sys, time
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+with open(sys.argv[1], "w") as f:
+    f.write("nameserver 127.0.0.1\n")
+subprocess.run(["mount", "--bind", sys.argv[1], "/etc/resolv.conf"], check=True)
+dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dns.bind(("127.0.0.1", 53))  # reads the questions, answers none
+
+from provider_admin import kube
+conn = kube.Connection(server="https://cluster.example.test:6443", namespace="ws", token="t")
+started = time.monotonic()
+result = kube.check(conn, provider_name="p1", timeout=float(sys.argv[2]))
+checked = time.monotonic() - started
+outcomes = kube.deploy(conn, kube.bootstrap_manifest(provider_name="p1", namespace="ws"),
+                       provider_uid="u", provider_name="p1", timeout=float(sys.argv[2]) * 10,
+                       budget=float(sys.argv[3]))
+print(json.dumps({"check": [checked, result.category, result.message],
+                  "deploy": [time.monotonic() - started - checked, str(outcomes[0])]}))
+'''
+
+
+def test_a_host_name_whose_dns_does_not_answer_costs_the_timeout_not_the_resolvers(tmp_path):
+    """getaddrinfo has no timeout (glibc waits 5 s per try, twice); the lookup is bounded by
+    the check's timeout and the operation's budget. In namespaces of its own (user, mount,
+    network), the process's DNS server is a socket on 127.0.0.1:53 that never answers."""
+    if subprocess.run(["unshare", "-rmn", "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare -rmn (unprivileged user, mount and network namespaces)")
+    run = subprocess.run(["unshare", "-rmn", sys.executable, "-c", SILENT_DNS, str(tmp_path / "resolv.conf"),
+                          str(TIMEOUT), str(BUDGET)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    found = json.loads(run.stdout.splitlines()[-1])
+
+    elapsed, category, message = found["check"]
+    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + MARGIN
+    assert category == "unreachable"
+    assert message == (f"Looking up the host name cluster.example.test took longer than {TIMEOUT:g} s (the "
+                       "DNS servers did not answer in time). Check the cluster address and this machine's "
+                       "DNS servers.")
+    elapsed, first = found["deploy"]
+    assert BUDGET * 0.9 <= elapsed < BUDGET + MARGIN
+    assert first.startswith("Namespace ws: could not touch: " + OUT_OF_TIME.format(what="Deploy"))

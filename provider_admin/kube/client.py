@@ -16,7 +16,9 @@ raises `Redirected`.
 A timeout is a deadline for the whole exchange, not for each read: a server that trickles
 its headers or body a byte at a time still ends within it. `send()` takes the time left
 before a caller's `deadline` (a health check makes several requests within one), and every
-read of the answer waits at most until then. A `Budget` is such a deadline for an operation
+read of the answer waits at most until then, and so does looking up the cluster's host name
+(getaddrinfo has no timeout of its own: it runs in a thread of its own, which is abandoned
+when the time is up). A `Budget` is such a deadline for an operation
 that a person waits for or that must not hang (a Deploy, a removal, a step of a workspace
 build): however many requests it makes, it ends within its seconds.
 """
@@ -32,11 +34,15 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError
+from urllib3.util.connection import allowed_gai_family
 from urllib3.util.ssl_ import create_urllib3_context
 
 from .connection import SETTING, Connection, peer_refusal
@@ -82,6 +88,14 @@ class Redirected(Exception):
         super().__init__(f"redirect {status} to {location or '(no Location)'}")
         self.status = status
         self.location = location
+
+
+class ResolveTimeout(ConnectTimeoutError):
+    """Looking up the cluster's host name took longer than the request may wait."""
+
+    def __init__(self, host: str, waited: float):
+        super().__init__(f"resolving {host} took longer than {waited:g} s")
+        self.host = host
 
 
 class DeadlineExceeded(TimeoutError):
@@ -240,7 +254,7 @@ class _PeerCheck:
         self.blocked_networks = blocked_networks
 
     def _new_conn(self):
-        sock = super()._new_conn()
+        sock = self._connect_resolved()
         peer = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
         peer = getattr(peer, "ipv4_mapped", None) or peer
         refusal = peer_refusal(peer, self.blocked_networks) if self.blocked_networks else None
@@ -248,6 +262,50 @@ class _PeerCheck:
             sock.close()
             raise BlockedPeerError(self.host, refusal) if refusal else clear_text_refusal(self.host, str(peer))
         return sock
+
+
+    def _connect_resolved(self):
+        """urllib3's connect to each of the host's addresses, looked up within the time left."""
+        deadline = getattr(_deadline, "at", None)
+        within = self.timeout if deadline is None else deadline - time.monotonic()
+        if not isinstance(within, (int, float)):  # urllib3's "no timeout given"
+            within = None
+        name, error = self._dns_host, None
+        try:
+            for address in _resolve(name.strip("[]"), self.port, within):
+                self._dns_host = address  # `host` (TLS's server name) reads it: put back below
+                if deadline is not None:
+                    self.timeout = max(0.001, deadline - time.monotonic())
+                try:
+                    return super()._new_conn()
+                except (OSError, ConnectTimeoutError) as exc:  # what urllib3 raises: the next address
+                    error = exc
+            raise error
+        finally:
+            self._dns_host = name
+
+
+def _resolve(host: str, port: int, within: float | None) -> list[str]:
+    """The addresses of `host` (an address stays as it is); ResolveTimeout after `within` s."""
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+        return [host]
+    except ValueError:
+        pass
+    found: Future = Future()
+
+    def look_up() -> None:
+        try:
+            found.set_result(socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM))
+        except BaseException as exc:  # handed to the waiting thread
+            found.set_exception(exc)
+
+    threading.Thread(target=look_up, daemon=True, name="resolve").start()
+    try:
+        infos = found.result(timeout=None if within is None else max(within, 0))
+    except FutureTimeout:
+        raise ResolveTimeout(host, within) from None
+    return list(dict.fromkeys(info[4][0] for info in infos))
 
 
 class _GuardedHTTPConnection(_PeerCheck, HTTPConnection):

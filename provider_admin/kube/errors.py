@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import urllib3.exceptions as u3
 from kubernetes.client.exceptions import ApiException
 
-from .client import BlockedPeerError, Budget, DeadlineExceeded, Redirected, ResponseTooLarge
+from .client import (BlockedPeerError, Budget, DeadlineExceeded, Redirected, ResolveTimeout,
+                     ResponseTooLarge)
 from .connection import BLOCKED_NETWORKS, Connection, host_refusal
 
 READY = "ready"
@@ -116,6 +117,11 @@ def classify_transport(
                                "address is the API server's URL, not a file or stream server.")
         if isinstance(e, Redirected):
             return REDIRECTED, redirect_message(e, conn)
+    if any(isinstance(e, ResolveTimeout) for e in chain):
+        return UNREACHABLE, (
+            f"Looking up the host name {host} took longer than {timeout:g} s (the DNS servers did "
+            "not answer in time). Check the cluster address and this machine's DNS servers."
+        )
     if any(isinstance(e, (u3.NameResolutionError, socket.gaierror)) for e in chain):
         return UNREACHABLE, (
             f"Cannot resolve the host name {host} (DNS lookup failed). Check the cluster address."
