@@ -170,18 +170,46 @@ def test_a_workspace_build_against_a_trickling_cluster_ends_failed_saying_why(ap
     assert kube_api.get("v1/persistentvolumeclaims", "ws", kube.object_names(spec_for(workspace))["pvc"]) is None
 
 
+def test_a_workspace_deletion_against_a_hanging_cluster_ends_failed_saying_what_is_left(
+        app, actions, kube_api, kube_provider, make_org):
+    org = make_org("Acme")
+    actions.login("member", organizations=[org])
+    kube_api.deploy_marker("east")
+    with BadRelay(kube_api, "silent", nth=10 ** 6) as relay:
+        provider = kube_provider(relay, name="east", organizations=[org], status="ready")
+        workspace = wait_for_end(created(actions, provider, org).id, REQUEST_TIMEOUT)
+        assert workspace.status == "running", workspace.status_message
+        names = kube.object_names(spec_for(workspace))
+        kube_api.slow("get", LAG)
+        # the Service (read: absent), the pod (read, then its DELETE hangs)
+        relay.nth = len(relay.requests) + 3
+        started = time.monotonic()
+        assert actions.post(f"/workspaces/{workspace.id}/delete").status_code == 303
+        workspace = wait_for_end(workspace.id, REQUEST_TIMEOUT * 2, busy="deleting")
+        elapsed = time.monotonic() - started
+
+    assert workspace.status == "failed"
+    assert BUDGET * 0.9 <= elapsed < BUDGET + MARGIN
+    assert workspace.status_message == (f"Could not delete everything; still in namespace ws: Pod {names['pod']}, "
+                                        f"PersistentVolumeClaim {names['pvc']}.")
+    log = [line.line for line in workspace.log]
+    assert f"Could not delete Pod {names['pod']}: " + OUT_OF_TIME.format(
+        what="deleting the workspace's objects") in "\n".join(log), log
+    assert kube_api.get("v1/persistentvolumeclaims", "ws", names["pvc"]) is not None
+
+
 def check_time(provider: Provider) -> float:
     """Seconds the check after a Deploy took (it has a timeout of its own)."""
     check = db.session.scalar(sa.select(ProviderCheck).filter_by(provider_id=provider.id, trigger="deploy"))
     return check.duration_ms / 1000
 
 
-def wait_for_end(workspace_id: int, limit: float) -> Workspace:
+def wait_for_end(workspace_id: int, limit: float, busy: str = "building") -> Workspace:
     until = time.monotonic() + limit
     while True:
         db.session.expire_all()
         workspace = db.session.get(Workspace, workspace_id)
-        if workspace.status != "building":
+        if workspace.status != busy:
             return workspace
         assert time.monotonic() < until, "the build did not end"
         time.sleep(0.05)

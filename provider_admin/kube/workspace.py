@@ -257,7 +257,8 @@ def teardown(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5
     not the kinds in `keep`), each only when it carries this workspace's label: a same-named
     object without it is left and reported. Without annotations the account, and without
     external SSH the Service, are tried in case an earlier setting made one, but their absence
-    or a 403 is no failure. `remaining`: own objects not confirmed deleted."""
+    or a 403 is no failure. All within `budget` seconds (each request within `timeout`).
+    `remaining`: own objects not confirmed deleted."""
     say = _safe(log)
     try:
         names, namespace = object_names(spec), spec.namespace
