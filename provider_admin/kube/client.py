@@ -10,42 +10,33 @@ certificate is loaded into an SSLContext from a temporary file that is removed a
 
 Every connection a client opens checks the address it reached before the request (and its
 token) is written: a name that resolves to a link-local or metadata address is refused
-(`BlockedPeerError`), whatever the form was told. Redirects are never followed: `send()`
-raises `Redirected`.
+(`transport.BlockedPeerError`), whatever the form was told. Redirects are never followed:
+`send()` raises `Redirected`.
 
 A timeout is a deadline for the whole exchange, not for each read: a server that trickles
 its headers or body a byte at a time still ends within it. `send()` takes the time left
 before a caller's `deadline` (a health check makes several requests within one), and every
-read of the answer waits at most until then, and so does looking up the cluster's host name
-(getaddrinfo has no timeout of its own: it runs in a thread of its own, which is abandoned
-when the time is up). A `Budget` is such a deadline for an operation
-that a person waits for or that must not hang (a Deploy, a removal, a step of a workspace
-build): however many requests it makes, it ends within its seconds.
+read of the answer, and looking up the cluster's host name, waits at most until then (see
+`transport`). A `Budget` is such a deadline for an operation that a person waits for or that
+must not hang (a Deploy, a removal, a step of a workspace build): however many requests it
+makes, it ends within its seconds.
 """
 from __future__ import annotations
 
-import http.client
-import io
-import ipaddress
 import os
-import socket
 import ssl
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import ConnectTimeoutError
-from urllib3.util.connection import allowed_gai_family
 from urllib3.util.ssl_ import create_urllib3_context
 
-from .connection import SETTING, Connection, peer_refusal
+from .connection import Connection
+from .transport import DeadlineExceeded, GuardedPoolManager, request_deadline
 
 USER_AGENT = "provider-admin"
 DEFAULT_CACHE_SIZE = 64
@@ -54,22 +45,6 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # an answer past this is an error, never r
 
 class ClientConfigError(ValueError):
     """The connection's certificates cannot be loaded (bad PEM); the message says which."""
-
-
-class BlockedPeerError(OSError):
-    """The connection reached an address credentials may not go to; nothing was sent."""
-
-    def __init__(self, host: str, refusal: str, message: str | None = None):
-        super().__init__(message or (
-            f"{host} resolves to {refusal}: Provider Admin refused to connect and sent nothing "
-            f"(credentials go there only when the {SETTING} setting allows it). "
-            "Use the cluster's own address."))
-
-
-def clear_text_refusal(host: str, peer: str) -> BlockedPeerError:
-    return BlockedPeerError(host, peer, (
-        f"{host} is an http:// address reaching {peer}, off this host: the credentials would travel "
-        "in clear, so Provider Admin sent nothing. Edit the provider to the API server's https:// address."))
 
 
 class ResponseTooLarge(Exception):
@@ -88,22 +63,6 @@ class Redirected(Exception):
         super().__init__(f"redirect {status} to {location or '(no Location)'}")
         self.status = status
         self.location = location
-
-
-class ResolveTimeout(ConnectTimeoutError):
-    """Looking up the cluster's host name took longer than the request may wait."""
-
-    def __init__(self, host: str, waited: float):
-        super().__init__(f"resolving {host} took longer than {waited:g} s")
-        self.host = host
-
-
-class DeadlineExceeded(TimeoutError):
-    """The time allowed for a request (or a whole check) ran out while waiting for the answer."""
-
-    def __init__(self, timeout: float):
-        super().__init__(f"no complete answer within {timeout:g} s")
-        self.timeout = timeout
 
 
 class Budget:
@@ -129,9 +88,6 @@ def quote_segment(name: str) -> str:
     return quote(name, safe="")
 
 
-_deadline = threading.local()  # the deadline of the request this thread is making
-
-
 def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
          body: dict | None = None, content_type: str | None = None,
          deadline: float | None = None) -> tuple[int, str]:
@@ -154,7 +110,7 @@ def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
     left = deadline - now
     if left <= 0:
         raise DeadlineExceeded(timeout)
-    _deadline.at, _deadline.timeout = deadline, timeout
+    request_deadline.at, request_deadline.timeout = deadline, timeout
     try:
         response = api.call_api(method, url, headers, data, _request_timeout=request_timeout(left))
         raw = response.response  # not read yet: the client asks urllib3 not to preload
@@ -164,7 +120,7 @@ def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
             raw.close()
             raise
     finally:
-        _deadline.at = None
+        request_deadline.at = None
     if len(data) > MAX_RESPONSE_BYTES:
         raw.close()  # drop the connection rather than drain the rest
         raise ResponseTooLarge(MAX_RESPONSE_BYTES)
@@ -172,49 +128,6 @@ def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
     if 300 <= response.status < 400:
         raise Redirected(response.status, raw.headers.get("Location"))
     return response.status, data.decode("utf-8", "replace")
-
-
-class _DeadlineReader(io.RawIOBase):
-    """Reads an answer from the socket, each read waiting only until the request's deadline."""
-
-    def __init__(self, sock: socket.socket, deadline: float, timeout: float):
-        self.sock, self.deadline, self.timeout = sock, deadline, timeout
-        # As socket.makefile() does: an answer that ends with "Connection: close" is read
-        # after http.client closed the socket, which stays open until this file closes.
-        sock._io_refs += 1
-
-    def close(self) -> None:
-        if not self.closed:
-            self.sock._decref_socketios()
-        super().close()
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(self)  # what http.client reads the answer from
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise DeadlineExceeded(self.timeout)
-        self.sock.settimeout(left)
-        try:
-            return self.sock.recv_into(buffer)
-        except (TimeoutError, socket.timeout):
-            if self.deadline - time.monotonic() <= 0:
-                raise DeadlineExceeded(self.timeout) from None
-            raise
-
-
-class _DeadlineResponse(http.client.HTTPResponse):
-    """http.client's response, reading through a `_DeadlineReader` when a deadline is set."""
-
-    def __init__(self, sock, *args, **kwargs):
-        deadline = getattr(_deadline, "at", None)
-        if deadline is not None:
-            sock = _DeadlineReader(sock, deadline, _deadline.timeout)
-        super().__init__(sock, *args, **kwargs)
 
 
 def build_client(conn: Connection) -> k8s.ApiClient:
@@ -232,7 +145,7 @@ def build_client(conn: Connection) -> k8s.ApiClient:
     api = k8s.ApiClient(config)
     api.user_agent = USER_AGENT
     unguarded = api.rest_client.pool_manager
-    api.rest_client.pool_manager = _GuardedPoolManager(conn.blocked_networks,
+    api.rest_client.pool_manager = GuardedPoolManager(conn.blocked_networks,
                                                        **unguarded.connection_pool_kw)
     unguarded.clear()
     if conn.client_cert and conn.client_key:
@@ -240,97 +153,6 @@ def build_client(conn: Connection) -> k8s.ApiClient:
         pool_kw["ssl_context"] = _client_cert_context(conn)
         pool_kw.update(ca_certs=None, ca_cert_data=None, cert_file=None, key_file=None)
     return api
-
-
-class _PeerCheck:
-    """Checks the address a new socket reached before anything is written to it. Plain http
-    (an address stored before only https was accepted, or `kubectl proxy` on this host) may
-    only reach this host itself: credentials never cross a network in clear."""
-
-    clear_text = False
-
-    def __init__(self, *args, blocked_networks: tuple[str, ...] = (), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.blocked_networks = blocked_networks
-
-    def _new_conn(self):
-        sock = self._connect_resolved()
-        peer = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
-        peer = getattr(peer, "ipv4_mapped", None) or peer
-        refusal = peer_refusal(peer, self.blocked_networks) if self.blocked_networks else None
-        if refusal or (self.clear_text and not peer.is_loopback):
-            sock.close()
-            raise BlockedPeerError(self.host, refusal) if refusal else clear_text_refusal(self.host, str(peer))
-        return sock
-
-
-    def _connect_resolved(self):
-        """urllib3's connect to each of the host's addresses, looked up within the time left."""
-        deadline = getattr(_deadline, "at", None)
-        within = self.timeout if deadline is None else deadline - time.monotonic()
-        if not isinstance(within, (int, float)):  # urllib3's "no timeout given"
-            within = None
-        name, error = self._dns_host, None
-        try:
-            for address in _resolve(name.strip("[]"), self.port, within):
-                self._dns_host = address  # `host` (TLS's server name) reads it: put back below
-                if deadline is not None:
-                    self.timeout = max(0.001, deadline - time.monotonic())
-                try:
-                    return super()._new_conn()
-                except (OSError, ConnectTimeoutError) as exc:  # what urllib3 raises: the next address
-                    error = exc
-            raise error
-        finally:
-            self._dns_host = name
-
-
-def _resolve(host: str, port: int, within: float | None) -> list[str]:
-    """The addresses of `host` (an address stays as it is); ResolveTimeout after `within` s."""
-    try:
-        ipaddress.ip_address(host.split("%")[0])
-        return [host]
-    except ValueError:
-        pass
-    found: Future = Future()
-
-    def look_up() -> None:
-        try:
-            found.set_result(socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM))
-        except BaseException as exc:  # handed to the waiting thread
-            found.set_exception(exc)
-
-    threading.Thread(target=look_up, daemon=True, name="resolve").start()
-    try:
-        infos = found.result(timeout=None if within is None else max(within, 0))
-    except FutureTimeout:
-        raise ResolveTimeout(host, within) from None
-    return list(dict.fromkeys(info[4][0] for info in infos))
-
-
-class _GuardedHTTPConnection(_PeerCheck, HTTPConnection):
-    clear_text = True
-    response_class = _DeadlineResponse
-
-
-class _GuardedHTTPSConnection(_PeerCheck, HTTPSConnection):
-    response_class = _DeadlineResponse
-
-
-class _GuardedPoolManager(urllib3.PoolManager):
-    """A PoolManager whose connections refuse peers in `blocked_networks`."""
-
-    connection_classes = {"http": _GuardedHTTPConnection, "https": _GuardedHTTPSConnection}
-
-    def __init__(self, blocked_networks: tuple[str, ...], **connection_pool_kw):
-        super().__init__(**connection_pool_kw)
-        self.blocked_networks = tuple(blocked_networks)
-
-    def _new_pool(self, scheme, host, port, request_context=None):
-        pool = super()._new_pool(scheme, host, port, request_context)
-        pool.ConnectionCls = self.connection_classes[scheme]
-        pool.conn_kw = {**pool.conn_kw, "blocked_networks": self.blocked_networks}
-        return pool
 
 
 def _check_pem(pem: str, what: str) -> None:

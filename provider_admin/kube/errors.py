@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import urllib3.exceptions as u3
 from kubernetes.client.exceptions import ApiException
 
-from .client import (BlockedPeerError, Budget, DeadlineExceeded, Redirected, ResolveTimeout,
-                     ResponseTooLarge)
+from .client import Budget, Redirected, ResponseTooLarge
+from .transport import BlockedPeerError, DeadlineExceeded, ResolveTimeout
 from .connection import BLOCKED_NETWORKS, Connection, host_refusal
 
 READY = "ready"

@@ -9,9 +9,10 @@ import json
 import urllib3.exceptions as u3
 
 from . import errors as e
-from .client import BlockedPeerError, Budget, send
+from .client import Budget, send
 from .client import quote_segment as q
 from .connection import Connection
+from .transport import BlockedPeerError
 
 # kind -> (plural, key in object_names); all core (v1), namespaced; teardown goes in this order.
 KINDS = {"Service": ("services", "service"), "Pod": ("pods", "pod"),
