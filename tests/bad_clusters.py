@@ -318,11 +318,12 @@ FAULTS = {
 
 class BadRelay(BadCluster):
     """A healthy API server (`upstream`, e.g. a KubeAPI) behind a relay that spoils its `nth`
-    request (counted from 1, over all connections) with `fault` (a name of FAULTS: "silent"
-    hangs, "slow_body" trickles); every other request is passed on whole. A context manager,
+    request (counted from 1, over all connections; or the first that is "METHOD /path") with
+    `fault` (a name of FAULTS: "silent" hangs, "slow_body" trickles); every other request is
+    passed on whole. A context manager,
     with ``connection()`` like the servers it stands in for; ``requests`` lists what it read."""
 
-    def __init__(self, upstream, fault: str, nth: int, *, drip: float = 0.2, give_up: float = 15.0):
+    def __init__(self, upstream, fault: str, nth: int | str, *, drip: float = 0.2, give_up: float = 15.0):
         assert FAULTS.get(fault), fault
         super().__init__(fault, drip=drip, give_up=give_up)
         self.upstream, self.nth = upstream, nth
@@ -341,8 +342,9 @@ class BadRelay(BadCluster):
                 length = next((int(line.split(":", 1)[1]) for line in lines
                                if line.lower().startswith("content-length:")), 0)
                 body = await reader.readexactly(length)
-                self.requests.append(" ".join(lines[0].split(" ")[:2]))
-                if len(self.requests) == self.nth:
+                request = " ".join(lines[0].split(" ")[:2])
+                self.requests.append(request)
+                if self.nth == len(self.requests) or (self.nth == request and self.requests.count(request) == 1):
                     await FAULTS[self.fault](self, writer)
                     return
                 writer.write(await self._pass_on(lines, body))

@@ -24,6 +24,7 @@ from provider_admin.workspaces.builds import spec_for
 
 from .bad_clusters import BadRelay
 from .kube import provider_uid
+from .test_kube_workspace import Recorder, make_spec
 from .test_workspaces import created
 from .tests_api import call
 
@@ -196,6 +197,24 @@ def test_a_workspace_deletion_against_a_hanging_cluster_ends_failed_saying_what_
     assert f"Could not delete Pod {names['pod']}: " + OUT_OF_TIME.format(
         what="deleting the workspace's objects") in "\n".join(log), log
     assert kube_api.get("v1/persistentvolumeclaims", "ws", names["pvc"]) is not None
+
+
+def test_a_rebuild_whose_build_step_runs_out_of_time_keeps_the_home_volume(kube_api):
+    spec = make_spec()
+    assert kube.build_workspace(kube_api.connection(), spec, Recorder()).ok
+    names, log = kube.object_names(spec), Recorder()
+    kube_api.slow("post", LAG)
+    with BadRelay(kube_api, "silent", nth="POST /api/v1/namespaces/ws/pods") as relay:
+        result, elapsed = timed(lambda: kube.rebuild_workspace(relay.connection(), spec, log, timeout=REQUEST_TIMEOUT,
+                                                              budget=BUDGET, wait=BUDGET))
+
+    assert not result.ok
+    assert elapsed < BUDGET * 2 + MARGIN  # deleting the pod and creating the objects: one budget each
+    assert result.message.startswith(f"Creating Pod {names['pod']} failed: "
+                                     + OUT_OF_TIME.format(what="creating the workspace's objects"))
+    assert f"Deleted Pod {names['pod']}" in log
+    assert any(line.startswith(f"Creating Pod {names['pod']} failed: out of time") for line in log), log
+    assert kube_api.get("v1/persistentvolumeclaims", "ws", names["pvc"]) is not None  # kept, as ever
 
 
 def check_time(provider: Provider) -> float:
