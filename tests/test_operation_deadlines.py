@@ -217,6 +217,22 @@ def test_a_rebuild_whose_build_step_runs_out_of_time_keeps_the_home_volume(kube_
     assert kube_api.get("v1/persistentvolumeclaims", "ws", names["pvc"]) is not None  # kept, as ever
 
 
+def test_the_edit_forms_suggestions_take_one_timeout_for_both_lists(app, actions, kube_api, kube_provider):
+    """Each list comes within the page's 3 s; both together do not."""
+    actions.login(Role.MANAGER.value)
+    kube_api.put("v1/serviceaccounts", "ws", "workspace-sa", {"kind": "ServiceAccount"})
+    kube_api.slow("get /apis/storage.k8s.io/v1/storageclasses", 2.0)
+    kube_api.slow("get /api/v1/namespaces/ws/serviceaccounts", 2.0)
+    provider = kube_provider(kube_api)
+
+    names, elapsed = timed(lambda: actions.htmx_get(f"/manage/providers/{provider.id}/cluster-names"))
+
+    assert names.status_code == 200
+    assert elapsed < 3.0 + MARGIN
+    assert "No service account suggestions from the cluster: " in names.text
+    assert "did not answer within 3 s" in names.text and "workspace-sa" not in names.text
+
+
 def check_time(provider: Provider) -> float:
     """Seconds the check after a Deploy took (it has a timeout of its own)."""
     check = db.session.scalar(sa.select(ProviderCheck).filter_by(provider_id=provider.id, trigger="deploy"))
