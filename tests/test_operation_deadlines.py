@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from provider_admin.models import AuditEvent, BootstrapObject, Provider, Provide
 from provider_admin.tokens import service as tokens
 from provider_admin.workspaces.builds import spec_for
 
+from . import servers
 from .bad_clusters import BadRelay
 from .kube import provider_uid
 from .test_kube_workspace import Recorder, make_spec
@@ -117,6 +119,29 @@ def test_deploy_in_the_api_against_a_trickling_cluster_answers_with_the_timeout(
     assert OUT_OF_TIME.format(what="Deploy") in results["Secret"]
     assert results["ConfigMap"].startswith("not tried")
     assert "Secret provider-admin-token in namespace ws: could not touch" in answer.json["summary"]
+
+
+def test_deploy_under_gunicorn_answers_before_its_worker_timeout(app_context, database_url, tmp_path, actions,
+                                                                kube_api, kube_provider):
+    """The production server: gunicorn kills a worker that holds a request past its --timeout
+    (it answers 500; behind a proxy, a 502). Seventeen slowed requests would take longer; the Deploy's
+    budget and its check's timeout fit within it."""
+    manager = actions.user(Role.MANAGER.value, username="ops")
+    _, secret = tokens.create(manager, "script", 30, read_only=False)
+    kube_api.slow("get", LAG * 1.5)
+    kube_api.slow("post", LAG * 1.5)
+    provider = kube_provider(kube_api, name="east")
+    env = servers.environment(database_url, tmp_path / "instance", CHECK_TIMEOUT=TIMEOUT, OPERATION_TIMEOUT=BUDGET)
+    with servers.gunicorn(env, tmp_path / "access.log", workers=1, timeout=BUDGET + TIMEOUT + MARGIN) as url:
+        request = urllib.request.Request(f"{url}/api/v1/providers/{provider.id}/deploy", method="POST",
+                                         headers={"Authorization": f"Bearer {secret}"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            status, found = answer.status, json.load(answer)
+
+    assert status == 200
+    assert found["succeeded"] is False
+    assert OUT_OF_TIME.format(what="Deploy") in found["summary"]
+    assert "Namespace ws: created" in found["summary"]
 
 
 def test_deleting_a_provider_with_its_bootstrap_from_a_hanging_cluster_ends_within_the_budget(
