@@ -35,7 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     caches.init_app(app)
     errors.init_app(app)
     _register_blueprints(app)
-    builtin.init_app(app)
+    database.when_migrated(app, builtin.init_app)
     scheduler.init_app(app)
     return app
 

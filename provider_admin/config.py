@@ -55,6 +55,7 @@ class Defaults:
     CHECK_SHUTDOWN_GRACE = 20
     CHECK_HISTORY = 50
     READY_TIMEOUT = 2.0  # seconds /readyz waits for the database (to connect, and per statement)
+    DATABASE_CONNECT_TIMEOUT = 5  # seconds a new PostgreSQL connection may take (a host gone silent)
     MAX_BODY_BYTES = 1024 * 1024  # a request body past this is refused (413) unread
     MAX_FORM_FIELD_BYTES = 256 * 1024  # one form field, the largest being a pasted kubeconfig
     # Cluster addresses on link-local networks or cloud metadata services are refused (the

@@ -16,9 +16,8 @@ from provider_admin.models import ProviderCheck, utcnow
 from tests.conftest import ENCRYPTION_KEY, TEST_DATABASE_URL
 
 # These tests read and change the database directly, in the app's context.
-pytestmark = pytest.mark.usefixtures("app_context")
-
-pytestmark = pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs PROVIDER_ADMIN_TEST_DATABASE_URL")
+pytestmark = [pytest.mark.usefixtures("app_context"),
+              pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs PROVIDER_ADMIN_TEST_DATABASE_URL")]
 ROOT = Path(__file__).resolve().parent.parent
 INTERVAL, LEASE = 5.0, 4.0
 

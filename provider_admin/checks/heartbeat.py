@@ -26,7 +26,7 @@ from flask import Flask, current_app
 from sqlalchemy import delete, func, insert, select, update
 
 from ..caches import caches
-from ..database import script_head
+from ..database import describe, is_unreachable, script_head
 from ..extensions import db
 from ..models import SchedulerHeartbeat, utcnow
 from ..models.scheduler import WorkerName
@@ -73,9 +73,13 @@ class Heartbeat:
     def _write_or_log(self, forget: bool) -> None:
         try:
             self._write(forget)
-        except Exception:
+        except Exception as error:
             db.session.rollback()
-            log.exception("could not record the scheduler's heartbeat")
+            if not is_unreachable(error):
+                log.exception("could not record the scheduler's heartbeat")
+            else:
+                log.warning("could not record the scheduler's heartbeat: the database is not reachable (%s)",
+                            describe(error))
         finally:
             db.session.remove()
 

@@ -13,8 +13,16 @@ on the provider's check generation, which every change of what a check depends o
 settings while it was under way, changes nothing but the history, where it is marked
 superseded. The INSERT reads the generation after the UPDATE, whose row lock (PostgreSQL) or
 write lock (SQLite) it runs under, so the history says exactly which results applied.
+
+A scheduled result is dropped when the SELECT finds another scheduler's live claim on its
+provider: a result kept past its lease (the database was away), whose provider another
+scheduler took over. (The sweeper stops sending a result again shortly before its lease
+ends; this is the database's word on it.) Each result carries a unique key into the
+history, so a batch sent again after a commit whose answer was lost (the database went away
+meanwhile) skips the results that commit wrote.
 """
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,6 +31,7 @@ from flask import current_app
 from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
 
 from .. import kube
+from ..database import is_unreachable
 from ..extensions import db
 from ..metrics import tallies
 from ..models import Provider, ProviderCheck, Status, utcnow
@@ -49,6 +58,14 @@ class Outcome:
     worker: str | None = None
     checked_by: str | None = None  # who asked for a check that was not scheduled
     generation: int = field(kw_only=True)  # the provider's check_generation it was computed for
+    key: str | None = field(default=None, kw_only=True)  # unique in the history (see new_key)
+    # time.monotonic() after which a scheduled result is no longer sent again (its lease ends)
+    writable_until: float = field(default=float("inf"), kw_only=True)
+
+
+def new_key() -> str:
+    """A result's key: a batch sent again skips the results whose key is in the history."""
+    return uuid.uuid4().hex
 
 
 def _param(column):
@@ -79,7 +96,7 @@ _UPDATE_HEALTH = (
 
 
 _HISTORY_COLUMNS = ("provider_id", "checked_at", "ok", "category", "message", "trigger",
-                    "duration_ms", "worker", "checked_by")
+                    "duration_ms", "worker", "checked_by", "result_key")
 _INSERT_HISTORY = insert(checks).values({
     **{name: bindparam(f"h_{name}", type_=checks.c[name].type) for name in _HISTORY_COLUMNS},
     "superseded": select(providers.c.check_generation != bindparam("h_generation", type_=Integer))
@@ -104,13 +121,18 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
     ids = sorted({o.provider_id for o in outcomes})
     current = {row.id: row._asdict() for row in db.session.execute(
         select(providers.c.id, providers.c.consecutive_failures, providers.c.last_checked_at,
-               providers.c.check_generation, *(providers.c[name] for name in SHOWN))
+               providers.c.check_generation, providers.c.claimed_by, providers.c.claimed_until,
+               *(providers.c[name] for name in SHOWN))
         .where(providers.c.id.in_(ids)))}
     now = utcnow()
     changes, history, applied, told = [], [], [], []
     for outcome in outcomes:
         row = current.get(outcome.provider_id)
         if row is None:  # deleted while it was being checked
+            continue
+        if _taken_over(row, outcome, now):
+            log.warning("the check result of provider %s came after its lease: another scheduler "
+                        "took it over, the result is dropped", outcome.provider_id)
             continue
         if outcome.generation == row["check_generation"]:
             values = _new_values(row, outcome, now, config)
@@ -122,7 +144,7 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
                         "h_ok": result.ok, "h_category": result.category,
                         "h_message": result.message, "h_trigger": outcome.trigger,
                         "h_duration_ms": outcome.duration_ms, "h_worker": outcome.worker,
-                        "h_checked_by": outcome.checked_by,
+                        "h_checked_by": outcome.checked_by, "h_result_key": outcome.key,
                         "h_generation": outcome.generation})
         applied.append(outcome)
     if applied:
@@ -135,19 +157,35 @@ def apply_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
     return applied
 
 
-def save_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
+def _taken_over(row: dict, outcome: Outcome, now) -> bool:
+    """Another scheduler holds a live claim on the provider of this scheduled result."""
+    return (outcome.trigger == "scheduled" and row["claimed_by"] is not None
+            and row["claimed_by"] != outcome.worker and row["claimed_until"] is not None
+            and row["claimed_until"] > now)
+
+
+def save_results(outcomes: Sequence[Outcome], *, again: bool = False) -> list[Outcome]:
     """Write a batch of results in one transaction; returns those written.
 
     When the batch fails, each result is tried on its own, so one bad result does not lose
     the others. A result that still fails is logged and dropped: its provider stays
-    claimed until its lease ends, and is then checked again.
+    claimed until its lease ends, and is then checked again. When the database is away,
+    nothing is dropped: the error is raised for the caller to send the batch `again` later,
+    which skips the results already in the history.
     """
     try:
+        if again:
+            outcomes = _not_written(outcomes)
+            if not outcomes:
+                db.session.rollback()
+                return []
         applied = apply_results(outcomes)
         db.session.commit()
         return applied
-    except Exception:
+    except Exception as error:
         db.session.rollback()
+        if is_unreachable(error):
+            raise
         if len(outcomes) == 1:
             log.exception("could not write the check result of provider %s",
                           outcomes[0].provider_id)
@@ -156,8 +194,17 @@ def save_results(outcomes: Sequence[Outcome]) -> list[Outcome]:
                     len(outcomes), exc_info=True)
     written = []
     for outcome in outcomes:
-        written += save_results([outcome])
+        written += save_results([outcome], again=again)
     return written
+
+
+def _not_written(outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """The results whose key is not in the history yet."""
+    written = set(db.session.scalars(select(checks.c.result_key).where(
+        checks.c.result_key.in_([o.key for o in outcomes if o.key]))))
+    if written:
+        log.info("%d check results were written before the database went away", len(written))
+    return [o for o in outcomes if o.key not in written]
 
 
 def _new_values(row: dict, outcome: Outcome, now, config) -> dict:

@@ -16,7 +16,15 @@ of waiting for the database.
 Stopping (`shutdown`) claims nothing more and hands back at once the claims whose checks
 have not started; the running checks get a grace period, their results are written, and
 the claims of those still running then are handed back too, so that another scheduler
-takes them at its next tick instead of after the lease.
+takes them at its next tick instead of after the lease. A stopping sweeper waits at most
+WRITE_SECONDS for its last writes: with the database away, what it could not write is
+lost with the process, and those providers come back when their leases end.
+
+While the database is away the writer keeps its batch and sends it again every
+WRITE_RETRY_SECONDS (no claim is made meanwhile), each result until shortly before its
+claim's lease ends: after that another scheduler may check the provider, and a late result
+must not overwrite a newer one. A batch sent again skips what a commit whose answer was
+lost already wrote (see `results`).
 """
 import logging
 import queue
@@ -28,17 +36,20 @@ from typing import NamedTuple
 from flask import Flask
 from sqlalchemy import func, select
 
+from ..database import describe, is_unreachable
 from ..extensions import db
 from ..kube.client import size_client_cache
 from ..models import Provider
 from . import jobs
 from .claims import claim_due, hand_back
 from .heartbeat import Heartbeat
-from .results import Outcome, save_results
+from .results import Outcome, new_key, save_results
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 100  # results per transaction; a bigger backlog is written in several
 WRITE_SECONDS = 5.0  # after the grace, the longest a stopping sweeper waits for its last writes
+WRITE_RETRY_SECONDS = 1.0  # while the database is away, between two tries of a batch
+LEASE_MARGIN = 0.1  # of the lease: a result is not sent again this close to its lease's end
 _STOP = object()
 
 
@@ -95,29 +106,35 @@ class Sweeper:
         if not slots:
             return 0
         config = self.app.config
+        lease = float(config["CHECK_LEASE"])
+        # Measured before the claim: the lease ends no earlier than this in the database.
+        writable_until = time.monotonic() + lease * (1 - LEASE_MARGIN)
         with self.app.app_context():
             try:
                 self._size_client_cache()
                 claimed = claim_due(self.worker, slots, interval=config["CHECK_INTERVAL"],
-                                    lease=config["CHECK_LEASE"],
-                                    permissions_every=config["CHECK_PERMISSIONS_EVERY"])
+                                    lease=lease, permissions_every=config["CHECK_PERMISSIONS_EVERY"])
                 work = [jobs.job_for(row, full=full) for row, full in claimed]
-            except Exception:
-                log.exception("could not claim providers")
+            except Exception as error:
+                if not is_unreachable(error):
+                    log.exception("could not claim providers")
+                else:  # its claims, had the commit been made, expire: those providers wait a lease
+                    log.warning("could not claim providers: the database is not reachable (%s)",
+                                describe(error))
                 work = []
             finally:
                 db.session.remove()
         for _ in range(slots - len(work)):
             self.free.release()
         for job in work:
-            self._submit(job)
+            self._submit(job, writable_until)
         return len(work)
 
-    def _submit(self, job: jobs.CheckJob) -> None:
+    def _submit(self, job: jobs.CheckJob, writable_until: float) -> None:
         with self._claimed_changed:
             self._claimed[id(job)] = (job, False)
         try:
-            self.pool.submit(self._check, job)
+            self.pool.submit(self._check, job, writable_until)
         except RuntimeError:  # shut down meanwhile: the claim is handed back
             pass
 
@@ -129,7 +146,7 @@ class Sweeper:
         self._cache_sized_until = now + float(self.app.config["CHECK_INTERVAL"])
         size_client_cache(db.session.scalar(select(func.count()).select_from(Provider)) + self.size)
 
-    def _check(self, job: jobs.CheckJob) -> None:
+    def _check(self, job: jobs.CheckJob, writable_until: float = float("inf")) -> None:
         with self._claimed_changed:
             if self.closed:  # not started before the shutdown: handed back
                 self.free.release()
@@ -139,7 +156,8 @@ class Sweeper:
         try:
             result, duration = jobs.run(job, self.app.config["CHECK_TIMEOUT"])
             outcome = Outcome(job.provider_id, result, trigger="scheduled", full=job.full,
-                              duration_ms=duration, worker=self.worker, generation=job.generation)
+                              duration_ms=duration, worker=self.worker, generation=job.generation,
+                              key=new_key(), writable_until=writable_until)
         except Exception:
             log.exception("check of provider %s failed", job.provider_name)
         finally:
@@ -170,15 +188,27 @@ class Sweeper:
                 return
 
     def _write(self, batch: list[Outcome]) -> None:
-        with self.app.app_context():
-            try:
-                written = save_results(batch)
-            except Exception:  # the database is gone: the leases expire, the checks come back
-                log.exception("could not write %d check results", len(batch))
-                written = []
-            finally:
-                db.session.remove()
-        self.checked += len(written)
+        """Write the batch; while the database is away, send it again until it answers or
+        the results' leases run out."""
+        again = False
+        while batch:
+            with self.app.app_context():
+                try:
+                    self.checked += len(save_results(batch, again=again))
+                    break
+                except Exception as error:  # unreachable: save_results drops nothing else
+                    log.warning("could not write %d check results, the database is not reachable (%s); "
+                                "trying again", len(batch), describe(error))
+                finally:
+                    db.session.remove()
+            again = True
+            time.sleep(WRITE_RETRY_SECONDS)
+            now = time.monotonic()
+            late = [o for o in batch if o.writable_until <= now]
+            if late:
+                log.warning("dropped %d check results: their leases end, the providers will be checked "
+                            "again", len(late))
+                batch = [o for o in batch if o.writable_until > now]
 
     def shutdown(self, wait: bool = True, grace: float | None = None) -> Stopped:
         """Stop claiming and hand back the claims of the checks not started. With `wait`, let

@@ -155,6 +155,8 @@ class ProviderCheck(db.Model):
     duration_ms: Mapped[float | None] = mapped_column(Float)
     # Computed for connection settings changed since: recorded, but not applied to the status.
     superseded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Unique per result: a write sent again after a commit whose answer was lost finds it.
+    result_key: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
 
     provider: Mapped[Provider] = relationship(back_populates="checks")
 

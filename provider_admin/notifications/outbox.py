@@ -7,6 +7,11 @@ written only while the claim is still the writer's. A scheduler that dies betwee
 and writing leaves a claim that expires: that one message is sent again (receivers can tell
 by its delivery id). A scheduler that stops hands back its claims (see `Courier.stop`).
 
+When the database goes away while a message is on its way, the message is not sent again:
+its outcome is written again every RECORD_RETRY_SECONDS until the database answers, as long
+as the claim lasts. The write is guarded by the claim, which it releases, so a write whose
+commit was made but whose answer was lost changes nothing the second time.
+
 A failed attempt is retried after NOTIFY_RETRY_BASE seconds, twice as long after each
 further one (at most NOTIFY_RETRY_MAX), until NOTIFY_MAX_ATTEMPTS; then it is failed.
 """
@@ -21,6 +26,7 @@ from flask import Flask, current_app
 from sqlalchemy import and_, delete, or_, select, update
 
 from .. import crypto
+from ..database import describe, is_unreachable, rollback_quietly
 from ..extensions import db
 from ..kube.connection import BLOCKED_NETWORKS
 from ..models import DeliveryStatus, NotificationDelivery, NotificationEvent, NotificationTarget, TargetKind, utcnow
@@ -31,6 +37,8 @@ deliveries = NotificationDelivery.__table__
 BATCH = 20  # deliveries sent per tick, claimed one by one: each within its own lease
 KEEP_DAYS = 30  # the delivery log's memory
 TOKEN_SCAN_SECONDS = 60
+RECORD_RETRY_SECONDS = 1.0  # while the database is away, between two writes of an outcome
+LEASE_MARGIN = 0.1  # of the lease: an outcome is not written again this close to the lease's end
 
 
 def claim_due(worker: str, limit: int, lease: float) -> list[int]:
@@ -51,8 +59,9 @@ def claim_due(worker: str, limit: int, lease: float) -> list[int]:
     return sorted(ids)
 
 
-def deliver(delivery_id: int, worker: str) -> bool:
-    """Send one claimed delivery and write the outcome; whether it was delivered."""
+def deliver(delivery_id: int, worker: str, writable_until: float = 0.0) -> bool:
+    """Send one claimed delivery and write the outcome; whether it was delivered. While the
+    database is away, the outcome is written again until `writable_until` (time.monotonic())."""
     config = current_app.config
     delivery = db.session.get(NotificationDelivery, delivery_id)
     event, target = delivery.event, delivery.target
@@ -68,8 +77,17 @@ def deliver(delivery_id: int, worker: str) -> bool:
     except Exception as failure:  # a bug must not keep the claim going round
         log.exception("delivery %s failed", delivery_id)
         error = f"Could not send: {type(failure).__name__}"
-    _record(delivery_id, worker, code, error)
-    return error is None
+    while True:
+        try:
+            _record(delivery_id, worker, code, error)
+            return error is None
+        except Exception as failure:
+            rollback_quietly()
+            if not is_unreachable(failure) or time.monotonic() + RECORD_RETRY_SECONDS >= writable_until:
+                raise
+            log.warning("could not write the outcome of delivery %s, the database is not reachable (%s); "
+                        "trying again", delivery_id, describe(failure))
+        time.sleep(RECORD_RETRY_SECONDS)
 
 
 def _sender(target: NotificationTarget, config):
@@ -152,15 +170,21 @@ class Courier:
                     self._next_scan = time.monotonic() + TOKEN_SCAN_SECONDS
                     events.expiring_tokens()
                     prune()
+                lease = float(self.app.config["NOTIFY_LEASE"])
                 for _ in range(BATCH):
                     if self.closed:
                         break
-                    claimed = claim_due(self.worker, 1, float(self.app.config["NOTIFY_LEASE"]))
+                    writable_until = time.monotonic() + lease * (1 - LEASE_MARGIN)  # before the claim
+                    claimed = claim_due(self.worker, 1, lease)
                     if not claimed:
                         break
-                    delivered += deliver(claimed[0], self.worker)
-            except Exception:  # the database is gone: the claims expire, the deliveries come back
-                log.exception("could not deliver notifications")
+                    delivered += deliver(claimed[0], self.worker, writable_until)
+            except Exception as error:  # the claims expire, the deliveries come back
+                if not is_unreachable(error):
+                    log.exception("could not deliver notifications")
+                else:
+                    log.warning("could not deliver notifications: the database is not reachable (%s)",
+                                describe(error))
             finally:
                 db.session.remove()
         return delivered
