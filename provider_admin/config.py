@@ -44,7 +44,7 @@ class Defaults:
     CHECK_TIMEOUT = 5.0
     # Seconds a Deploy, a bootstrap removal or one step of a workspace build may take with all
     # its requests (each at most CHECK_TIMEOUT). A Deploy answers within this plus a check's
-    # CHECK_TIMEOUT: keep the sum below the web server's worker timeout (gunicorn: 30 s).
+    # CHECK_TIMEOUT: keep the sum below gunicorn's worker timeout (GUNICORN_TIMEOUT, 60 s).
     OPERATION_TIMEOUT = 15.0
     CHECK_POOL_SIZE = 16
     CHECK_FAILURE_THRESHOLD = 2
