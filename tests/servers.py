@@ -30,14 +30,13 @@ def environment(database_url: str, instance: Path, **settings) -> dict:
 
 
 @contextmanager
-def gunicorn(env: dict, log: Path, workers: int = 3, timeout: float | None = None):
-    """The app under gunicorn's sync workers (a request held past `timeout` seconds, if given,
-    kills its worker); yields its URL. The access log's lines are "worker-pid status path"."""
+def gunicorn(env: dict, log: Path, workers: int = 3):
+    """The app under gunicorn's sync workers; yields its URL. The access log's lines are
+    "worker-pid status path"."""
     port = free_port()
-    worker_timeout = ["--timeout", f"{timeout:g}"] if timeout else []
     process = subprocess.Popen(
         [GUNICORN, "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--access-logfile", str(log),
-         "--access-logformat", "%(p)s %(s)s %(U)s", *worker_timeout, "app:create_app()"],
+         "--access-logformat", "%(p)s %(s)s %(U)s", "app:create_app()"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
