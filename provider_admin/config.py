@@ -42,6 +42,10 @@ class Defaults:
     POLL_SECONDS = 5
     CHECK_INTERVAL = 30
     CHECK_TIMEOUT = 5.0
+    # Seconds a Deploy, a bootstrap removal or one step of a workspace build may take with all
+    # its requests (each at most CHECK_TIMEOUT). A Deploy answers within this plus a check's
+    # CHECK_TIMEOUT: keep the sum below gunicorn's worker timeout (GUNICORN_TIMEOUT, 60 s).
+    OPERATION_TIMEOUT = 15.0
     CHECK_POOL_SIZE = 64  # threads wait on the network: enough for 10 % of 5,000 clusters going down at once
     CHECK_FAILURE_THRESHOLD = 2
     CHECK_PERMISSIONS_EVERY = 300

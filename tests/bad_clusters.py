@@ -8,6 +8,9 @@ the provider ``provider`` whose marker it serves). The faults are the names of `
 handshake on. ``BadCluster("closing")`` is well-behaved but closes the connection after each answer.
 ``tls=True`` serves HTTPS with a trustme CA (``ca_pem``); ``fault="no_handshake"`` accepts
 the connection and never completes a TLS handshake (nor reads a byte).
+``BadRelay(kube_api, "silent", nth=6)`` passes requests on to a working API server (the
+emulator) and spoils only the sixth with the fault: a cluster that fails in the middle of an
+operation.
 """
 from __future__ import annotations
 
@@ -62,11 +65,21 @@ class BadCluster:
 
     async def _main(self) -> None:
         self._loop, self._done = asyncio.get_running_loop(), asyncio.Event()
+        self._clients: set[asyncio.Task] = set()
+        servers = await self._servers()
+        self._ready.set()
+        await self._done.wait()
+        for server in servers:
+            server.close()
+        for task in list(self._clients):
+            task.cancel()
+
+    async def _servers(self) -> list[asyncio.Server]:
+        """Listen, and set `url` to where the client goes."""
         context = None
         if self.ca and self.fault != "no_handshake":
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.ca.issue_cert("127.0.0.1").configure_cert(context)
-        self._clients: set[asyncio.Task] = set()
         servers = [await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context)]
         if self.fault == "slow_tls":  # in front of the TLS server: its bytes, one at a time
             inner = servers[0].sockets[0].getsockname()[1]
@@ -74,12 +87,7 @@ class BadCluster:
                                                       "127.0.0.1", 0))
         port = servers[-1].sockets[0].getsockname()[1]
         self.url = f"{'https' if self.ca else 'http'}://127.0.0.1:{port}"
-        self._ready.set()
-        await self._done.wait()
-        for server in servers:
-            server.close()
-        for task in list(self._clients):
-            task.cancel()
+        return servers
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._clients.add(asyncio.current_task())
@@ -306,3 +314,56 @@ FAULTS = {
     "slow_tls": None,  # no fault behind it: every byte of TLS (handshake too) comes slowly
     "closing": None,  # no fault: every answer says Connection: close, as HTTP/1.0 proxies do
 }
+
+
+class BadRelay(BadCluster):
+    """A healthy API server (`upstream`, e.g. a KubeAPI) behind a relay that spoils its `nth`
+    request (counted from 1, over all connections; or the first that is "METHOD /path") with
+    `fault` (a name of FAULTS: "silent" hangs, "slow_body" trickles); every other request is
+    passed on whole. A context manager,
+    with ``connection()`` like the servers it stands in for; ``requests`` lists what it read."""
+
+    def __init__(self, upstream, fault: str, nth: int | str, *, drip: float = 0.2, give_up: float = 15.0):
+        assert FAULTS.get(fault), fault
+        super().__init__(fault, drip=drip, give_up=give_up)
+        self.upstream, self.nth = upstream, nth
+
+    async def _servers(self) -> list[asyncio.Server]:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        return [server]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(asyncio.current_task())
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                length = next((int(line.split(":", 1)[1]) for line in lines
+                               if line.lower().startswith("content-length:")), 0)
+                body = await reader.readexactly(length)
+                request = " ".join(lines[0].split(" ")[:2])
+                self.requests.append(request)
+                if self.nth == len(self.requests) or (self.nth == request and self.requests.count(request) == 1):
+                    await FAULTS[self.fault](self, writer)
+                    return
+                writer.write(await self._pass_on(lines, body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._clients.discard(asyncio.current_task())
+            writer.close()
+
+    async def _pass_on(self, lines: list[str], body: bytes) -> bytes:
+        """The upstream's whole answer to one request, sent on a connection of its own."""
+        kept = [line for line in lines[1:] if line and not line.lower().startswith("connection:")]
+        head = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("latin-1")
+        port = int(self.upstream.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(head + body)
+            await writer.drain()
+            return await reader.read()  # until the upstream closes the connection
+        finally:
+            writer.close()

@@ -48,7 +48,7 @@ from .errors import CATEGORIES
 from .health import CheckResult, check
 from .hints import NOTE_PREFIX as HINTS_UNAVAILABLE
 from .hints import scheduling_hints
-from .inventory import Names, service_accounts, storage_classes
+from .inventory import Names, cluster_names, service_accounts, storage_classes
 from .manifest import bootstrap_manifest, to_yaml
 from .permissions import MARKER_KEY, MARKER_NAME, Permission, required_permissions
 from .permissions import UID_LABEL as PROVIDER_UID_LABEL
@@ -73,7 +73,7 @@ __all__ = [
     "PROVIDER_UID_LABEL", "REMOVED", "UNCHANGED", "UPDATED", "WORKSPACE_UID_LABEL", "BuildResult", "CheckResult",
     "ClientConfigError", "Connection", "KubeconfigError", "Names", "NotInClusterError", "Outcome", "Permission",
     "PodState", "Ref", "TeardownResult", "WorkspaceSpec", "bootstrap_manifest", "build_workspace", "by_hand", "check",
-    "check_address", "clear_client_cache", "deploy", "describe", "in_cluster_connection", "kubeconfig_contexts",
+    "check_address", "clear_client_cache", "cluster_names", "deploy", "describe", "in_cluster_connection", "kubeconfig_contexts",
     "object_base", "object_names", "parse_kubeconfig", "pod_state", "rebuild_workspace", "remove_bootstrap", "required_permissions",
     "scheduling_hints", "service_accounts", "ssh_address", "storage_classes", "succeeded", "teardown_workspace", "to_yaml",
     "token_expiry", "token_expiry_phrase", "undeploy", "workspace_objects",

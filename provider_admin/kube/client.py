@@ -10,21 +10,20 @@ certificate is loaded into an SSLContext from a temporary file that is removed a
 
 Every connection a client opens checks the address it reached before the request (and its
 token) is written: a name that resolves to a link-local or metadata address is refused
-(`BlockedPeerError`), whatever the form was told. Redirects are never followed: `send()`
-raises `Redirected`.
+(`transport.BlockedPeerError`), whatever the form was told. Redirects are never followed:
+`send()` raises `Redirected`.
 
 A timeout is a deadline for the whole exchange, not for each read: a server that trickles
 its headers or body a byte at a time still ends within it. `send()` takes the time left
 before a caller's `deadline` (a health check makes several requests within one), and every
-read of the answer waits at most until then.
+read of the answer, and looking up the cluster's host name, waits at most until then (see
+`transport`). A `Budget` is such a deadline for an operation that a person waits for or that
+must not hang (a Deploy, a removal, a step of a workspace build): however many requests it
+makes, it ends within its seconds.
 """
 from __future__ import annotations
 
-import http.client
-import io
-import ipaddress
 import os
-import socket
 import ssl
 import tempfile
 import threading
@@ -34,10 +33,10 @@ from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s
-from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util.ssl_ import create_urllib3_context
 
-from .connection import SETTING, Connection, peer_refusal
+from .connection import Connection
+from .transport import DeadlineExceeded, GuardedPoolManager, request_deadline
 
 USER_AGENT = "provider-admin"
 DEFAULT_CACHE_SIZE = 64
@@ -46,22 +45,6 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # an answer past this is an error, never r
 
 class ClientConfigError(ValueError):
     """The connection's certificates cannot be loaded (bad PEM); the message says which."""
-
-
-class BlockedPeerError(OSError):
-    """The connection reached an address credentials may not go to; nothing was sent."""
-
-    def __init__(self, host: str, refusal: str, message: str | None = None):
-        super().__init__(message or (
-            f"{host} resolves to {refusal}: Provider Admin refused to connect and sent nothing "
-            f"(credentials go there only when the {SETTING} setting allows it). "
-            "Use the cluster's own address."))
-
-
-def clear_text_refusal(host: str, peer: str) -> BlockedPeerError:
-    return BlockedPeerError(host, peer, (
-        f"{host} is an http:// address reaching {peer}, off this host: the credentials would travel "
-        "in clear, so Provider Admin sent nothing. Edit the provider to the API server's https:// address."))
 
 
 class ResponseTooLarge(Exception):
@@ -82,12 +65,17 @@ class Redirected(Exception):
         self.location = location
 
 
-class DeadlineExceeded(TimeoutError):
-    """The time allowed for a request (or a whole check) ran out while waiting for the answer."""
+class Budget:
+    """The time one operation (`what`, e.g. "Deploy") has for all its requests to a cluster,
+    from now; each request still waits at most `timeout` within it."""
 
-    def __init__(self, timeout: float):
-        super().__init__(f"no complete answer within {timeout:g} s")
-        self.timeout = timeout
+    def __init__(self, what: str, seconds: float, timeout: float):
+        self.what, self.seconds, self.timeout = what, seconds, timeout
+        self.deadline = time.monotonic() + seconds
+
+    @property
+    def spent(self) -> bool:
+        return time.monotonic() >= self.deadline
 
 
 def request_timeout(timeout: float) -> tuple[float, float]:
@@ -98,9 +86,6 @@ def request_timeout(timeout: float) -> tuple[float, float]:
 def quote_segment(name: str) -> str:
     """A name as one URL path segment (names come from forms and the cluster)."""
     return quote(name, safe="")
-
-
-_deadline = threading.local()  # the deadline of the request this thread is making
 
 
 def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
@@ -125,7 +110,7 @@ def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
     left = deadline - now
     if left <= 0:
         raise DeadlineExceeded(timeout)
-    _deadline.at, _deadline.timeout = deadline, timeout
+    request_deadline.at, request_deadline.timeout = deadline, timeout
     try:
         response = api.call_api(method, url, headers, data, _request_timeout=request_timeout(left))
         raw = response.response  # not read yet: the client asks urllib3 not to preload
@@ -135,7 +120,7 @@ def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
             raw.close()
             raise
     finally:
-        _deadline.at = None
+        request_deadline.at = None
     if len(data) > MAX_RESPONSE_BYTES:
         raw.close()  # drop the connection rather than drain the rest
         raise ResponseTooLarge(MAX_RESPONSE_BYTES)
@@ -143,49 +128,6 @@ def send(api: k8s.ApiClient, method: str, path: str, *, timeout: float,
     if 300 <= response.status < 400:
         raise Redirected(response.status, raw.headers.get("Location"))
     return response.status, data.decode("utf-8", "replace")
-
-
-class _DeadlineReader(io.RawIOBase):
-    """Reads an answer from the socket, each read waiting only until the request's deadline."""
-
-    def __init__(self, sock: socket.socket, deadline: float, timeout: float):
-        self.sock, self.deadline, self.timeout = sock, deadline, timeout
-        # As socket.makefile() does: an answer that ends with "Connection: close" is read
-        # after http.client closed the socket, which stays open until this file closes.
-        sock._io_refs += 1
-
-    def close(self) -> None:
-        if not self.closed:
-            self.sock._decref_socketios()
-        super().close()
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(self)  # what http.client reads the answer from
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise DeadlineExceeded(self.timeout)
-        self.sock.settimeout(left)
-        try:
-            return self.sock.recv_into(buffer)
-        except (TimeoutError, socket.timeout):
-            if self.deadline - time.monotonic() <= 0:
-                raise DeadlineExceeded(self.timeout) from None
-            raise
-
-
-class _DeadlineResponse(http.client.HTTPResponse):
-    """http.client's response, reading through a `_DeadlineReader` when a deadline is set."""
-
-    def __init__(self, sock, *args, **kwargs):
-        deadline = getattr(_deadline, "at", None)
-        if deadline is not None:
-            sock = _DeadlineReader(sock, deadline, _deadline.timeout)
-        super().__init__(sock, *args, **kwargs)
 
 
 def build_client(conn: Connection) -> k8s.ApiClient:
@@ -203,7 +145,7 @@ def build_client(conn: Connection) -> k8s.ApiClient:
     api = k8s.ApiClient(config)
     api.user_agent = USER_AGENT
     unguarded = api.rest_client.pool_manager
-    api.rest_client.pool_manager = _GuardedPoolManager(conn.blocked_networks,
+    api.rest_client.pool_manager = GuardedPoolManager(conn.blocked_networks,
                                                        **unguarded.connection_pool_kw)
     unguarded.clear()
     if conn.client_cert and conn.client_key:
@@ -211,53 +153,6 @@ def build_client(conn: Connection) -> k8s.ApiClient:
         pool_kw["ssl_context"] = _client_cert_context(conn)
         pool_kw.update(ca_certs=None, ca_cert_data=None, cert_file=None, key_file=None)
     return api
-
-
-class _PeerCheck:
-    """Checks the address a new socket reached before anything is written to it. Plain http
-    (an address stored before only https was accepted, or `kubectl proxy` on this host) may
-    only reach this host itself: credentials never cross a network in clear."""
-
-    clear_text = False
-
-    def __init__(self, *args, blocked_networks: tuple[str, ...] = (), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.blocked_networks = blocked_networks
-
-    def _new_conn(self):
-        sock = super()._new_conn()
-        peer = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
-        peer = getattr(peer, "ipv4_mapped", None) or peer
-        refusal = peer_refusal(peer, self.blocked_networks) if self.blocked_networks else None
-        if refusal or (self.clear_text and not peer.is_loopback):
-            sock.close()
-            raise BlockedPeerError(self.host, refusal) if refusal else clear_text_refusal(self.host, str(peer))
-        return sock
-
-
-class _GuardedHTTPConnection(_PeerCheck, HTTPConnection):
-    clear_text = True
-    response_class = _DeadlineResponse
-
-
-class _GuardedHTTPSConnection(_PeerCheck, HTTPSConnection):
-    response_class = _DeadlineResponse
-
-
-class _GuardedPoolManager(urllib3.PoolManager):
-    """A PoolManager whose connections refuse peers in `blocked_networks`."""
-
-    connection_classes = {"http": _GuardedHTTPConnection, "https": _GuardedHTTPSConnection}
-
-    def __init__(self, blocked_networks: tuple[str, ...], **connection_pool_kw):
-        super().__init__(**connection_pool_kw)
-        self.blocked_networks = tuple(blocked_networks)
-
-    def _new_pool(self, scheme, host, port, request_context=None):
-        pool = super()._new_pool(scheme, host, port, request_context)
-        pool.ConnectionCls = self.connection_classes[scheme]
-        pool.conn_kw = {**pool.conn_kw, "blocked_networks": self.blocked_networks}
-        return pool
 
 
 def _check_pem(pem: str, what: str) -> None:

@@ -4,6 +4,8 @@ Each object is read first. Absent: created. Present and labelled with this provi
 the fields Provider Admin manages (its labels and annotations, Role rules, binding subjects
 and roleRef, ConfigMap data) are compared and patched when they differ. Present without the
 uid: left alone, never modified; a Namespace that was already there is used as it is.
+All of its requests share one `budget` of seconds: a slow cluster costs at most that, and the
+objects it did not reach are listed as not tried.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import json
 from typing import NamedTuple
 
 from . import errors as e
-from .client import get_client, send
+from .client import Budget, get_client, send
 from .client import quote_segment as q
 from .connection import Connection
 from .permissions import MANAGED_BY_LABEL, MARKER_KEY, MARKER_NAME, MARKER_UID_KEY, UID_LABEL
@@ -69,19 +71,20 @@ class Unreachable(Exception):
 
 
 class Session:
-    """One client and timeout for a run of requests; transport failures raise Unreachable."""
+    """One client and one budget for a run of requests; transport failures raise Unreachable."""
 
-    def __init__(self, conn: Connection, timeout: float):
-        self.conn, self.timeout = conn, timeout
+    def __init__(self, conn: Connection, budget: Budget):
+        self.conn, self.budget = conn, budget
         self.api = get_client(conn)
 
     def send(self, method: str, path: str, body=None, content_type: str | None = None):
         """(status, parsed JSON or {}, the server's message for errors)."""
+        timeout = self.budget.timeout
         try:
-            status, text = send(self.api, method, path, timeout=self.timeout, body=body,
-                                content_type=content_type)
+            status, text = send(self.api, method, path, timeout=timeout, body=body,
+                                content_type=content_type, deadline=self.budget.deadline)
         except Exception as exc:
-            found = e.classify_transport(exc, self.conn, self.timeout)
+            found = e.classify_transport(exc, self.conn, timeout, self.budget)
             raise Unreachable(found[1] if found else f"failed: {e.snippet(exc)}") from None
         if status >= 400:
             return status, {}, e.server_message(text)
@@ -123,13 +126,13 @@ def failure(status: int, message: str, method: str, kind: str, namespace: str = 
 
 
 def deploy(conn: Connection, objs: list[dict], *, provider_uid: str, provider_name: str,
-           timeout: float = 5.0) -> list[Outcome]:
-    """Converge each object in order; stops at the first one it could not touch and lists the
-    rest as not tried (the marker comes last, so "deployed" still implies everything before it
-    was applied)."""
+           timeout: float = 5.0, budget: float = 15.0) -> list[Outcome]:
+    """Converge each object in order, all within `budget` seconds (each request within
+    `timeout`); stops at the first one it could not touch and lists the rest as not tried (the
+    marker comes last, so "deployed" still implies everything before it was applied)."""
     owner = _Owner(provider_uid)
     try:
-        session = Session(conn, timeout)
+        session = Session(conn, Budget("Deploy", budget, timeout))
         owner.adopt_legacy = _legacy_marker_names(session, conn.namespace, provider_name)
     except (ValueError, Unreachable) as exc:  # said of the object it was about to touch
         first = objs[0]["metadata"] if objs else {"name": ""}
@@ -247,7 +250,7 @@ def _changed_keys(want: dict | None, have: dict | None) -> dict:
 def undeploy(conn: Connection, objs: list[dict], timeout: float = 5.0) -> list[Outcome]:
     """Delete the given objects in reverse order, whoever made them (404 counts as already
     absent). For test clusters only: the app removes a bootstrap with `remove_bootstrap`."""
-    session = Session(conn, timeout)
+    session = Session(conn, Budget("Undeploy", timeout * (len(objs) + 1), timeout))
     results = []
     for obj in reversed(objs):
         kind, meta = obj["kind"], obj["metadata"]

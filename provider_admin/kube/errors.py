@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import urllib3.exceptions as u3
 from kubernetes.client.exceptions import ApiException
 
-from .client import BlockedPeerError, DeadlineExceeded, Redirected, ResponseTooLarge
+from .client import Budget, Redirected, ResponseTooLarge
+from .transport import BlockedPeerError, DeadlineExceeded, ResolveTimeout
 from .connection import BLOCKED_NETWORKS, Connection, host_refusal
 
 READY = "ready"
@@ -97,12 +98,17 @@ def classify_http(status: int, body: str, doing: str, reason: str | None = None)
 
 
 def classify_transport(
-    exc: BaseException, conn: Connection, timeout: float
+    exc: BaseException, conn: Connection, timeout: float, budget: Budget | None = None
 ) -> tuple[str, str] | None:
-    """Category and message for a failure to exchange HTTP with the server at all."""
+    """Category and message for a failure to exchange HTTP with the server at all; a request
+    cut short because the `budget` of its whole operation was spent says that (a budget for
+    one request's time says no more than the timeout)."""
     address = urlsplit(conn.server).netloc or conn.server
     host = urlsplit(conn.server).hostname or address
     chain = list(_chain(exc))
+    if budget is not None and budget.seconds != timeout and budget.spent and any(
+            isinstance(e, (DeadlineExceeded, u3.TimeoutError, TimeoutError, socket.timeout)) for e in chain):
+        return TIMEOUT, out_of_time(budget, address)
     for e in chain:
         if isinstance(e, BlockedPeerError):
             return ADDRESS_REFUSED, str(e)
@@ -111,6 +117,11 @@ def classify_transport(
                                "address is the API server's URL, not a file or stream server.")
         if isinstance(e, Redirected):
             return REDIRECTED, redirect_message(e, conn)
+    if any(isinstance(e, ResolveTimeout) for e in chain):
+        return UNREACHABLE, (
+            f"Looking up the host name {host} took longer than {timeout:g} s (the DNS servers did "
+            "not answer in time). Check the cluster address and this machine's DNS servers."
+        )
     if any(isinstance(e, (u3.NameResolutionError, socket.gaierror)) for e in chain):
         return UNREACHABLE, (
             f"Cannot resolve the host name {host} (DNS lookup failed). Check the cluster address."
@@ -166,6 +177,14 @@ def classify_transport(
             "the network path to it."
         )
     return None
+
+
+def out_of_time(budget: Budget, address: str) -> str:
+    """Why an operation stopped when its budget ran out."""
+    return (f"out of time: {budget.what} may take {budget.seconds:g} s with all its requests to "
+            f"the cluster, and {address} had not answered them all by then (no answer, or answers "
+            "too slow to finish in time). The API server may be overloaded, or the address points "
+            "to something else.")
 
 
 def redirect_message(redirect: Redirected, conn: Connection) -> str:

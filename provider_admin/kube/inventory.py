@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 
 from . import errors as e
@@ -19,17 +20,24 @@ class Names:
     error: str | None = None
 
 
-def storage_classes(conn: Connection, timeout: float = 5.0) -> Names:
-    return _list(conn, "/apis/storage.k8s.io/v1/storageclasses", timeout)
+def cluster_names(conn: Connection, timeout: float = 5.0) -> dict[str, Names]:
+    """The storage classes and the namespace's service accounts, both within `timeout`."""
+    deadline = time.monotonic() + timeout
+    return {"storage_class": storage_classes(conn, timeout, deadline),
+            "service_account": service_accounts(conn, timeout, deadline)}
 
 
-def service_accounts(conn: Connection, timeout: float = 5.0) -> Names:
-    return _list(conn, f"/api/v1/namespaces/{quote_segment(conn.namespace)}/serviceaccounts", timeout)
+def storage_classes(conn: Connection, timeout: float = 5.0, deadline: float | None = None) -> Names:
+    return _list(conn, "/apis/storage.k8s.io/v1/storageclasses", timeout, deadline)
 
 
-def _list(conn: Connection, path: str, timeout: float) -> Names:
+def service_accounts(conn: Connection, timeout: float = 5.0, deadline: float | None = None) -> Names:
+    return _list(conn, f"/api/v1/namespaces/{quote_segment(conn.namespace)}/serviceaccounts", timeout, deadline)
+
+
+def _list(conn: Connection, path: str, timeout: float, deadline: float | None) -> Names:
     try:
-        status, text = send(get_client(conn), "GET", path, timeout=timeout)
+        status, text = send(get_client(conn), "GET", path, timeout=timeout, deadline=deadline)
     except Exception as exc:  # a suggestion is never worth an error page
         found = e.classify_transport(exc, conn, timeout)
         return Names(error=(found[1] if found else e.snippet(exc) or type(exc).__name__).rstrip("."))

@@ -1,6 +1,7 @@
 """Requests on one namespaced object of a workspace (core API, v1): what the build, the
 teardown and the state readers share. Never raise: a failure comes back as a status and a
-reason in plain text."""
+reason in plain text. Each request waits at most its budget's timeout, and ends when the
+budget of its whole operation runs out."""
 from __future__ import annotations
 
 import json
@@ -8,9 +9,10 @@ import json
 import urllib3.exceptions as u3
 
 from . import errors as e
-from .client import BlockedPeerError, send
+from .client import Budget, send
 from .client import quote_segment as q
 from .connection import Connection
+from .transport import BlockedPeerError
 
 # kind -> (plural, key in object_names); all core (v1), namespaced; teardown goes in this order.
 KINDS = {"Service": ("services", "service"), "Pod": ("pods", "pod"),
@@ -20,15 +22,16 @@ KINDS = {"Service": ("services", "service"), "Pod": ("pods", "pod"),
 Ref = tuple[str, str]  # (kind, name)
 
 
-def request(api, conn: Connection, method: str, namespace: str, ref: Ref, timeout: float,
+def request(api, conn: Connection, method: str, namespace: str, ref: Ref, budget: Budget,
             body: dict | None = None) -> tuple[int | None, str, bool]:
     """(status or None, the reason of a failure, whether a failed request may have worked)."""
     (kind, name), plural = ref, KINDS[ref[0]][0]
     path = f"/api/v1/namespaces/{q(namespace)}/{plural}" + ("" if body else f"/{q(name)}")
     try:
-        status, text = send(api, method, path, timeout=timeout, body=body)
+        status, text = send(api, method, path, timeout=budget.timeout, body=body,
+                            deadline=budget.deadline)
     except Exception as exc:
-        found = e.classify_transport(exc, conn, timeout)
+        found = e.classify_transport(exc, conn, budget.timeout, budget)
         return None, found[1] if found else f"The request failed: {e.snippet(exc)}", sent(exc)
     if status < 400:
         return status, "", False
@@ -43,14 +46,14 @@ def request(api, conn: Connection, method: str, namespace: str, ref: Ref, timeou
 
 
 def read(api, conn: Connection, namespace: str, ref: Ref,
-         timeout: float) -> tuple[int | None, dict | None, str]:
+         budget: Budget) -> tuple[int | None, dict | None, str]:
     """GET one object: (status or None, the object when 200, the reason of a failure)."""
     (kind, name), plural = ref, KINDS[ref[0]][0]
     try:
         status, text = send(api, "GET", f"/api/v1/namespaces/{q(namespace)}/{plural}/{q(name)}",
-                            timeout=timeout)
+                            timeout=budget.timeout, deadline=budget.deadline)
     except Exception as exc:
-        found = e.classify_transport(exc, conn, timeout)
+        found = e.classify_transport(exc, conn, budget.timeout, budget)
         return None, None, found[1] if found else f"The request failed: {e.snippet(exc)}"
     if status >= 400:
         return status, None, e.classify_http(status, text, f"get {plural} in namespace {namespace}")[1]

@@ -2,12 +2,14 @@
 
 A Namespace goes only when Deploy created it and it holds nothing that is not this
 provider's (the kinds in NAMESPACE_CONTENTS are listed; what Kubernetes makes in every
-namespace by itself does not count). Whatever stays is said, with the reason.
+namespace by itself does not count). Whatever stays is said, with the reason. All requests
+share one budget of seconds, so a provider's deletion waits at most that for its cluster.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from .client import Budget
 from .client import quote_segment as q
 from .deploy import Outcome, Session, Unreachable, failure, path_of
 from .permissions import UID_LABEL
@@ -43,12 +45,13 @@ class Ref(NamedTuple):
 
 
 def remove_bootstrap(conn, recorded: list[Ref], *, provider_uid: str,
-                     timeout: float = 5.0) -> list[Outcome]:
-    """Delete the recorded objects that still carry `provider_uid`; one Outcome per object."""
+                     timeout: float = 5.0, budget: float = 15.0) -> list[Outcome]:
+    """Delete the recorded objects that still carry `provider_uid`, all within `budget`
+    seconds (each request within `timeout`); one Outcome per object."""
     ordered = sorted(recorded, key=lambda ref: REMOVAL_ORDER.index(ref.kind))
     results: list[Outcome] = []
     try:
-        session = Session(conn, timeout)
+        session = Session(conn, Budget("removing the bootstrap", budget, timeout))
         for ref in ordered:
             results.append(Outcome(ref.kind, ref.name, _remove(session, ref, provider_uid),
                                    ref.namespace))

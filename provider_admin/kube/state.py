@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import errors as e
-from .client import get_client
+from .client import Budget, get_client
 from .connection import Connection
 from .objects import read
 from .services import WAITING, external_address
@@ -27,7 +27,8 @@ def pod_state(conn: Connection, spec: WorkspaceSpec, timeout: float = 5.0) -> Po
     crashing container."""
     namespace, pod = spec.namespace, object_names(spec)["pod"]
     try:
-        status, obj, reason = read(get_client(conn), conn, namespace, ("Pod", pod), timeout)
+        status, obj, reason = read(get_client(conn), conn, namespace, ("Pod", pod),
+                                     Budget("Reading the pod", timeout, timeout))
     except Exception as exc:  # certificates that do not load
         return PodState(None, f"The request failed: {e.snippet(exc)}")
     if status == 404:
@@ -65,7 +66,8 @@ def ssh_address(conn: Connection, spec: WorkspaceSpec, timeout: float = 5.0) -> 
     SSH Service (one GET)."""
     namespace, name = spec.namespace, object_names(spec)["service"]
     try:
-        status, obj, reason = read(get_client(conn), conn, namespace, ("Service", name), timeout)
+        status, obj, reason = read(get_client(conn), conn, namespace, ("Service", name),
+                                     Budget("Reading the Service", timeout, timeout))
     except Exception as exc:  # certificates that do not load
         return None, f"The request failed: {e.snippet(exc)}"
     if status == 404:

@@ -1,9 +1,13 @@
 """A workspace's objects in its provider's namespace: what they are, creating and removing them.
 `build()` and `teardown()` report one plain-text line per step through `log` (the live build
-log) and never raise: the result says what happened and which objects were left behind."""
+log) and never raise: the result says what happened and which objects were left behind. Each
+step (creating the objects, removing them again after a failure, deleting them) has a budget
+of seconds for all its requests, so a cluster that hangs or trickles ends it as failed, saying
+so, instead of holding it."""
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import re
 import time
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 
 from . import errors as e
 from . import scheduling
-from .client import get_client
+from .client import Budget, get_client
 from .connection import Connection
 from .manifest import DNS_LABEL
 from .objects import KINDS, Ref, read, request
@@ -177,10 +181,12 @@ def _pod_spec(spec: WorkspaceSpec, claim: str, service_account: str | None) -> d
     return pod
 
 
-def build(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0) -> BuildResult:
+def build(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0,
+          budget: float = 15.0) -> BuildResult:
     """Create the objects in order. An object that exists already is adopted only when it is
     this workspace's own (a re-run after a restart); anything else stops the build. On a
-    failure, whatever this build created is removed again, in reverse order."""
+    failure, whatever this build created is removed again, in reverse order. Creating and
+    removing take at most `budget` seconds each (each request at most `timeout`)."""
     say = _safe(log)
     try:
         objs = workspace_objects(spec)
@@ -190,32 +196,34 @@ def build(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0)
         return BuildResult(False, f"Cannot build: {e.snippet(exc) or type(exc).__name__}")
     created: list[Ref] = []  # only these are removed on a failure, never an earlier build's
     refs = [(obj["kind"], obj["metadata"]["name"]) for obj in objs]
+    creating = Budget("creating the workspace's objects", budget, timeout)
+    undo = functools.partial(_undo, api, conn, spec.namespace, say,
+                             lambda: Budget("removing what the build created", budget, timeout))
     for obj, ref in zip(objs, refs):
-        status, reason, maybe = request(api, conn, "POST", spec.namespace, ref, timeout, obj)
+        status, reason, maybe = request(api, conn, "POST", spec.namespace, ref, creating, obj)
         if status in (200, 201, 202):
             created.append(ref)
             say(_created_line(obj))
             continue
         if status == 409:
-            refusal = _not_adoptable(api, conn, spec, ref, timeout)
+            refusal = _not_adoptable(api, conn, spec, ref, creating)
             if refusal is None:
                 say(f"{_show(ref)} already exists from an earlier run of this workspace's build; "
                     "using it")
                 continue
             say(refusal)
-            return _undo(api, conn, spec.namespace, say, timeout, created, ref, refusal, False)
+            return undo(created, ref, refusal, False)
         say(f"Creating {_show(ref)} failed: {reason}")
-        return _undo(api, conn, spec.namespace, say, timeout, created, ref,
-                     f"Creating {_show(ref)} failed: {reason.rstrip('.')}.", maybe)
+        return undo(created, ref, f"Creating {_show(ref)} failed: {reason.rstrip('.')}.", maybe)
     message = f"Created {_list(created) or 'nothing'} in namespace {spec.namespace}"
     existing = [ref for ref in refs if ref not in created]
     message += f"; already present from an earlier run: {_list(existing)}." if existing else "."
     return BuildResult(True, message, created)
 
 
-def _not_adoptable(api, conn, spec: WorkspaceSpec, ref: Ref, timeout: float) -> str | None:
+def _not_adoptable(api, conn, spec: WorkspaceSpec, ref: Ref, budget: Budget) -> str | None:
     """None when the existing object is this workspace's own; else why the build stops."""
-    status, obj, reason = read(api, conn, spec.namespace, ref, timeout)
+    status, obj, reason = read(api, conn, spec.namespace, ref, budget)
     if status == 200 and owned(obj, spec):
         return None
     if status == 200:
@@ -224,12 +232,13 @@ def _not_adoptable(api, conn, spec: WorkspaceSpec, ref: Ref, timeout: float) -> 
             f"({reason.rstrip('.') if reason else 'it is gone again'}); nothing was changed.")
 
 
-def _undo(api, conn, namespace, say, timeout, created, failed: Ref, message: str,
+def _undo(api, conn, namespace, say, budget, created, failed: Ref, message: str,
           maybe: bool) -> BuildResult:
+    """Remove what the build created, with a `budget()` of its own: the build's may be spent."""
     remaining: list[Ref] = []
     if created:
         say(f"Removing what this build created: {_list(created[::-1])}")
-        remaining = _delete(api, conn, namespace, created[::-1], say, timeout, "remove")
+        remaining = _delete(api, conn, namespace, created[::-1], say, budget(), "remove")
         message += (f" Removing what this build created failed; still in namespace {namespace}: "
                     f"{_list(remaining)}." if remaining
                     else " The objects this build created were removed again.")
@@ -243,12 +252,13 @@ def _undo(api, conn, namespace, say, timeout, created, failed: Ref, message: str
 
 
 def teardown(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0,
-             keep: tuple[str, ...] = ()) -> TeardownResult:
+             keep: tuple[str, ...] = (), budget: float = 15.0) -> TeardownResult:
     """Delete the SSH Service, the pod, the home volume claim and the service account (but
     not the kinds in `keep`), each only when it carries this workspace's label: a same-named
     object without it is left and reported. Without annotations the account, and without
     external SSH the Service, are tried in case an earlier setting made one, but their absence
-    or a 403 is no failure. `remaining`: own objects not confirmed deleted."""
+    or a 403 is no failure. All within `budget` seconds (each request within `timeout`).
+    `remaining`: own objects not confirmed deleted."""
     say = _safe(log)
     try:
         names, namespace = object_names(spec), spec.namespace
@@ -260,8 +270,10 @@ def teardown(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5
         say(f"Cannot delete: {e.snippet(exc) or type(exc).__name__}")
         return TeardownResult(False, f"Cannot delete: {e.snippet(exc) or type(exc).__name__}")
     remaining, left = [], []
+    deleting = Budget("deleting the pod before the rebuild" if keep else "deleting the workspace's objects",
+                      budget, timeout)
     for index, ref in enumerate(refs):
-        status, obj, reason = read(api, conn, namespace, ref, timeout)
+        status, obj, reason = read(api, conn, namespace, ref, deleting)
         if status == 404 or (ref in optional and status == 403):
             if ref not in optional:  # an object that was never made is not news
                 say(f"{_show(ref)} was already gone")
@@ -276,7 +288,7 @@ def teardown(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5
                 f"{spec.uid}); left in place")
             left.append(ref)
         else:
-            remaining += _delete(api, conn, namespace, [ref], say, timeout, "delete", optional)
+            remaining += _delete(api, conn, namespace, [ref], say, deleting, "delete", optional)
     remaining = [r for r in remaining if r not in optional]
     note = f" Left in place, not this workspace's: {_list(left)}." if left else ""
     if remaining:
@@ -287,20 +299,21 @@ def teardown(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5
 
 
 def rebuild(conn: Connection, spec: WorkspaceSpec, log: Log, timeout: float = 5.0,
-            wait: float = 90.0) -> BuildResult:
+            wait: float = 90.0, budget: float = 15.0) -> BuildResult:
     """Recreate the workspace's objects from `spec` while keeping its home volume claim (and
     its SSH Service while external SSH stays on, so that its address stays): delete the pod
     and the service account, wait until the pod is gone, then build, which adopts what was
-    kept. A failed build removes only what it created, never the kept volume."""
+    kept. A failed build removes only what it created, never the kept volume. Each step takes
+    at most `budget` seconds, the wait at most `wait`."""
     say = _safe(log)
     kept = ("PersistentVolumeClaim",) + (("Service",) if spec.external_ssh else ())
-    removed = teardown(conn, spec, log, timeout, keep=kept)
+    removed = teardown(conn, spec, log, timeout, keep=kept, budget=budget)
     if not removed.ok or removed.left:
         return BuildResult(False, "Rebuild stopped before building: " + removed.message)
     gone = _wait_until_gone(conn, spec, say, timeout, wait)
     if gone is not None:
         return BuildResult(False, gone)
-    return build(conn, spec, log, timeout)
+    return build(conn, spec, log, timeout, budget)
 
 
 def _wait_until_gone(conn: Connection, spec: WorkspaceSpec, say: Log, timeout: float,
@@ -308,8 +321,8 @@ def _wait_until_gone(conn: Connection, spec: WorkspaceSpec, say: Log, timeout: f
     """None once the pod is gone (a deleted pod terminates gracefully first); else why not."""
     ref, deadline, told = ("Pod", object_names(spec)["pod"]), time.monotonic() + wait, False
     api = get_client(conn)
-    while True:
-        status, _, reason = read(api, conn, spec.namespace, ref, timeout)
+    while True:  # at most `wait` and one more look
+        status, _, reason = read(api, conn, spec.namespace, ref, Budget("a look", timeout, timeout))
         if status == 404:
             return None
         if status != 200:
@@ -322,12 +335,12 @@ def _wait_until_gone(conn: Connection, spec: WorkspaceSpec, say: Log, timeout: f
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
-def _delete(api, conn, namespace: str, refs: list[Ref], say, timeout: float, verb: str,
+def _delete(api, conn, namespace: str, refs: list[Ref], say, budget: Budget, verb: str,
             optional: set[Ref] = frozenset()) -> list[Ref]:
     """DELETE each; returns those not confirmed gone (all the rest once the cluster is out of
     reach: they would only wait for the same timeout)."""
     for index, ref in enumerate(refs):
-        status, reason, _ = request(api, conn, "DELETE", namespace, ref, timeout)
+        status, reason, _ = request(api, conn, "DELETE", namespace, ref, budget)
         if status in (200, 202):
             say(f"{verb.capitalize()}d {_show(ref)}")
         elif status == 404 or (ref in optional and status == 403):
@@ -337,7 +350,7 @@ def _delete(api, conn, namespace: str, refs: list[Ref], say, timeout: float, ver
             say(f"Could not {verb} {_show(ref)}: {reason}")
             rest = refs[index + 1:]
             return [ref] + (rest if status is None
-                            else _delete(api, conn, namespace, rest, say, timeout, verb, optional))
+                            else _delete(api, conn, namespace, rest, say, budget, verb, optional))
     return []
 
 

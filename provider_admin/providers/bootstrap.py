@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask import current_app
-
 from .. import audit, kube
 from ..models import BootstrapObject, Provider
-from .connection import connection_for
+from .connection import connection_for, limits
 
 NOTHING_RECORDED = ("nothing to remove: Deploy created no object in the cluster for this provider "
                     "(objects applied with kubectl stay; remove them with kubectl delete -f)")
@@ -34,7 +32,7 @@ def deploy(provider: Provider) -> list[kube.Outcome]:
         outcomes = [kube.Outcome("", "", kube.COULD_NOT + str(exc))]
     else:
         outcomes = kube.deploy(conn, objects(provider), provider_uid=provider.uid,
-                               provider_name=provider.name, timeout=_timeout())
+                               provider_name=provider.name, **limits())
     known = {(b.kind, b.namespace, b.name) for b in provider.bootstrap_objects}
     for o in outcomes:
         if o.result == kube.CREATED and (o.kind, o.namespace, o.name) not in known:
@@ -79,7 +77,7 @@ def remove(provider: Provider) -> Removal:
         outcomes = [kube.Outcome(r.kind, r.name, kube.COULD_NOT_REMOVE + str(exc), r.namespace)
                     for r in refs]
     else:
-        outcomes = kube.remove_bootstrap(conn, refs, provider_uid=provider.uid, timeout=_timeout())
+        outcomes = kube.remove_bootstrap(conn, refs, provider_uid=provider.uid, **limits())
     return Removal(outcomes, kube.by_hand(outcomes))
 
 
@@ -89,6 +87,3 @@ def delete_audit(provider: Provider, removal: Removal | str | None, *, actor=Non
     changes = removal.audit() if isinstance(removal, Removal) else {"bootstrap removal": removal or NOT_ASKED}
     audit.record("provider.delete", provider, changes, **({"actor": actor} if actor else {}))
 
-
-def _timeout() -> float:
-    return float(current_app.config["CHECK_TIMEOUT"])

@@ -56,9 +56,7 @@ def cluster_names(provider_id: int):
     """Storage classes and service accounts that exist in the cluster, for the edit form."""
     provider = get_provider_or_404(provider_id)
     conn = connection_for(provider)
-    timeout = min(_timeout(), 3.0)
-    lists = {"storage_class": kube.storage_classes(conn, timeout),
-             "service_account": kube.service_accounts(conn, timeout)}
+    lists = kube.cluster_names(conn, min(_timeout(), 3.0))  # both look-ups within it
     chosen = {field: request.args.get(field, "").strip() for field in lists}
     return render("providers/_cluster_names.html", "providers/_cluster_names.html",
                   lists=lists, chosen=chosen, namespace=provider.namespace)

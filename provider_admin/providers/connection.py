@@ -28,3 +28,10 @@ def connection_for(provider: Provider) -> kube.Connection:
         client_key=secret.get("client_key"),
         blocked_networks=blocked,
     )
+
+
+def limits() -> dict[str, float]:
+    """The `timeout` of each request to a cluster and the `budget` of a whole operation (a
+    Deploy, a removal, a step of a workspace build), as the kube functions take them."""
+    return {"timeout": float(current_app.config["CHECK_TIMEOUT"]),
+            "budget": float(current_app.config["OPERATION_TIMEOUT"])}

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from .. import audit, kube
 from ..conflicts import Gone
-from ..providers.connection import connection_for
+from ..providers.connection import connection_for, limits
 from ..database import duplicate_at
 from ..extensions import db
 from ..metrics import process as metrics
@@ -208,8 +208,7 @@ def _build(workspace: Workspace) -> None:
     write = _writer(workspace)
     workspace.settings = settings.current(workspace.provider)  # what this build is made with
     write(f"Building on provider {workspace.provider.name}, namespace {workspace.namespace}")
-    result = kube_workspace.build(_connection(workspace), spec_for(workspace), write,
-                                  timeout=current_app.config["CHECK_TIMEOUT"])
+    result = kube_workspace.build(_connection(workspace), spec_for(workspace), write, **limits())
     _finish(workspace, "running" if result.ok else "failed", None if result.ok else result.message)
 
 
@@ -225,7 +224,7 @@ def _rebuild(workspace: Workspace) -> None:
           + (f" (changed: {settings.labels(old)})" if old else "")
           + f"; the home volume claim {kube_workspace.object_names(spec_for(workspace))['pvc']} is kept")
     result = kube.rebuild_workspace(_connection(workspace), spec_for(workspace, values), write,
-                                    timeout=current_app.config["CHECK_TIMEOUT"])
+                                    **limits())
     if result.ok:  # after a failure the record stays, and the page still offers a rebuild
         workspace.settings = values
     _finish(workspace, "running" if result.ok else "failed", None if result.ok else result.message)
@@ -240,8 +239,7 @@ def _teardown(workspace: Workspace) -> None:
         write(problem)
         return _finish(workspace, "failed", problem)
     write(f"Deleting the workspace's objects from namespace {workspace.namespace}")
-    result = kube_workspace.teardown(_connection(workspace), spec_for(workspace), write,
-                                     timeout=current_app.config["CHECK_TIMEOUT"])
+    result = kube_workspace.teardown(_connection(workspace), spec_for(workspace), write, **limits())
     if result.ok:
         if result.left:  # someone else's objects under its names: a trace once the record is gone
             audit.record("workspace.delete", workspace, {"left_in_cluster": [" ".join(ref) for ref in result.left],
