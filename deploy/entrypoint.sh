@@ -1,6 +1,6 @@
 #!/bin/sh
 # The image's commands (also usable on a plain host, from any directory):
-#   web        gunicorn with gunicorn.conf.py (extra arguments go to gunicorn)
+#   web        gunicorn with deploy/gunicorn.conf.py (extra arguments go to gunicorn)
 #   scheduler  the health-check and notification scheduler, once the database is migrated
 #              to this code's revision (or past it)
 #   migrate    wait for the database, then apply the migrations
@@ -83,7 +83,7 @@ command=${1:-web}
 case "$command" in
     web)
         prepare_metrics empty
-        exec gunicorn --config gunicorn.conf.py "$@"
+        exec gunicorn --config deploy/gunicorn.conf.py "$@"
         ;;
     scheduler)
         prepare_metrics

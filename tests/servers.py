@@ -30,12 +30,12 @@ def environment(database_url: str, instance: Path, **settings) -> dict:
 
 
 @contextmanager
-def gunicorn(env: dict, log: Path, workers: int = 3):
-    """The app under gunicorn's sync workers; yields its URL. The access log's lines are
-    "worker-pid status path"."""
+def gunicorn(env: dict, log: Path, workers: int = 3, config: Path | None = None):
+    """The app under gunicorn's sync workers (or with `config`'s settings); yields its URL.
+    The access log's lines are "worker-pid status path"."""
     port = free_port()
     process = subprocess.Popen(
-        [GUNICORN, "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--access-logfile", str(log),
+        [GUNICORN, *(["--config", str(config)] if config else []), "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--access-logfile", str(log),
          "--access-logformat", "%(p)s %(s)s %(U)s", "app:create_app()"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"

@@ -123,7 +123,7 @@ def test_deploy_in_the_api_against_a_trickling_cluster_answers_with_the_timeout(
 
 def test_deploy_under_gunicorn_answers_within_its_budget_and_its_checks_timeout(
         app_context, database_url, tmp_path, actions, kube_api, kube_provider):
-    """The production server, with the project's gunicorn.conf.py: whoever waits in front of it
+    """The production server, with the project's deploy/gunicorn.conf.py: whoever waits in front of it
     (a proxy's read timeout, a sync worker's --timeout) gets the answer within the Deploy's
     budget and its check's timeout; seventeen slowed requests would take longer."""
     manager = actions.user(Role.MANAGER.value, username="ops")
@@ -132,7 +132,8 @@ def test_deploy_under_gunicorn_answers_within_its_budget_and_its_checks_timeout(
     kube_api.slow("post", LAG)
     provider = kube_provider(kube_api, name="east")
     env = servers.environment(database_url, tmp_path / "instance", CHECK_TIMEOUT=TIMEOUT, OPERATION_TIMEOUT=BUDGET)
-    with servers.gunicorn(env, tmp_path / "access.log", workers=1) as url:
+    config = servers.ROOT / "deploy" / "gunicorn.conf.py"
+    with servers.gunicorn(env, tmp_path / "access.log", workers=1, config=config) as url:
         request = urllib.request.Request(f"{url}/api/v1/providers/{provider.id}/deploy", method="POST",
                                          headers={"Authorization": f"Bearer {secret}"})
         started = time.monotonic()

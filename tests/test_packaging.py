@@ -33,7 +33,7 @@ DEPLOY = ROOT / "deploy" / "kubernetes"
 KUSTOMIZATIONS = {"base": DEPLOY, "example overlay": DEPLOY / "overlays" / "example"}
 ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
 CONTAINERFILE = ROOT / "Containerfile"
-GUNICORN_CONF = ROOT / "gunicorn.conf.py"
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 # The oldest Kubernetes the manifests are for (a preStop `sleep` needs 1.30) and the newest
 # whose schema kubernetes-validate ships.
 SCHEMA_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -241,7 +241,7 @@ def test_the_image_copies_what_exists_and_what_the_app_needs():
         assert (ROOT / source).exists(), source
     # What the running app reads besides its package: its folders (provider_admin/__init__.py,
     # database.py), app.py, the gunicorn settings and the entrypoint the ENTRYPOINT names.
-    needed = {"app.py", "provider_admin", "templates", "static", MIGRATIONS.name, GUNICORN_CONF.name,
+    needed = {"app.py", "provider_admin", "templates", "static", MIGRATIONS.name, str(GUNICORN_CONF.relative_to(ROOT)),
               str(ENTRYPOINT.relative_to(ROOT))}
     assert needed <= set(sources)
     workdir = last(final_stage(), "WORKDIR")

@@ -1,5 +1,8 @@
-"""gunicorn's production settings, from the environment: `gunicorn -c gunicorn.conf.py`
-(what `deploy/entrypoint.sh web` runs). Arguments on the command line override them."""
+"""gunicorn's production settings, from the environment: `gunicorn -c deploy/gunicorn.conf.py`
+(what `deploy/entrypoint.sh web` runs). Arguments on the command line override them.
+
+It lives here, not beside app.py, because gunicorn reads a ./gunicorn.conf.py on its own:
+any gunicorn started from the repository's root would then listen on all interfaces."""
 import math
 import os
 import re
