@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from flask import current_app, has_request_context
 from flask_login import current_user
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.orm.exc import ObjectDeletedError
 
 from .. import kube
@@ -75,9 +75,9 @@ def check_now(provider: Provider, trigger: str = "manual") -> kube.CheckResult |
     """Check one provider fully at once and apply the result at once (no threshold).
 
     Unlike the scheduled checks, whose results one thread writes in batches, the result
-    is written here and now: the admin is waiting for it. None when the provider was deleted
-    before its result could be written (there is nothing left to apply it to); the provider
-    is then expired, so reading it says so.
+    is written here and now: the admin is waiting for it, and the provider is loaded again
+    with it. None when the provider was deleted before its result could be written (there is
+    nothing left to apply it to); the provider is then expired, so reading it says so.
     """
     from .results import apply_result
 
@@ -95,8 +95,14 @@ def check_now(provider: Provider, trigger: str = "manual") -> kube.CheckResult |
     except IntegrityError:  # deleted between reading it and writing its history
         db.session.rollback()
         return None
-    db.session.expire(provider)
-    return result if applied else None
+    if not applied:
+        db.session.expire(provider)
+        return None
+    try:
+        db.session.refresh(provider)  # loaded again: the caller shows it, also after the session ends
+    except InvalidRequestError:  # deleted right after its result was written
+        db.session.expire(provider)
+    return result
 
 
 def _asked_by() -> str | None:
