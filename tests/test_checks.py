@@ -54,6 +54,23 @@ def test_deployed_cluster_is_ready(app, kube_api_tls, kube_provider):
     assert (check.ok, check.trigger) == (True, "manual")
 
 
+def test_check_now_leaves_the_provider_loaded_for_after_its_session(app, kube_api, kube_provider):
+    """Whoever asked reads the new status from the object, also once the session is gone."""
+    kube_api.deploy_marker("east")
+    provider = kube_provider(kube_api)
+    assert check_now(provider).ok
+    db.session.remove()
+    assert (provider.status, provider.kube_version) == ("ready", "v1.33.1")
+
+
+def test_check_now_of_a_provider_deleted_meanwhile_answers_none(app, kube_api, kube_provider):
+    provider = kube_provider(kube_api)
+    with db.engine.begin() as another:  # another request's delete, outside this session
+        another.execute(sa.delete(Provider.__table__).where(Provider.__table__.c.id == provider.id))
+    assert check_now(provider) is None
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ProviderCheck)) == 0
+
+
 def test_not_deployed_is_pending_with_the_fix(app, kube_api_tls, kube_provider):
     provider = kube_provider(kube_api_tls)
     check_now(provider)
