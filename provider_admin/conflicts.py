@@ -83,8 +83,11 @@ def init_app(app: Flask) -> None:
 def lost_race(error: Exception):
     """The request's write lost to a concurrent one: roll back, then say what holds now."""
     db.session.rollback()
-    log.info("%s %s lost a race to a concurrent change: %s", request.method, request.path,
-             type(error).__name__)
+    # An IntegrityError is a lost race only as far as the code knows: its text goes to the log,
+    # so that a constraint the code breaks on its own shows there instead of as a conflict.
+    log.log(logging.WARNING if isinstance(error, IntegrityError) else logging.INFO,
+            "%s %s lost a race to a concurrent change: %s", request.method, request.path,
+            type(error).__name__, exc_info=isinstance(error, IntegrityError))
     named = []
     for argument, (model, name) in _things().items():
         thing_id = (request.view_args or {}).get(argument)

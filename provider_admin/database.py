@@ -175,7 +175,10 @@ def rollback_quietly() -> None:
     """End the transaction; a dead connection is discarded by the pool (pool_pre_ping tests
     the others before they are used again), the session itself stays usable. A connection
     that died while its transaction was open fails the rollback: said in the log, not raised,
-    so that removing the session afterwards succeeds."""
+    so that removing the session afterwards succeeds. A request that never used the database
+    (the badge poll's 204 from the cache, a probe) has no session: none is made for this."""
+    if not db.session.registry.has():
+        return
     try:
         db.session.rollback()
     except Exception as error:
